@@ -1,0 +1,12 @@
+"""Database models of the storage service (database `chomik_storage`)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import DeclarativeBase
+
+from chomik.db import TYPE_ANNOTATION_MAP, new_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP

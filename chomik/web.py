@@ -1,0 +1,186 @@
+"""The web app factory every service uses: API, errors, request id, DB session, health, metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask_smorest import Blueprint
+from prometheus_client import REGISTRY, CollectorRegistry
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from chomik import problems
+from chomik.auth import TokenVerifier
+from chomik.db import make_engine, make_session_factory
+from chomik.logs import (
+    REQUEST_ID_HEADER,
+    accept_request_id,
+    configure_logging,
+    request_id_var,
+)
+from chomik.settings import Settings
+
+S = TypeVar("S", bound=Settings)
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass
+class Runtime:
+    """What the kit keeps on each app: settings, engine, sessions, readiness checks."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    ready_checks: list[Callable[[], None]] = field(default_factory=list)
+
+
+def runtime(app: Flask | None = None) -> Runtime:
+    """The kit's runtime of the current (or given) app."""
+    return (app or current_app).extensions["chomik"]  # type: ignore[no-any-return]
+
+
+def settings_of(kind: type[S]) -> S:
+    """The settings of the current app, typed as the app's own class."""
+    settings = runtime().settings
+    if not isinstance(settings, kind):
+        raise TypeError(f"settings are {type(settings).__name__}, not {kind.__name__}")
+    return settings
+
+
+def db_session() -> Session:
+    """The request's session; the kit commits it when the view succeeds."""
+    if "chomik_session" not in g:
+        g.chomik_session = runtime().sessions()
+    session: Session = g.chomik_session
+    return session
+
+
+def create_app(
+    name: str,
+    settings: Settings,
+    blueprints: Iterable[Blueprint],
+    *,
+    title: str | None = None,
+    description: str = "",
+    engine: Engine | None = None,
+) -> Flask:
+    """Build a service's Flask app with every cross-cutting concern wired in."""
+    configure_logging(name, settings.log_level)
+    app = Flask(name)
+    app.config.update(
+        API_TITLE=title or f"Chomik {name}",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    engine = engine or make_engine(settings.database_url)
+    app.extensions["chomik"] = Runtime(settings, engine, make_session_factory(engine))
+    app.extensions["chomik.auth"] = TokenVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        public_key_file=settings.jwt_public_key_file,
+        jwks_url=settings.jwks_url,
+        service_secret=settings.service_token_secret,
+    )
+    api = problems.ProblemApi(
+        app, spec_kwargs={"info": {"description": description}} if description else None
+    )
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
+    problems.register(app)
+    _wire_request_cycle(app)
+    _add_health(app)
+    _add_metrics(app)
+    app.extensions["chomik.api"] = api
+    return app
+
+
+def _wire_request_cycle(app: Flask) -> None:
+    @app.before_request
+    def _bind_request_id() -> None:
+        g.request_id = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+        g.request_id_token = request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        session: Session | None = g.pop("chomik_session", None)
+        if session is not None:
+            try:
+                if response.status_code < 400:
+                    session.commit()
+                else:
+                    session.rollback()
+            finally:
+                session.close()
+        if "request_id" in g:
+            response.headers[REQUEST_ID_HEADER] = g.request_id
+        log.info(
+            "%s %s %s", request.method, request.path, response.status_code,
+            extra={"service": app.name},
+        )  # fmt: skip
+        return response
+
+    @app.teardown_request
+    def _cleanup(_exc: BaseException | None) -> None:
+        session: Session | None = g.pop("chomik_session", None)
+        if session is not None:
+            session.rollback()
+            session.close()
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            request_id_var.reset(token)
+
+
+def _add_health(app: Flask) -> None:
+    @app.get("/health/live")
+    def health_live() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/health/ready")
+    def health_ready() -> Response | tuple[Response, int]:
+        rt = runtime()
+        checks: dict[str, str] = {}
+        try:
+            with rt.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            checks["database"] = "ok"
+            for check in rt.ready_checks:
+                check()
+                checks[check.__name__] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            log.warning("not ready: %s", exc)
+            return jsonify(status="unavailable", checks=checks, error=str(exc)), 503
+        return jsonify(status="ok", checks=checks)
+
+
+def _add_metrics(app: Flask) -> None:
+    """`/metrics`: multiprocess-aware under gunicorn, else this app's own registry."""
+    kwargs: dict[str, Any] = {"group_by": "url_rule", "excluded_paths": ["^/metrics$"]}
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_flask_exporter.multiprocess import (
+            GunicornInternalPrometheusMetrics,
+        )
+
+        GunicornInternalPrometheusMetrics(app, **kwargs)
+        return
+    from prometheus_flask_exporter import PrometheusMetrics
+
+    # One registry per app, so several apps can live in one test process; the
+    # process-wide registry (business metrics) is exposed through it too.
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(REGISTRY)
+    PrometheusMetrics(app, registry=registry, **kwargs)

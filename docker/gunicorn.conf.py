@@ -1,0 +1,28 @@
+"""Gunicorn settings of every web process (launcher, compose and OpenShift alike)."""
+
+import os
+import shutil
+from pathlib import Path
+
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
+graceful_timeout = 10
+keepalive = 5
+accesslog = None  # the app logs every request as a JSON line
+control_socket_disable = True  # several gunicorns share a host: no shared control socket
+
+
+def on_starting(server):
+    """Empty the Prometheus multiprocess directory: stale files would add old counts."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        Path(directory).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

@@ -1,0 +1,1 @@
+"""Stand-ins for the outside systems (bank, carrier): they talk to us only over HTTP."""
