@@ -1,0 +1,56 @@
+# The only entry points, for developers and Jenkins alike. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): setup.cfg pyproject.toml
+	@bash scripts/system-deps.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP) ## create .venv, install the distribution with dev tools, PostgreSQL if missing
+	@if [ -d .git ] && [ -x $(BIN)/pre-commit ]; then $(BIN)/pre-commit install >/dev/null || true; fi
+
+fmt: install ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lint: install ## ruff, mypy, import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy chomik clients txcoord apps mocks
+	$(BIN)/lint-imports
+
+test: lint ## lint, then every test except the `system` ones, with branch coverage
+	$(BIN)/pytest -m "not system" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+
+test-system: install ## the `system` tests: real processes, crash windows, replicas
+	$(BIN)/pytest -m system $(PYTEST_ARGS)
+
+run: install ## start the whole system (embedded PostgreSQL and Kafka unless configured)
+	$(BIN)/chomik run
+
+migrate: install ## migrate every database to head
+	$(BIN)/chomik db upgrade all
+
+up: ## docker compose up (needs a Docker engine)
+	docker compose up --build -d
+
+down: ## docker compose down
+	docker compose down
+
+benchmark: install ## run every benchmark script and print its figures
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+.PHONY: help install fmt lint test test-system run migrate up down benchmark
