@@ -65,10 +65,14 @@ def generate_key_pair() -> tuple[bytes, bytes]:
 
 def key_id(public_pem: bytes) -> str:
     """A stable key id: the RFC 7638 thumbprint of the public key."""
-    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(
-        serialization.load_pem_public_key(public_pem), as_dict=True
-    )
-    return jwt.PyJWK(jwk).key_id or _thumbprint(jwk)
+    return _thumbprint(_rsa_jwk(public_pem))
+
+
+def _rsa_jwk(public_pem: bytes) -> dict[str, Any]:
+    key = serialization.load_pem_public_key(public_pem)
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("access tokens are signed with RSA keys only")
+    return jwt.algorithms.RSAAlgorithm.to_jwk(key, as_dict=True)
 
 
 def _thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -85,9 +89,7 @@ def _thumbprint(jwk: Mapping[str, Any]) -> str:
 
 def public_jwk(public_pem: bytes) -> dict[str, Any]:
     """The JWK form of a public key, with kid, use and alg."""
-    jwk: dict[str, Any] = jwt.algorithms.RSAAlgorithm.to_jwk(
-        serialization.load_pem_public_key(public_pem), as_dict=True
-    )
+    jwk = _rsa_jwk(public_pem)
     jwk.update(kid=_thumbprint(jwk), use="sig", alg="RS256")
     return jwk
 
@@ -157,7 +159,9 @@ class TokenVerifier:
         if public_key_file:
             self._public_key = Path(public_key_file).read_bytes()
         elif jwks_url:
-            self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+            self._jwks = jwt.PyJWKClient(
+                jwks_url, cache_keys=True, lifespan=300, timeout=5
+            )
 
     def _key_for(self, token: str) -> Any:
         if self._public_key is not None:

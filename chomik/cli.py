@@ -107,7 +107,9 @@ def parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     db = sub.add_parser("db", help="migrate or check databases")
     db.add_argument("action", choices=["upgrade", "downgrade", "check"])
-    db.add_argument("name", nargs="?", default="all", choices=["all", *migrating.DATABASES])
+    db.add_argument(
+        "name", nargs="?", default="all", choices=["all", *migrating.DATABASES]
+    )
     db.add_argument("revision", nargs="?")
     db.set_defaults(func=cmd_db)
     sub.add_parser("infra", help="run embedded PostgreSQL and Kafka").set_defaults(

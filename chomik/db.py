@@ -1,4 +1,4 @@
-"""Database plumbing: engines, sessions, the declarative base recipe, shared column types."""
+"""Database plumbing: engines, sessions, the declarative base recipe, column types."""
 
 from __future__ import annotations
 

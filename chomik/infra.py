@@ -64,7 +64,9 @@ def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> bool
 def find_pg_bin() -> Path:
     """Find the machine's PostgreSQL server binaries (initdb, pg_ctl)."""
     override = os.environ.get("PG_BIN")
-    candidates = [override] if override else sorted(glob.glob(PG_BIN_GLOB), reverse=True)
+    candidates = (
+        [override] if override else sorted(glob.glob(PG_BIN_GLOB), reverse=True)
+    )
     for candidate in candidates:
         if candidate and (Path(candidate) / "initdb").exists():
             return Path(candidate)
@@ -194,7 +196,9 @@ def ensure_databases(server_url: str, names: Iterable[str]) -> None:
             for name in names:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if cur.fetchone() is None:
-                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+                    )
     finally:
         conn.close()
 
@@ -236,7 +240,8 @@ class KafkaBroker:
         if not wait_for_port(self.port, timeout=timeout):
             self.stop()
             raise InfraError(
-                f"Kafka broker did not come up on port {self.port} (log: {self.log_path})"
+                f"Kafka broker did not come up on port {self.port} "
+                f"(log: {self.log_path})"
             )
 
     def stop(self) -> None:

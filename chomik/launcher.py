@@ -32,7 +32,7 @@ from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-class Shutdown(Exception):
+class Shutdown(Exception):  # noqa: N818 - a request to stop, not an error
     """SIGTERM or SIGINT arrived."""
 
 
@@ -70,7 +70,9 @@ class Launcher:
         """Embedded PostgreSQL and Kafka, each unless the settings name a real one."""
         pg_port = int(self.environ.get("EMBEDDED_PG_PORT", EMBEDDED_PG_PORT))
         kafka_port = int(self.environ.get("EMBEDDED_KAFKA_PORT", EMBEDDED_KAFKA_PORT))
-        external_pg = all(database_url_var(n) in self.environ for n in migrating.DATABASES)
+        external_pg = all(
+            database_url_var(n) in self.environ for n in migrating.DATABASES
+        )
         kafka = self.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         with contextlib.ExitStack() as stack:
             if not external_pg:
@@ -79,7 +81,9 @@ class Launcher:
                 stack.callback(cluster.stop)
                 say(f"postgres   127.0.0.1:{pg_port} (data {cluster.data_dir})")
             if not kafka:
-                broker = KafkaBroker(port=kafka_port, log_path=self.log_dir / "tansu.log")
+                broker = KafkaBroker(
+                    port=kafka_port, log_path=self.log_dir / "tansu.log"
+                )
                 broker.start()
                 stack.callback(broker.stop)
                 kafka = broker.bootstrap_servers
@@ -133,7 +137,9 @@ class Launcher:
                 raise InfraError(f"port {spec.port} ({spec.name}) is already in use")
         for spec in APPS:
             env = {**base, "DATABASE_URL": urls[spec.name]}
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.base_dir / "prometheus" / spec.name)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(
+                self.base_dir / "prometheus" / spec.name
+            )
             self.spawn(spec.name, chomik_argv("web", spec.name), env)
             for replica in range(spec.worker_replicas if spec.worker else 0):
                 label = f"{spec.name}-worker-{replica + 1}"
@@ -151,7 +157,9 @@ class Launcher:
                 if _ready(spec):
                     del pending[name]
             if time.monotonic() > deadline:
-                raise InfraError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+                raise InfraError(
+                    f"not ready after {timeout:.0f}s: {', '.join(pending)}"
+                )
             time.sleep(0.3)
 
     def check_children(self) -> None:
@@ -159,7 +167,9 @@ class Launcher:
         for label, process in self.children:
             if process.poll() is not None:
                 tail = _tail(self.log_dir / f"{label}.log")
-                raise InfraError(f"{label} exited with code {process.returncode}: {tail}")
+                raise InfraError(
+                    f"{label} exited with code {process.returncode}: {tail}"
+                )
 
     def stop(self) -> None:
         """Stop every child process group (SIGTERM, then SIGKILL)."""

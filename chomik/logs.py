@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -44,7 +45,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "process": self.process,
@@ -59,11 +61,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-JsonFormatter.converter = __import__("time").gmtime  # type: ignore[assignment]
+JsonFormatter.converter = time.gmtime
+
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _stamped_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Stamp each record with the request id when it is made, not when it is shown."""
+    record = _base_factory(*args, **kwargs)
+    if not hasattr(record, "request_id"):
+        record.request_id = current_request_id()
+    return record
 
 
 def configure_logging(process: str, level: str = "INFO") -> None:
     """Send every log record of this process to stderr as JSON lines."""
+    logging.setLogRecordFactory(_stamped_record)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(process))
     root = logging.getLogger()

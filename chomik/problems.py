@@ -1,14 +1,14 @@
 """Errors as `application/problem+json` (RFC 9457) with a stable `type`.
 
-    Exception
-    └── Problem                     status, type, title; instance detail + extra
-        ├── BadRequestError         400 bad-request
-        ├── UnauthorizedError       401 unauthorized
-        ├── ForbiddenError          403 forbidden
-        ├── NotFoundError           404 not-found
-        ├── ConflictError           409 conflict
-        ├── ValidationProblem       422 validation-error (errors: field -> messages)
-        └── UnavailableError        503 unavailable
+Exception
+└── Problem                     status, type, title; instance detail + extra
+    ├── BadRequestError         400 bad-request
+    ├── UnauthorizedError       401 unauthorized
+    ├── ForbiddenError          403 forbidden
+    ├── NotFoundError           404 not-found
+    ├── ConflictError           409 conflict
+    ├── ValidationProblem       422 validation-error (errors: field -> messages)
+    └── UnavailableError        503 unavailable
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ HTTP_TYPES: dict[int, str] = {
 }
 
 
-class Problem(Exception):
+class Problem(Exception):  # noqa: N818 - the house name (STYLE §11)
     """An error that knows how it is shown to the client."""
 
     status: ClassVar[int] = 500
@@ -104,8 +104,12 @@ class ConflictError(Problem):
 class ValidationProblem(Problem):
     status, type, title = 422, "validation-error", "Invalid input"
 
-    def __init__(self, errors: Mapping[str, list[str]], detail: str | None = None) -> None:
-        super().__init__(detail or "The request has invalid fields", errors=dict(errors))
+    def __init__(
+        self, errors: Mapping[str, list[str]], detail: str | None = None
+    ) -> None:
+        super().__init__(
+            detail or "The request has invalid fields", errors=dict(errors)
+        )
 
 
 class UnavailableError(Problem):
@@ -126,18 +130,22 @@ class ProblemSchema(ma.Schema):
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
-    """Turn webargs' nested messages ({location: {field: ...}}) into field -> messages."""
+    """Turn nested messages ({field: {sub: [...]}}) into dotted field -> messages."""
     if isinstance(messages, list | tuple):
         if all(isinstance(m, str) for m in messages):
             return {prefix or "_schema": [str(m) for m in messages]}
         flat: dict[str, list[str]] = {}
         for index, item in enumerate(messages):
-            flat.update(flatten_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+            flat.update(
+                flatten_errors(item, f"{prefix}.{index}" if prefix else str(index))
+            )
         return flat
     if isinstance(messages, dict):
         flat = {}
         for key, value in messages.items():
-            flat.update(flatten_errors(value, f"{prefix}.{key}" if prefix else str(key)))
+            flat.update(
+                flatten_errors(value, f"{prefix}.{key}" if prefix else str(key))
+            )
         return flat
     return {prefix or "_schema": [str(messages)]}
 
@@ -178,7 +186,11 @@ class ProblemApi(Api):  # type: ignore[misc]
         status = error.code or 500
         data = getattr(error, "data", None) or {}
         extra: dict[str, Any] = {}
-        if isinstance(error, InternalServerError) or status >= 500 and status not in HTTP_TYPES:
+        if (
+            isinstance(error, InternalServerError)
+            or status >= 500
+            and status not in HTTP_TYPES
+        ):
             return internal_error(error)
         messages = data.get("errors") or data.get("messages")
         if messages:
@@ -200,9 +212,23 @@ class ProblemApi(Api):  # type: ignore[misc]
 
 def _without_location(messages: Any) -> Any:
     """Drop webargs' location level (json, query, headers...) from its messages."""
-    if isinstance(messages, dict) and messages and all(
-        k in {"json", "query", "querystring", "headers", "form", "files", "path", "view_args"}
-        for k in messages
+    if (
+        isinstance(messages, dict)
+        and messages
+        and all(
+            k
+            in {
+                "json",
+                "query",
+                "querystring",
+                "headers",
+                "form",
+                "files",
+                "path",
+                "view_args",
+            }
+            for k in messages
+        )
     ):
         merged: dict[str, Any] = {}
         for value in messages.values():

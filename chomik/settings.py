@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-DEV_SECRET = "dev-only-secret-change-me"
+DEV_SECRET = "dev-only-service-secret-change-me-please"
 EMBEDDED_PG_PORT = 17432
 EMBEDDED_KAFKA_PORT = 17092
 
@@ -56,10 +56,14 @@ class Settings:
 
     APP: ClassVar[str] = "chomik"
 
-    environment: str = env("ENVIRONMENT", "development", doc="development or production")
+    environment: str = env(
+        "ENVIRONMENT", "development", doc="development or production"
+    )
     database_url: str = env("DATABASE_URL", "", doc="this process's own database")
     kafka_bootstrap_servers: str = env(
-        "KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{EMBEDDED_KAFKA_PORT}", doc="Kafka brokers"
+        "KAFKA_BOOTSTRAP_SERVERS",
+        f"127.0.0.1:{EMBEDDED_KAFKA_PORT}",
+        doc="Kafka brokers",
     )
     log_level: str = env("LOG_LEVEL", "INFO", doc="logging level")
     jwt_public_key_file: str = env(
@@ -73,16 +77,23 @@ class Settings:
     jwt_issuer: str = env("JWT_ISSUER", "chomik-gateway", doc="access token issuer")
     jwt_audience: str = env("JWT_AUDIENCE", "chomik", doc="access token audience")
     service_token_secret: str = env(
-        "SERVICE_TOKEN_SECRET", DEV_SECRET, secret=True, doc="HMAC key of service tokens"
+        "SERVICE_TOKEN_SECRET",
+        DEV_SECRET,
+        secret=True,
+        doc="HMAC key of service tokens",
     )
-    http_timeout: float = env("HTTP_TIMEOUT", 5.0, doc="seconds for every outgoing call")
+    http_timeout: float = env(
+        "HTTP_TIMEOUT", 5.0, doc="seconds for every outgoing call"
+    )
     scheduler_replica_id: str = env(
         "SCHEDULER_REPLICA_ID", "", doc="stable replica id (default: host name)"
     )
 
     def __post_init__(self) -> None:
         if not self.database_url:
-            object.__setattr__(self, "database_url", embedded_database_url(self.database))
+            object.__setattr__(
+                self, "database_url", embedded_database_url(self.database)
+            )
         if not self.scheduler_replica_id:
             object.__setattr__(self, "scheduler_replica_id", socket.gethostname())
         if self.environment == "production":
@@ -115,7 +126,9 @@ class Settings:
             try:
                 values[f.name] = _COERCERS.get(kind, str)(environ[name])
             except ValueError as exc:
-                raise SettingsError(f"{name}={environ[name]!r} is not a valid {kind}") from exc
+                raise SettingsError(
+                    f"{name}={environ[name]!r} is not a valid {kind}"
+                ) from exc
         return cls(**values)
 
     def replace(self, **changes: Any) -> Self:

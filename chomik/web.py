@@ -1,4 +1,7 @@
-"""The web app factory every service uses: API, errors, request id, DB session, health, metrics."""
+"""The web app factory of every service.
+
+API and errors, request id, one DB session per request, health and metrics.
+"""
 
 from __future__ import annotations
 
@@ -100,7 +103,9 @@ def create_app(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     for blueprint in blueprints:
-        api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
+        api.register_blueprint(
+            blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}"
+        )
     problems.register(app)
     _wire_request_cycle(app)
     _add_health(app)

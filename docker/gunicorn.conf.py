@@ -11,7 +11,9 @@ timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
 accesslog = None  # the app logs every request as a JSON line
-control_socket_disable = True  # several gunicorns share a host: no shared control socket
+control_socket_disable = (
+    True  # several gunicorns share a host: no shared control socket
+)
 
 
 def on_starting(server):

@@ -1,4 +1,4 @@
-"""Session infrastructure for every test: private PostgreSQL, Tansu, keys, settings, tokens."""
+"""Test infrastructure: private PostgreSQL, Tansu, keys, settings, tokens."""
 
 from __future__ import annotations
 
@@ -17,14 +17,19 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from chomik import migrating
-from chomik.auth import generate_key_pair, issue_access_token, issue_service_token, key_id
+from chomik.auth import (
+    generate_key_pair,
+    issue_access_token,
+    issue_service_token,
+    key_id,
+)
 from chomik.infra import KafkaBroker, PostgresCluster, free_port
 from chomik.settings import Settings
 from chomik.web import runtime
 
 S = TypeVar("S", bound=Settings)
 
-TEST_SERVICE_SECRET = "test-service-secret"
+TEST_SERVICE_SECRET = "test-service-secret-0123456789abcdef0123"
 ISSUER, AUDIENCE = "chomik-gateway", "chomik"
 
 
@@ -135,14 +140,20 @@ def committed_db(infra: Infra) -> Iterator[Infra]:
     for name in migrating.DATABASES:
         engine = infra.engine(name)
         with engine.begin() as conn:
-            tables = conn.execute(
-                sa.text(
-                    "SELECT quote_ident(tablename) FROM pg_tables "
-                    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            tables = (
+                conn.execute(
+                    sa.text(
+                        "SELECT quote_ident(tablename) FROM pg_tables "
+                        "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if tables:
-                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                conn.execute(
+                    sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+                )
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Alembic environment of the `chomik_txcoord` database."""
 
-from txcoord import metadata
 from chomik.migrating import run_env
+from txcoord import metadata
 
 run_env(metadata)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Blueprint
 
-from mocks.carrier.settings import CarrierSettings
 from chomik.web import create_app as create_web_app
+from mocks.carrier.settings import CarrierSettings
 
 BLUEPRINTS: list[Blueprint] = []
 

@@ -1,0 +1,253 @@
+"""Kafka plumbing: the event envelope, the event base class, producers, consumers, topics.
+
+Every message on every topic is an `Envelope` serialized as JSON; its `key` (the entity
+id) is also the Kafka message key, so one entity's events stay on one partition, in
+order. Concrete event types subclass `Event` in `clients/events.py`; the kit itself only
+knows envelopes and the `Event` base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import types
+import typing
+import uuid
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any, ClassVar, Self
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+DLQ_SUFFIX = ".dlq"
+DEFAULT_PARTITIONS = 8
+
+
+def dlq(topic: str) -> str:
+    """The dead-letter topic of `topic`."""
+    return topic + DLQ_SUFFIX
+
+
+class MalformedMessageError(ValueError):
+    """A message that is not a valid envelope (or not a valid event of its type)."""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, tuple | frozenset | set):
+        return list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """One message: `{id, type, occurred_at, key, data, request_id}`."""
+
+    id: uuid.UUID
+    type: str
+    occurred_at: dt.datetime
+    key: str
+    data: Mapping[str, Any]
+    request_id: str | None = None
+
+    def to_json(self) -> bytes:
+        """Serialize to UTF-8 JSON."""
+        body = {
+            "id": str(self.id),
+            "type": self.type,
+            "occurred_at": self.occurred_at.isoformat(),
+            "key": self.key,
+            "data": dict(self.data),
+            "request_id": self.request_id,
+        }
+        return json.dumps(body, default=_json_default, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | None) -> Self:
+        """Parse a message value; raise `MalformedMessageError` on anything invalid."""
+        try:
+            body = json.loads(raw) if raw is not None else None
+            if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+                raise MalformedMessageError(
+                    "envelope must be an object with object `data`"
+                )
+            occurred_at = dt.datetime.fromisoformat(body["occurred_at"])
+            if occurred_at.tzinfo is None:
+                raise MalformedMessageError("occurred_at must carry a time zone")
+            request_id = body.get("request_id")
+            if not isinstance(body["type"], str) or not isinstance(body["key"], str):
+                raise MalformedMessageError("type and key must be strings")
+            return cls(
+                id=uuid.UUID(body["id"]),
+                type=body["type"],
+                occurred_at=occurred_at.astimezone(dt.UTC),
+                key=body["key"],
+                data=body["data"],
+                request_id=request_id if isinstance(request_id, str) else None,
+            )
+        except MalformedMessageError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MalformedMessageError(f"unparseable envelope: {exc}") from exc
+
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Base of every event type: subclasses set `type` and `topic` and declare fields.
+
+    The entity key is the value of the field named by `key_field` (default: the
+    first field). Fields may be JSON values, `uuid.UUID`, `Decimal`, `datetime`, or
+    tuples of those; they are converted both ways.
+    """
+
+    type: ClassVar[str]
+    topic: ClassVar[str]
+    key_field: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        event_type = cls.__dict__.get("type")
+        if isinstance(event_type, str):
+            known = EVENT_TYPES.get(event_type)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise TypeError(f"event type {event_type!r} declared twice")
+            EVENT_TYPES[event_type] = cls
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: the entity id this event is about."""
+        name = self.key_field or dataclasses.fields(self)[0].name
+        return str(getattr(self, name))
+
+    def to_data(self) -> dict[str, Any]:
+        """The envelope's `data`: JSON-ready values."""
+        raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        result: dict[str, Any] = json.loads(json.dumps(raw, default=_json_default))
+        return result
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Self:
+        """Build the event from an envelope's `data`; `MalformedMessageError` if invalid."""
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        try:
+            for f in dataclasses.fields(cls):
+                if f.name not in data:
+                    if f.default is not dataclasses.MISSING:
+                        continue
+                    if f.default_factory is not dataclasses.MISSING:
+                        continue
+                    raise MalformedMessageError(f"{cls.type}: missing field {f.name!r}")
+                values[f.name] = _convert(hints[f.name], data[f.name])
+            return cls(**values)
+        except MalformedMessageError:
+            raise
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise MalformedMessageError(f"{cls.type}: {exc}") from exc
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    """Convert one JSON value to the annotated type (UUID, Decimal, datetime, tuple)."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value) if len(inner) == 1 else value
+    if origin is tuple:
+        item = args[0] if args else Any
+        return tuple(_convert(item, v) for v in value)
+    if hint is uuid.UUID:
+        return uuid.UUID(str(value))
+    if hint is Decimal:
+        return Decimal(str(value))
+    if hint is dt.datetime:
+        return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
+    return value
+
+
+def envelope_of(event: Event, *, request_id: str | None = None) -> Envelope:
+    """Wrap an event in a fresh envelope (new id, occurred now)."""
+    return Envelope(
+        id=uuid.uuid4(),
+        type=event.type,
+        occurred_at=dt.datetime.now(dt.UTC),
+        key=event.key,
+        data=event.to_data(),
+        request_id=request_id,
+    )
+
+
+def decode(envelope: Envelope) -> Event | Envelope:
+    """The typed event of an envelope when its type is known, else the envelope itself."""
+    klass = EVENT_TYPES.get(envelope.type)
+    return envelope if klass is None else klass.from_data(envelope.data)
+
+
+def split_servers(bootstrap_servers: str) -> list[str]:
+    return [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
+
+
+def make_producer(bootstrap_servers: str, **overrides: Any) -> KafkaProducer:
+    """The idempotent producer (`acks=all`); it fails fast when no broker answers."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": split_servers(bootstrap_servers),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "max_block_ms": 5000,
+        "request_timeout_ms": 5000,
+        "delivery_timeout_ms": 10000,
+        "reconnect_backoff_max_ms": 1000,
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def make_consumer(
+    bootstrap_servers: str, group_id: str, **overrides: Any
+) -> KafkaConsumer:
+    """A consumer that never commits on its own: offsets follow the database commit."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": split_servers(bootstrap_servers),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_poll_records": 200,
+        "reconnect_backoff_max_ms": 1000,
+    }
+    config.update(overrides)
+    return KafkaConsumer(**config)
+
+
+def ensure_topics(
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    *,
+    partitions: int = DEFAULT_PARTITIONS,
+) -> None:
+    """Create missing topics (each with its `.dlq`); existing ones are left alone."""
+    names = sorted({t for topic in topics for t in (topic, dlq(topic))})
+    if not names:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=split_servers(bootstrap_servers))
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        for name in missing:
+            try:
+                admin.create_topics([NewTopic(name, partitions, 1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()

@@ -1,0 +1,324 @@
+"""The transactional outbox: events written with the state change, published by a relay.
+
+`install_messaging(metadata)` adds the kit's messaging tables (`outbox_events`,
+`inbox_events`) to an app's metadata; `emit(session, event)` writes one outbox row in
+the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from kafka import KafkaProducer
+from prometheus_client import Counter, Gauge
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from chomik.db import UTCDateTime
+from chomik.kafka import Envelope, Event, envelope_of, make_producer
+from chomik.logs import current_request_id
+
+log = logging.getLogger(__name__)
+
+OUTBOX_PENDING = Gauge("outbox_pending", "Outbox rows not yet published")
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox row (0 when none)",
+)
+OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox rows published to Kafka")
+OUTBOX_PUBLISH_ERRORS = Counter(
+    "outbox_publish_errors", "Relay batches that failed (broker down, send errors)"
+)
+
+OUTBOX_TABLE = "outbox_events"
+INBOX_TABLE = "inbox_events"
+
+
+def install_messaging(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """Add `outbox_events` and `inbox_events` to `metadata` (idempotent); return them."""
+    if OUTBOX_TABLE in metadata.tables:
+        return metadata.tables[OUTBOX_TABLE], metadata.tables[INBOX_TABLE]
+    outbox = sa.Table(
+        OUTBOX_TABLE,
+        metadata,
+        sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("id", sa.Uuid(as_uuid=True), nullable=False, unique=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("type", sa.String(200), nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column(
+            "created_at", UTCDateTime, nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column("sent_at", UTCDateTime, nullable=True),
+        sa.Index(
+            "ix_outbox_events_pending",
+            "seq",
+            postgresql_where=sa.text("sent_at IS NULL"),
+        ),
+        sa.Index("ix_outbox_events_sent_at", "sent_at"),
+    )
+    inbox = sa.Table(
+        INBOX_TABLE,
+        metadata,
+        sa.Column("consumer_group", sa.String(200), primary_key=True),
+        sa.Column("event_id", sa.Uuid(as_uuid=True), primary_key=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("type", sa.String(200), nullable=False),
+        sa.Column(
+            "processed_at", UTCDateTime, nullable=False, server_default=sa.func.now()
+        ),
+        sa.Index("ix_inbox_events_processed_at", "processed_at"),
+    )
+    return outbox, inbox
+
+
+# Lightweight handles for DML, independent of any app's metadata.
+_outbox = sa.table(
+    OUTBOX_TABLE,
+    sa.column("seq", sa.BigInteger),
+    sa.column("id", sa.Uuid(as_uuid=True)),
+    sa.column("topic", sa.String),
+    sa.column("key", sa.String),
+    sa.column("type", sa.String),
+    sa.column("payload", sa.LargeBinary),
+    sa.column("created_at", UTCDateTime),
+    sa.column("sent_at", UTCDateTime),
+)
+
+
+def emit(session: Session, event: Event, *, topic: str | None = None) -> Envelope:
+    """Write `event` to the outbox in the caller's transaction; return its envelope.
+
+    Nothing is published until the transaction commits and the relay picks the row
+    up; a rolled-back transaction publishes nothing. Plain INSERT only (no NOTIFY, no
+    temporary table), so it also works inside a prepared two-phase branch.
+    """
+    envelope = envelope_of(event, request_id=current_request_id())
+    emit_envelope(session, envelope, topic=topic or event.topic)
+    return envelope
+
+
+def emit_envelope(session: Session, envelope: Envelope, *, topic: str) -> None:
+    """Write a ready envelope to the outbox (for forwarding messages as they are)."""
+    session.execute(
+        sa.insert(_outbox).values(
+            id=envelope.id,
+            topic=topic,
+            key=envelope.key,
+            type=envelope.type,
+            payload=envelope.to_json(),
+        )
+    )
+
+
+# Advisory-lock namespace of the relay's key shards (any constant int4).
+_SHARD_LOCK_NAMESPACE = 0x0C40
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """Tuning of one relay; the defaults suit production."""
+
+    batch_size: int = 500
+    shards: int = 16
+    idle_interval: float = 0.05
+    backoff_base: float = 0.2
+    backoff_max: float = 5.0
+    flush_timeout: float = 15.0
+    retention: dt.timedelta = dt.timedelta(days=1)
+    inbox_retention: dt.timedelta = dt.timedelta(days=14)
+    housekeeping_interval: float = 1.0
+    prune_interval: float = 60.0
+
+
+class PublishError(RuntimeError):
+    """Some rows of a batch were not acknowledged by the broker."""
+
+
+def backoff_delay(failures: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter, bounded by `cap`."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, failures - 1))
+
+
+class Relay:
+    """Publishes committed outbox rows; any number of replicas may run at once.
+
+    One batch is one transaction: claim pending rows in `seq` order with
+    `FOR UPDATE SKIP LOCKED`, publish them (idempotent producer, `acks=all`, keyed by
+    the entity id), mark the acknowledged ones sent, commit. Rows are grouped into key
+    shards and a batch holds a transaction-level advisory lock on every shard it
+    claims from, so two replicas never publish the same key concurrently and each
+    key's events leave in `seq` order. A crash mid-batch rolls the claim back: those
+    rows are published again (at least once; consumers deduplicate by event id).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        bootstrap_servers: str,
+        *,
+        config: RelayConfig | None = None,
+        producer_factory: Callable[[], KafkaProducer] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config or RelayConfig()
+        self._producer_factory = producer_factory or (
+            lambda: make_producer(bootstrap_servers)
+        )
+        self._producer: KafkaProducer | None = None
+        self._last_housekeeping = 0.0
+        self._last_prune = 0.0
+
+    @property
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = self._producer_factory()
+        return self._producer
+
+    def close(self) -> None:
+        """Release the producer (its unsent messages are still pending rows)."""
+        if self._producer is not None:
+            self._producer.close(timeout=2)
+            self._producer = None
+
+    def _claim(self, conn: sa.Connection) -> list[Any]:
+        return list(
+            conn.execute(
+                sa.text(
+                    "SELECT seq, topic, key, payload, type FROM outbox_events"
+                    " WHERE sent_at IS NULL"
+                    " AND pg_try_advisory_xact_lock(:ns, hashtext(key) % :shards)"
+                    " ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+                ),
+                {
+                    "ns": _SHARD_LOCK_NAMESPACE,
+                    "shards": self.config.shards,
+                    "limit": self.config.batch_size,
+                },
+            )
+        )
+
+    def publish_batch(self) -> int:
+        """Publish one batch; return how many rows were marked sent.
+
+        Raises `PublishError` (after committing what was acknowledged) when the broker
+        refused or did not answer; the rest stays pending.
+        """
+        with self.engine.connect() as conn, conn.begin():
+            rows = self._claim(conn)
+            if not rows:
+                return 0
+            producer = self.producer
+            futures = []
+            try:
+                for row in rows:
+                    headers = [("event_type", row.type.encode())]
+                    futures.append(
+                        producer.send(
+                            row.topic, key=row.key.encode(), value=bytes(row.payload),
+                            headers=headers,
+                        )
+                    )  # fmt: skip
+                producer.flush(timeout=self.config.flush_timeout)
+            except Exception as exc:
+                self.close()
+                raise PublishError(f"publishing failed: {exc!r}") from exc
+            sent: list[int] = []
+            failed_keys: set[str] = set()
+            first_error: BaseException | None = None
+            for row, future in zip(rows, futures, strict=True):
+                ok = future.is_done and future.succeeded()
+                if ok and row.key not in failed_keys:
+                    sent.append(row.seq)
+                else:
+                    failed_keys.add(row.key)
+                    if first_error is None:
+                        first_error = (
+                            future.exception if future.is_done else TimeoutError()
+                        )
+            if sent:
+                conn.execute(
+                    sa.text(
+                        "UPDATE outbox_events SET sent_at = now() WHERE seq = ANY(:seqs)"
+                    ),
+                    {"seqs": sent},
+                )
+        OUTBOX_PUBLISHED.inc(len(sent))
+        if first_error is not None:
+            self.close()
+            raise PublishError(
+                f"{len(rows) - len(sent)} of {len(rows)} unacknowledged: {first_error!r}"
+            )
+        return len(sent)
+
+    def refresh_metrics(self) -> None:
+        """Set `outbox_pending` and `outbox_oldest_age_seconds` from the table."""
+        with self.engine.connect() as conn:
+            count, age = conn.execute(
+                sa.text(
+                    "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                    " FROM outbox_events WHERE sent_at IS NULL"
+                )
+            ).one()
+        OUTBOX_PENDING.set(count)
+        OUTBOX_OLDEST_AGE.set(float(age))
+
+    def prune(self) -> tuple[int, int]:
+        """Delete sent outbox rows and inbox rows older than their retention."""
+        with self.engine.begin() as conn:
+            outbox = conn.execute(
+                sa.text("DELETE FROM outbox_events WHERE sent_at < now() - :keep"),
+                {"keep": self.config.retention},
+            ).rowcount
+            inbox = conn.execute(
+                sa.text("DELETE FROM inbox_events WHERE processed_at < now() - :keep"),
+                {"keep": self.config.inbox_retention},
+            ).rowcount
+        return outbox, inbox
+
+    def housekeeping(self, *, force: bool = False) -> None:
+        """Refresh the gauges every second and prune now and then."""
+        now = time.monotonic()
+        if force or now - self._last_housekeeping >= self.config.housekeeping_interval:
+            self._last_housekeeping = now
+            self.refresh_metrics()
+        if force or now - self._last_prune >= self.config.prune_interval:
+            self._last_prune = now
+            self.prune()
+
+    def run(self, stop: threading.Event) -> None:
+        """Publish until `stop` is set, backing off (bounded, jittered) on errors."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                published = self.publish_batch()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                OUTBOX_PUBLISH_ERRORS.inc()
+                delay = backoff_delay(
+                    failures, self.config.backoff_base, self.config.backoff_max
+                )
+                log.warning("outbox relay: %s; retrying in %.2fs", exc, delay)
+                self._safe_housekeeping()
+                stop.wait(delay)
+                continue
+            self._safe_housekeeping()
+            if published < self.config.batch_size:
+                stop.wait(self.config.idle_interval)
+        self.close()
+
+    def _safe_housekeeping(self) -> None:
+        try:
+            self.housekeeping()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("outbox housekeeping failed: %s", exc)

@@ -1,0 +1,219 @@
+"""The Kafka contract: topic names, the envelope and one frozen dataclass per event type.
+
+Producers build these types and hand them to `chomik.outbox.emit`; consumers receive
+them in their handlers. No topic or event-type string appears anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from chomik.kafka import Envelope, Event, MalformedMessageError, dlq
+
+__all__ = [
+    "ALL_TOPICS",
+    "BANK_CALLBACKS",
+    "CARRIER_CALLBACKS",
+    "DELIVERY_EVENTS",
+    "ORDERS_EVENTS",
+    "PAYMENTS_EVENTS",
+    "STOCK_EVENTS",
+    "BankCallbackReceived",
+    "CarrierCallbackReceived",
+    "Envelope",
+    "Event",
+    "MalformedMessageError",
+    "OrderCancelled",
+    "OrderExpired",
+    "OrderPaid",
+    "OrderPaymentFailed",
+    "PaymentFailed",
+    "PaymentSucceeded",
+    "ShipmentStatusChanged",
+    "StockCommitted",
+    "StockReleased",
+    "StockReserved",
+    "dlq",
+]
+
+BANK_CALLBACKS = "bank.callbacks"
+PAYMENTS_EVENTS = "payments.events"
+ORDERS_EVENTS = "orders.events"
+DELIVERY_EVENTS = "delivery.events"
+CARRIER_CALLBACKS = "carrier.callbacks"
+STOCK_EVENTS = "stock.events"
+
+ALL_TOPICS = (
+    BANK_CALLBACKS,
+    PAYMENTS_EVENTS,
+    ORDERS_EVENTS,
+    DELIVERY_EVENTS,
+    CARRIER_CALLBACKS,
+    STOCK_EVENTS,
+)
+
+# An order line as carried in events: {"product_id": str, "quantity": int}.
+Items = tuple[dict[str, Any], ...]
+
+
+# --- orders.events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderPaid(Event):
+    """The order's payment succeeded: storage sells the reservation, delivery ships."""
+
+    type = "order.paid"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str = ""
+    address_id: str = ""
+    items: Items = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class OrderCancelled(Event):
+    """The buyer cancelled the order: its reservation is released."""
+
+    type = "order.cancelled"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    items: Items = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class OrderExpired(Event):
+    """The order was not paid in time: its reservation is released."""
+
+    type = "order.expired"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    items: Items = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class OrderPaymentFailed(Event):
+    """The order's payment failed; the order may be paid again or expire."""
+
+    type = "order.payment_failed"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    payment_id: str = ""
+
+
+# --- stock.events --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StockReserved(Event):
+    """Stock was reserved for an order."""
+
+    type = "stock.reserved"
+    topic = STOCK_EVENTS
+
+    order_id: str
+    items: Items = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class StockReleased(Event):
+    """An order's reservation went back to stock."""
+
+    type = "stock.released"
+    topic = STOCK_EVENTS
+
+    order_id: str
+    items: Items = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class StockCommitted(Event):
+    """An order's reservation became a sale."""
+
+    type = "stock.committed"
+    topic = STOCK_EVENTS
+
+    order_id: str
+    items: Items = field(default_factory=tuple)
+
+
+# --- payments.events -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentSucceeded(Event):
+    """The bank settled a payment."""
+
+    type = "payment.succeeded"
+    topic = PAYMENTS_EVENTS
+    key_field = "payment_id"
+
+    payment_id: str
+    order_id: str
+    amount: Decimal = Decimal("0")
+
+
+@dataclass(frozen=True)
+class PaymentFailed(Event):
+    """The bank refused a payment."""
+
+    type = "payment.failed"
+    topic = PAYMENTS_EVENTS
+    key_field = "payment_id"
+
+    payment_id: str
+    order_id: str
+    reason: str = ""
+
+
+# --- delivery.events -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShipmentStatusChanged(Event):
+    """A shipment moved to a new carrier status."""
+
+    type = "shipment.status_changed"
+    topic = DELIVERY_EVENTS
+    key_field = "order_id"
+
+    shipment_id: str
+    order_id: str
+    status: str
+
+
+# --- callbacks from the outside world (published by the gateway) ---------------------
+
+
+@dataclass(frozen=True)
+class BankCallbackReceived(Event):
+    """A signed bank callback, checked at the gateway; payment verifies it again."""
+
+    type = "bank.callback"
+    topic = BANK_CALLBACKS
+    key_field = "transaction_id"
+
+    transaction_id: str
+    body: str
+    signature: str
+    timestamp: str
+
+
+@dataclass(frozen=True)
+class CarrierCallbackReceived(Event):
+    """A signed carrier callback, checked at the gateway; delivery verifies it again."""
+
+    type = "carrier.callback"
+    topic = CARRIER_CALLBACKS
+    key_field = "shipment_id"
+
+    shipment_id: str
+    body: str
+    signature: str
+    timestamp: str

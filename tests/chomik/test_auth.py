@@ -1,0 +1,189 @@
+"""Every service verifies access tokens itself; roles and service tokens."""
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from chomik.auth import (
+    current_user,
+    generate_key_pair,
+    issue_access_token,
+    issue_service_token,
+    require_role,
+    require_service,
+)
+from chomik.settings import Settings
+from chomik.web import create_app
+from tests.conftest import AUDIENCE, ISSUER, TEST_SERVICE_SECRET, auth
+
+blp = Blueprint("secured", __name__, url_prefix="/secured")
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @require_role()
+    def get(self):
+        user = current_user()
+        return {"id": user.id, "roles": sorted(user.roles)}
+
+
+@blp.route("/sellers")
+class SellersOnly(MethodView):
+    @require_role("seller", "admin")
+    def get(self):
+        return {"ok": True}
+
+
+@blp.route("/internal")
+class Internal(MethodView):
+    @require_service
+    def get(self):
+        return {"ok": True}
+
+
+@pytest.fixture
+def client(settings_for):
+    return create_app("secured", settings_for(Settings), [blp]).test_client()
+
+
+def status(client, path, token):
+    headers = auth(token) if token is not None else {}
+    response = client.get(f"/api/v1/secured/{path}", headers=headers)
+    if response.status_code >= 400:
+        assert response.mimetype == "application/problem+json"
+    return response.status_code
+
+
+def test_valid_token_is_accepted(client, make_token):
+    response = client.get("/api/v1/secured/me", headers=auth(make_token("u1", "buyer")))
+    assert response.status_code == 200
+    assert response.get_json() == {"id": "u1", "roles": ["buyer"]}
+
+
+def test_missing_token_is_401(client):
+    assert status(client, "me", None) == 401
+
+
+def test_expired_token_is_401(client, make_token):
+    assert status(client, "me", make_token("u1", "buyer", ttl=-10)) == 401
+
+
+def test_token_signed_by_another_key_is_401(client, jwt_keys):
+    other_private, _ = generate_key_pair()
+    token, _ = issue_access_token(
+        other_private, subject="u1", roles=["admin"], issuer=ISSUER, audience=AUDIENCE,
+        ttl=300, kid=jwt_keys.kid,
+    )  # fmt: skip
+    assert status(client, "me", token) == 401
+
+
+def test_alg_none_token_is_401(client):
+    def b64(data):
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"sub": "u1", "roles": ["admin"], "jti": "x", "iat": now, "exp": now + 300,
+              "iss": ISSUER, "aud": AUDIENCE, "type": "access"}  # fmt: skip
+    token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
+    assert status(client, "me", token) == 401
+
+
+def test_hs256_token_made_with_the_public_key_is_401(client, jwt_keys):
+    # The classic algorithm-confusion attack: HMAC keyed with the public key.
+    now = int(time.time())
+    claims = {"sub": "u1", "roles": ["admin"], "jti": "x", "iat": now, "exp": now + 300,
+              "iss": ISSUER, "aud": AUDIENCE, "type": "access"}  # fmt: skip
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    import hashlib
+    import hmac
+
+    signature = hmac.new(
+        jwt_keys.public_pem, f"{header}.{payload}".encode(), hashlib.sha256
+    )
+    token = f"{header}.{payload}.{b64url(signature.digest())}"
+    assert status(client, "me", token) == 401
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "", "Bearer"])
+def test_malformed_token_is_401(client, token):
+    response = client.get(
+        "/api/v1/secured/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+
+
+def test_wrong_audience_or_issuer_is_401(client, jwt_keys):
+    for issuer, audience in ((ISSUER, "someone-else"), ("evil", AUDIENCE)):
+        token, _ = issue_access_token(
+            jwt_keys.private_pem, subject="u1", roles=["buyer"], issuer=issuer,
+            audience=audience, ttl=300, kid=jwt_keys.kid,
+        )  # fmt: skip
+        assert status(client, "me", token) == 401
+
+
+def test_refresh_style_token_is_not_an_access_token(client, make_token):
+    assert status(client, "me", make_token("u1", "buyer", type="refresh")) == 401
+
+
+def test_wrong_role_is_403_and_right_role_is_200(client, make_token):
+    assert status(client, "sellers", make_token("u1", "buyer")) == 403
+    assert status(client, "sellers", make_token("u1", "seller")) == 200
+    assert status(client, "sellers", make_token("u1", "admin")) == 200
+
+
+def test_internal_endpoint_takes_only_service_tokens(client, make_token):
+    assert status(client, "internal", None) == 401
+    assert status(client, "internal", make_token("u1", "admin")) == 401
+    assert (
+        status(
+            client,
+            "internal",
+            issue_service_token("wrong-secret-0123456789abcdef0123456789", "orders"),
+        )
+        == 401
+    )
+    assert (
+        status(client, "internal", issue_service_token(TEST_SERVICE_SECRET, "orders"))
+        == 200
+    )
+
+
+def test_service_token_is_not_a_user_token(client):
+    assert (
+        status(client, "me", issue_service_token(TEST_SERVICE_SECRET, "orders")) == 401
+    )
+
+
+def test_tokens_verify_against_a_jwks_url(settings_for, make_token, jwt_keys):
+    from chomik.auth import public_jwk
+
+    jwks_app_keys = {"keys": [public_jwk(jwt_keys.public_pem)]}
+    fetched = []
+
+    class FakeJwks(jwt.PyJWKClient):  # the gateway is an outside process here
+        def fetch_data(self):
+            fetched.append(1)
+            return jwks_app_keys
+
+    app = create_app(
+        "secured",
+        settings_for(Settings, jwt_public_key_file="", jwks_url="http://jwks"),
+        [blp],
+    )
+    verifier = app.extensions["chomik.auth"]
+    verifier._jwks = FakeJwks("http://jwks", cache_keys=True)
+    client = app.test_client()
+    for _ in range(3):
+        assert status(client, "me", make_token("u1", "buyer")) == 200
+    assert len(fetched) == 1  # cached by kid

@@ -1,0 +1,155 @@
+"""Every error leaves a service as application/problem+json with a stable type."""
+
+import logging
+
+import marshmallow as ma
+import pytest
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from chomik.auth import require_role
+from chomik.problems import ConflictError
+from chomik.settings import Settings
+from chomik.web import create_app
+from tests.conftest import auth
+
+blp = Blueprint("things", __name__, url_prefix="/things")
+
+
+class ThingCreateSchema(ma.Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1))
+    size = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1))
+    tags = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=3)))
+
+
+class ThingQueryArgsSchema(ma.Schema):
+    page_size = ma.fields.Integer(validate=ma.validate.Range(max=100))
+
+
+@blp.route("")
+class Things(MethodView):
+    @blp.arguments(ThingQueryArgsSchema, location="query")
+    def get(self, args):
+        return {"items": []}
+
+    @require_role("seller")
+    @blp.arguments(ThingCreateSchema)
+    def post(self, body):
+        if body["name"] == "taken":
+            raise ConflictError("That name is taken")
+        if body["name"] == "boom":
+            raise RuntimeError("secret internals")
+        return body, 201
+
+
+@pytest.fixture
+def client(settings_for):
+    app = create_app("things", settings_for(Settings), [blp])
+    return app.test_client()
+
+
+def assert_problem(response, status, type_):
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["type"] == type_
+    assert body["status"] == status
+    assert body["title"]
+    assert "detail" in body
+    return body
+
+
+def test_unknown_path_is_a_not_found_problem(client):
+    assert_problem(client.get("/api/v1/nowhere"), 404, "not-found")
+
+
+def test_wrong_method_is_a_method_not_allowed_problem(client):
+    assert_problem(client.delete("/api/v1/things"), 405, "method-not-allowed")
+
+
+def test_invalid_body_is_a_validation_problem_with_flat_errors(client, make_token):
+    response = client.post(
+        "/api/v1/things",
+        json={"size": 0, "tags": ["ok", "toolong"], "extra": 1},
+        headers=auth(make_token("u1", "seller")),
+    )
+    body = assert_problem(response, 422, "validation-error")
+    assert set(body["errors"]) == {"name", "size", "tags.1", "extra"}
+    assert all(isinstance(m, list) and m for m in body["errors"].values())
+
+
+def test_invalid_query_is_a_validation_problem_keyed_by_field(client):
+    body = assert_problem(
+        client.get("/api/v1/things?page_size=1000"), 422, "validation-error"
+    )
+    assert list(body["errors"]) == ["page_size"]
+
+
+def test_malformed_json_is_a_bad_request_problem(client, make_token):
+    response = client.post(
+        "/api/v1/things",
+        data="{not json",
+        content_type="application/json",
+        headers=auth(make_token("u1", "seller")),
+    )
+    assert_problem(response, 400, "bad-request")
+
+
+def test_missing_token_is_an_unauthorized_problem(client):
+    response = client.post("/api/v1/things", json={"name": "x", "size": 1})
+    assert_problem(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_wrong_role_is_a_forbidden_problem(client, make_token):
+    response = client.post(
+        "/api/v1/things",
+        json={"name": "x", "size": 1},
+        headers=auth(make_token("u", "buyer")),
+    )
+    assert_problem(response, 403, "forbidden")
+
+
+def test_domain_problem_keeps_its_type_and_detail(client, make_token):
+    response = client.post(
+        "/api/v1/things",
+        json={"name": "taken", "size": 1},
+        headers=auth(make_token("u", "seller")),
+    )
+    body = assert_problem(response, 409, "conflict")
+    assert body["detail"] == "That name is taken"
+
+
+def test_unexpected_error_is_a_500_problem_with_request_id_and_no_trace(
+    client, make_token, caplog
+):
+    with caplog.at_level(logging.ERROR):
+        response = client.post(
+            "/api/v1/things",
+            json={"name": "boom", "size": 1},
+            headers={**auth(make_token("u", "seller")), "X-Request-Id": "req-500"},
+        )
+    body = assert_problem(response, 500, "internal-error")
+    assert body["request_id"] == "req-500"
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert any(
+        "secret internals" in (r.exc_text or str(r.exc_info)) for r in caplog.records
+    )
+
+
+def test_too_large_body_is_a_payload_too_large_problem(client, make_token):
+    response = client.post(
+        "/api/v1/things",
+        data=b"x" * (2 * 1024 * 1024),
+        content_type="application/json",
+        headers=auth(make_token("u", "seller")),
+    )
+    assert_problem(response, 413, "payload-too-large")
+
+
+def test_openapi_documents_the_problem_schema(client):
+    spec = client.get("/openapi.json").get_json()
+    assert "Error" in spec["components"]["schemas"] or "Problem" in str(
+        spec["components"]
+    )

@@ -1,0 +1,110 @@
+"""`chomik run` brings the whole system up and takes all of it down again."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from chomik.apps import APPS
+from chomik.infra import free_port, port_is_free
+
+pytestmark = pytest.mark.system
+
+
+def descendants(pid):
+    """Every live process below pid (children start their own sessions)."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def launch(env_extra):
+    data_dir = tempfile.mkdtemp(prefix="chomik-run-")
+    os.chmod(data_dir, 0o755)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.update(CHOMIK_DATA_DIR=data_dir, **env_extra)
+    return subprocess.Popen(
+        [sys.executable, "-m", "chomik.cli", "run"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def ports():
+    return {
+        "EMBEDDED_PG_PORT": str(free_port()),
+        "EMBEDDED_KAFKA_PORT": str(free_port()),
+    }
+
+
+def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
+    for spec in APPS:
+        assert port_is_free(spec.port), f"port {spec.port} busy before the test"
+    launcher = launch(ports)
+    lines = []
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            line = launcher.stdout.readline()
+            assert line, f"launcher exited early: {''.join(lines)}"
+            lines.append(line)
+            if "Press Ctrl-C to stop" in line:
+                break
+        for spec in APPS:
+            response = requests.get(
+                f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
+            )
+            assert response.status_code == 200, spec.name
+        family = descendants(launcher.pid)
+        assert len(family) >= len(APPS) + 2  # web processes, PostgreSQL, Tansu at least
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        output = launcher.communicate(timeout=60)[0]
+    assert launcher.returncode == 0, output
+    time.sleep(0.5)
+    assert [pid for pid in family if alive(pid)] == []
+    for port in [spec.port for spec in APPS] + [int(p) for p in ports.values()]:
+        assert port_is_free(port), f"port {port} still taken"
+
+
+def test_a_taken_port_is_a_one_line_error(ports):
+    with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind(("127.0.0.1", 17003))
+        blocker.listen()
+        launcher = launch(ports)
+        output = launcher.communicate(timeout=120)[0]
+    assert launcher.returncode == 1
+    assert "port 17003 (orders) is already in use" in output
+    assert "Traceback" not in output
+    for port in ports.values():
+        assert port_is_free(int(port))
