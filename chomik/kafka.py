@@ -1,4 +1,4 @@
-"""Kafka plumbing: the event envelope, the event base class, producers, consumers, topics.
+"""Kafka plumbing: the envelope, the event base class, producers, consumers, topics.
 
 Every message on every topic is an `Envelope` serialized as JSON; its `key` (the entity
 id) is also the Kafka message key, so one entity's events stay on one partition, in
@@ -8,6 +8,7 @@ knows envelopes and the `Event` base.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -136,7 +137,7 @@ class Event:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
-        """Build the event from an envelope's `data`; `MalformedMessageError` if invalid."""
+        """Build the event from envelope `data`; `MalformedMessageError` if bad."""
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         try:
@@ -189,7 +190,7 @@ def envelope_of(event: Event, *, request_id: str | None = None) -> Envelope:
 
 
 def decode(envelope: Envelope) -> Event | Envelope:
-    """The typed event of an envelope when its type is known, else the envelope itself."""
+    """The typed event of an envelope when its type is known, else the envelope."""
     klass = EVENT_TYPES.get(envelope.type)
     return envelope if klass is None else klass.from_data(envelope.data)
 
@@ -245,9 +246,7 @@ def ensure_topics(
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
         for name in missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(name, partitions, 1)])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()

@@ -56,6 +56,16 @@ def check(name: str, url: str) -> None:
     command.check(alembic_config(name, url))
 
 
+# Tables created at runtime by a library, not by migrations (APScheduler's per-replica
+# job stores); the drift check ignores them.
+RUNTIME_TABLE_PREFIXES = ("apscheduler_",)
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic filter: leave runtime-created tables out of autogenerate and `check`."""
+    return not (type_ == "table" and (name or "").startswith(RUNTIME_TABLE_PREFIXES))
+
+
 def run_env(metadata: sa.MetaData) -> None:
     """The body of every env.py: run migrations online against the configured URL."""
     config = context.config
@@ -68,6 +78,7 @@ def run_env(metadata: sa.MetaData) -> None:
             target_metadata=metadata,
             compare_type=True,
             compare_server_default=True,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 OUTBOX_PENDING = Gauge("outbox_pending", "Outbox rows not yet published")
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_age_seconds",
-    "Age of the oldest unpublished outbox row (0 when none)",
+    "Age of the oldest unpublished outbox row (0: none)",
 )
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox rows published to Kafka")
 OUTBOX_PUBLISH_ERRORS = Counter(
@@ -43,7 +44,7 @@ INBOX_TABLE = "inbox_events"
 
 
 def install_messaging(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    """Add `outbox_events` and `inbox_events` to `metadata` (idempotent); return them."""
+    """Add `outbox_events` and `inbox_events` to `metadata` once; return both."""
     if OUTBOX_TABLE in metadata.tables:
         return metadata.tables[OUTBOX_TABLE], metadata.tables[INBOX_TABLE]
     outbox = sa.Table(
@@ -229,7 +230,7 @@ class Relay:
                         )
                     )  # fmt: skip
                 producer.flush(timeout=self.config.flush_timeout)
-            except Exception as exc:
+            except KafkaError as exc:
                 self.close()
                 raise PublishError(f"publishing failed: {exc!r}") from exc
             sent: list[int] = []
@@ -248,15 +249,17 @@ class Relay:
             if sent:
                 conn.execute(
                     sa.text(
-                        "UPDATE outbox_events SET sent_at = now() WHERE seq = ANY(:seqs)"
+                        "UPDATE outbox_events SET sent_at = now()"
+                        " WHERE seq = ANY(:seqs)"
                     ),
                     {"seqs": sent},
                 )
         OUTBOX_PUBLISHED.inc(len(sent))
         if first_error is not None:
             self.close()
+            missing = len(rows) - len(sent)
             raise PublishError(
-                f"{len(rows) - len(sent)} of {len(rows)} unacknowledged: {first_error!r}"
+                f"{missing} of {len(rows)} unacknowledged: {first_error!r}"
             )
         return len(sent)
 
@@ -265,7 +268,8 @@ class Relay:
         with self.engine.connect() as conn:
             count, age = conn.execute(
                 sa.text(
-                    "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                    "SELECT count(*),"
+                    " coalesce(extract(epoch FROM now() - min(created_at)), 0)"
                     " FROM outbox_events WHERE sent_at IS NULL"
                 )
             ).one()
@@ -302,7 +306,7 @@ class Relay:
             try:
                 published = self.publish_batch()
                 failures = 0
-            except Exception as exc:
+            except (PublishError, KafkaError, sa.exc.SQLAlchemyError) as exc:
                 failures += 1
                 OUTBOX_PUBLISH_ERRORS.inc()
                 delay = backoff_delay(

@@ -1,4 +1,4 @@
-"""The Kafka contract: topic names, the envelope and one frozen dataclass per event type.
+"""The Kafka contract: topic names, the envelope, one frozen dataclass per event type.
 
 Producers build these types and hand them to `chomik.outbox.emit`; consumers receive
 them in their handlers. No topic or event-type string appears anywhere else.

@@ -1,15 +1,88 @@
-"""Settings of the gateway service."""
+"""Settings of the gateway: keys, token lifetimes, rate limits, upstream services."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from chomik.settings import Settings
+from chomik.settings import Settings, env
 
 
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings(Settings):
-    """The kit's settings; the gateway service adds its own fields here."""
+    """The kit's settings plus the gateway's own fields."""
 
     APP: ClassVar[str] = "gateway"
+
+    jwt_private_key_file: str = env(
+        "JWT_PRIVATE_KEY_FILE",
+        "",
+        doc="PEM private key signing access tokens (development: made on first start)",
+    )
+    jwt_previous_public_key_file: str = env(
+        "JWT_PREVIOUS_PUBLIC_KEY_FILE",
+        "",
+        doc="PEM public key of the previous signing key, still served in the JWKS",
+    )
+    data_dir: str = env(
+        "CHOMIK_DATA_DIR", "", doc="where development state (keys) is kept"
+    )
+    access_token_ttl: int = env(
+        "ACCESS_TOKEN_TTL", 300, doc="seconds an access token is valid"
+    )
+    refresh_token_ttl: int = env(
+        "REFRESH_TOKEN_TTL", 30 * 24 * 3600, doc="seconds a refresh token is valid"
+    )
+    password_hash_time_cost: int = env(
+        "PASSWORD_HASH_TIME_COST", 3, doc="argon2 iterations"
+    )
+    password_hash_memory_kib: int = env(
+        "PASSWORD_HASH_MEMORY_KIB", 65536, doc="argon2 memory in KiB"
+    )
+    login_rate_limit: str = env(
+        "LOGIN_RATE_LIMIT", "5/minute", doc="failed logins allowed per account"
+    )
+    login_address_rate_limit: str = env(
+        "LOGIN_ADDRESS_RATE_LIMIT",
+        "20/minute",
+        doc="failed logins allowed per client address",
+    )
+    register_rate_limit: str = env(
+        "REGISTER_RATE_LIMIT", "20/hour", doc="registrations allowed per address"
+    )
+    ratelimit_storage_uri: str = env(
+        "RATELIMIT_STORAGE_URI",
+        "",
+        doc="rate limit store (e.g. redis://host:6379); default the gateway database",
+    )
+    storage_url: str = env(
+        "STORAGE_URL", "http://127.0.0.1:17001", doc="storage service base URL"
+    )
+    delivery_url: str = env(
+        "DELIVERY_URL", "http://127.0.0.1:17002", doc="delivery service base URL"
+    )
+    orders_url: str = env(
+        "ORDERS_URL", "http://127.0.0.1:17003", doc="orders service base URL"
+    )
+    payment_url: str = env(
+        "PAYMENT_URL", "http://127.0.0.1:17004", doc="payment service base URL"
+    )
+    proxy_connect_timeout: float = env(
+        "PROXY_CONNECT_TIMEOUT", 2.0, doc="seconds to connect to a service"
+    )
+    proxy_read_timeout: float = env(
+        "PROXY_READ_TIMEOUT", 30.0, doc="seconds to wait for a service's bytes"
+    )
+    openapi_cache_ttl: float = env(
+        "OPENAPI_CACHE_TTL", 30.0, doc="seconds a service's OpenAPI document is cached"
+    )
+
+    @property
+    def upstreams(self) -> dict[str, str]:
+        """Base URL of every service the gateway proxies to."""
+        return {
+            "storage": self.storage_url,
+            "delivery": self.delivery_url,
+            "orders": self.orders_url,
+            "payment": self.payment_url,
+        }

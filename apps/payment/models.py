@@ -5,8 +5,12 @@ from __future__ import annotations
 from sqlalchemy.orm import DeclarativeBase
 
 from chomik.db import TYPE_ANNOTATION_MAP, new_metadata
+from chomik.outbox import install_messaging
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
     type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+install_messaging(Base.metadata)
