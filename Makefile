@@ -5,6 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
+CONTAINER ?= docker
+IMAGE_REPOSITORY ?= chomik
+IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo latest)
+IMAGE ?= $(IMAGE_REPOSITORY):$(IMAGE_TAG)
+DEPLOY_PARAMS ?= deploy.env
 
 .DEFAULT_GOAL := help
 
@@ -50,7 +55,17 @@ up: ## docker compose up (needs a Docker engine)
 down: ## docker compose down
 	docker compose down
 
+image: ## build the one image of every process (CONTAINER=podman works too)
+	$(CONTAINER) build -f docker/Dockerfile -t $(IMAGE) .
+
+push: ## push the image to its registry
+	$(CONTAINER) push $(IMAGE)
+
+deploy: ## render the OpenShift template (DEPLOY_PARAMS, IMAGE) and apply it
+	set -o pipefail; oc process -f openshift-templates/chomik.yaml \
+		--param-file=$(DEPLOY_PARAMS) -p IMAGE=$(IMAGE) | oc apply -f -
+
 benchmark: install ## run every benchmark script and print its figures
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-.PHONY: help install fmt lint test test-system run migrate up down benchmark
+.PHONY: help install fmt lint test test-system run migrate up down image push deploy benchmark

@@ -8,6 +8,15 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class AppCommand:
+    """A command-line task an app offers: `chomik <name> ARGS...`."""
+
+    name: str
+    target: str  # "module:function", called with the remaining arguments
+    help: str
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """One deployable: its port, its web factory and (optionally) its worker."""
 
@@ -16,6 +25,7 @@ class AppSpec:
     web: str
     worker: str | None = None
     worker_replicas: int = 1
+    commands: tuple[AppCommand, ...] = ()
 
     @property
     def database(self) -> str:
@@ -23,7 +33,18 @@ class AppSpec:
 
 
 APPS: tuple[AppSpec, ...] = (
-    AppSpec("gateway", 17000, "apps.gateway:create_app"),
+    AppSpec(
+        "gateway",
+        17000,
+        "apps.gateway:create_app",
+        commands=(
+            AppCommand(
+                "create-admin",
+                "apps.gateway.commands:create_admin",
+                "create an admin account (password from the terminal or stdin)",
+            ),
+        ),
+    ),
     AppSpec("storage", 17001, "apps.storage:create_app"),
     AppSpec("delivery", 17002, "apps.delivery:create_app"),
     AppSpec("orders", 17003, "apps.orders:create_app"),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chomik import launcher, migrating
-from chomik.apps import app_spec, load
+from chomik.apps import APPS, app_spec, load
 from chomik.infra import InfraError, KafkaBroker, PostgresCluster, default_base_dir
 from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT
 
@@ -41,8 +41,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if spec.worker is None:
         raise SystemExit(f"{spec.name} has no worker")
     worker = load(spec.worker)()
-    worker.run()
-    return 0
+    return int(worker.run() or 0)
 
 
 def _database_urls(names: Sequence[str]) -> dict[str, str]:
@@ -93,6 +92,12 @@ def cmd_run(_args: argparse.Namespace) -> int:
     return launcher.run(os.environ)
 
 
+def cmd_app_command(args: argparse.Namespace) -> int:
+    """Run a command-line task of an app (loaded by name: the kit imports no app)."""
+    code: int = load(args.target)(args.extra)
+    return code
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     root = argparse.ArgumentParser(prog="chomik", description=__doc__)
@@ -116,12 +121,20 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_infra
     )
     sub.add_parser("run", help="start the whole system").set_defaults(func=cmd_run)
+    for command in (c for spec in APPS for c in spec.commands):
+        task = sub.add_parser(command.name, help=command.help, add_help=False)
+        task.set_defaults(func=cmd_app_command, target=command.target)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `chomik` command."""
-    args = parser().parse_args(argv)
+    root = parser()
+    # An app's task parses its own arguments; every other command takes none extra.
+    args, extra = root.parse_known_args(argv)
+    if extra and args.func is not cmd_app_command:
+        root.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     code: int = args.func(args)
     return code
 

@@ -147,7 +147,7 @@ class PublishError(RuntimeError):
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter, bounded by `cap`."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, failures - 1))
+    return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, failures - 1)))
 
 
 class Relay:

@@ -2,6 +2,16 @@
 # Make sure the machine has PostgreSQL server binaries (initdb, pg_ctl) for the
 # embedded cluster; install them from the system's package manager when we can.
 set -euo pipefail
+# Headless Chromium renders the gateway's API docs in its tests: install Debian's
+# package when it is missing and we may (root with apt-get), else say so.
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHOMIK_SKIP_SYSTEM_DEPS:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Chromium (apt-get install chromium)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium not found: the API docs test needs it (Debian: sudo apt-get install chromium)" >&2
+  fi
+fi
 if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || [ -n "${PG_BIN:-}" ]; then
   exit 0
 fi

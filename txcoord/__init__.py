@@ -1,8 +1,68 @@
-"""txcoord: a recoverable two-phase commit coordinator over PostgreSQL PREPARE TRANSACTION."""
+"""txcoord: a recoverable two-phase commit coordinator over PostgreSQL PREPARE TRANSACTION.
+
+Usage::
+
+    coordinator = Coordinator({"payment": payment_engine, "orders": orders_engine},
+                              log=txcoord_engine)
+    with coordinator.transaction() as tx:
+        tx.session("payment").add(payment)
+        tx.session("orders").execute(update(...))
+    # leaving the block: PREPARE each branch, log COMMIT, COMMIT PREPARED each
+
+    coordinator.recovery().run_once()  # on start, then periodically
+
+Each branch is one connection that ran ``begin_twophase(gid)`` with
+``gid = "<prefix>:<transaction id>:<participant>"`` and a Session bound to it.
+Failures before the COMMIT row is logged roll every branch back (presumed
+abort); after it, branches are only ever committed, by the coordinator or by
+recovery. The decision table lives in ``metadata`` (its own database).
+Errors are in ``txcoord.errors`` (hierarchy in its docstring).
+"""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from txcoord._coordinator import (
+    DEFAULT_PREFIX,
+    Coordinator,
+    Outcome,
+    PhaseHook,
+    Transaction,
+)
+from txcoord._log import Decision, DecisionLog, decisions, metadata
+from txcoord._metrics import Observer, PrometheusObserver
+from txcoord._participant import PreparedBranch, list_prepared
+from txcoord._recovery import Recovery, RecoveryReport
+from txcoord.errors import (
+    AbortedByRecoveryError,
+    ConfigurationError,
+    OutcomeUnknownError,
+    OutOfPreparedSlotsError,
+    PrepareFailedError,
+    TransactionAbortedError,
+    TxcoordError,
+)
 
-# The decision log's tables (database `chomik_txcoord`).
-metadata = sa.MetaData()
+__all__ = [
+    "DEFAULT_PREFIX",
+    "AbortedByRecoveryError",
+    "ConfigurationError",
+    "Coordinator",
+    "Decision",
+    "DecisionLog",
+    "Observer",
+    "Outcome",
+    "OutOfPreparedSlotsError",
+    "OutcomeUnknownError",
+    "PhaseHook",
+    "PrepareFailedError",
+    "PreparedBranch",
+    "PrometheusObserver",
+    "Recovery",
+    "RecoveryReport",
+    "Transaction",
+    "TransactionAbortedError",
+    "TxcoordError",
+    "decisions",
+    "list_prepared",
+    "metadata",
+]

@@ -120,19 +120,30 @@ class DecisionLog:
     def clock(self) -> dt.datetime:
         """The log database's current time."""
         with self.engine.connect() as conn:
-            now: dt.datetime = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+            now: dt.datetime = conn.execute(
+                sa.select(sa.func.clock_timestamp())
+            ).scalar_one()
         return now
 
-    def sweep_done(self, before: dt.datetime, unresolved: Collection[str]) -> int:
-        """Mark done every open decision made before `before`, except `unresolved`.
+    def sweep_done(
+        self,
+        before: dt.datetime,
+        unresolved: Collection[str],
+        finished: Collection[str] = (),
+    ) -> int:
+        """Mark done the open decisions made before `before` or `finished`, except `unresolved`.
 
         Sound when every participant was scanned after `before`: a decision
         logged earlier had all its branches prepared by then, so any branch
         still prepared shows up in the scan and its transaction is in `unresolved`.
+        `finished` are transactions whose every branch the scan saw was finished.
         """
+        made_before = decisions.c.decided_at < before
+        if finished:
+            made_before = sa.or_(made_before, decisions.c.tx_id.in_(sorted(finished)))
         stmt = (
             sa.update(decisions)
-            .where(decisions.c.done_at.is_(None), decisions.c.decided_at < before)
+            .where(decisions.c.done_at.is_(None), made_before)
             .values(done_at=sa.func.now())
         )
         if unresolved:

@@ -22,6 +22,8 @@ SEPARATOR = ":"
 GID_MAX_BYTES = 199  # PostgreSQL: a gid is shorter than 200 bytes
 TX_ID_LENGTH = 32  # uuid4().hex
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# ASCII names of at most 64 characters keep every gid within GID_MAX_BYTES:
+# 64 + 1 + 32 + 1 + 64 = 162 bytes.
 
 # SQLSTATEs that matter for prepared transactions.
 UNDEFINED_OBJECT = "42704"  # COMMIT/ROLLBACK PREPARED: no such gid (already finished)
@@ -50,11 +52,6 @@ def parse_gid(prefix: str, gid: str) -> tuple[str, str] | None:
     if head != prefix or not sep or not sep2 or not tx_id:
         return None
     return tx_id, participant
-
-
-def gid_length(prefix: str, participant: str) -> int:
-    """Length in bytes of the gids this prefix and participant make."""
-    return len(make_gid(prefix, "x" * TX_ID_LENGTH, participant).encode())
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -189,7 +186,10 @@ class Branch:
             if sqlstate(exc) == UNDEFINED_OBJECT:
                 return True
             try:
-                return finish_prepared(self.engine, self.gid, commit=False) is not Finish.BUSY
+                return (
+                    finish_prepared(self.engine, self.gid, commit=False)
+                    is not Finish.BUSY
+                )
             except DBAPIError:
                 return False
         return True
@@ -203,6 +203,9 @@ class Branch:
 
     def close(self) -> None:
         """Release the Session and return the connection to the pool."""
+        if self.prepared and self.twophase.is_active:
+            self.detach()  # closing would roll the prepared branch back
+            return
         self.session.close()
         if not self.connection.closed:
             self.connection.close()

@@ -1,17 +1,77 @@
-"""The gateway service."""
+"""The gateway: accounts and tokens, the reverse proxy to every service, API docs."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 from flask_smorest import Blueprint
 
+from apps.gateway import services
+from apps.gateway.context import Gateway
+from apps.gateway.keys import GatewayTokenVerifier, load_signing_keys
+from apps.gateway.openapi import ServiceDocuments
+from apps.gateway.passwords import Passwords
+from apps.gateway.proxy import Forwarder
+from apps.gateway.ratelimit import install_rate_limits
 from apps.gateway.settings import GatewaySettings
+from apps.gateway.views import auth, docs, proxy
 from chomik.web import create_app as create_web_app
+from chomik.web import db_session, runtime
 
-BLUEPRINTS: list[Blueprint] = []
+BLUEPRINTS: list[Blueprint] = [auth.blp]
+# Not part of the gateway's own OpenAPI paths: the proxy's paths come from the
+# services' documents, and the docs are the documentation itself.
+PLAIN_BLUEPRINTS = [docs.bp, proxy.bp]
 
 
 def create_app(settings: GatewaySettings | None = None) -> Flask:
     """Build the gateway web app."""
     settings = settings or GatewaySettings.from_env()
-    return create_web_app("gateway", settings, BLUEPRINTS)
+    keys = load_signing_keys(settings)
+    app = create_web_app(
+        "gateway", settings, BLUEPRINTS, description="The public API of Chomik"
+    )
+    for blueprint in PLAIN_BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    app.view_functions["api-docs.openapi_json"] = docs.merged_openapi
+    app.extensions["chomik.auth"] = GatewayTokenVerifier(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        service_secret=settings.service_token_secret,
+        is_revoked=_deny_list,
+    )
+    forwarder = Forwarder(
+        settings.upstreams,
+        connect_timeout=settings.proxy_connect_timeout,
+        read_timeout=settings.proxy_read_timeout,
+    )
+    app.extensions["chomik.gateway"] = Gateway(
+        keys=keys,
+        passwords=Passwords(
+            time_cost=settings.password_hash_time_cost,
+            memory_kib=settings.password_hash_memory_kib,
+        ),
+        issuer=services.TokenIssuer(
+            keys,
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            settings.access_token_ttl,
+            settings.refresh_token_ttl,
+        ),
+        forwarder=forwarder,
+        documents=ServiceDocuments(
+            forwarder.session,
+            settings.upstreams,
+            ttl=settings.openapi_cache_ttl,
+            timeout=settings.proxy_connect_timeout,
+        ),
+    )
+    install_rate_limits(app, settings, runtime(app).engine)
+    return app
+
+
+def _deny_list(claims: Mapping[str, Any]) -> bool:
+    return services.is_revoked(db_session(), str(claims["jti"]), claims.get("sid"))

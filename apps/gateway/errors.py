@@ -1,13 +1,13 @@
 """Problem types of the gateway.
 
-    Problem
-    ├── EmailTakenError            409 email-taken
-    ├── InvalidCredentialsError    401 invalid-credentials
-    ├── InvalidRefreshTokenError   401 invalid-refresh-token
-    ├── TooManyRequestsError       429 too-many-requests
-    ├── UnknownRouteError          404 not-found
-    ├── UpstreamUnavailableError   502 bad-gateway
-    └── UpstreamTimeoutError       504 gateway-timeout
+Problem
+├── EmailTakenError            409 email-taken
+├── InvalidCredentialsError    401 invalid-credentials
+├── InvalidRefreshTokenError   401 invalid-refresh-token
+├── TooManyRequestsError       429 too-many-requests
+├── UnknownRouteError          404 not-found
+├── UpstreamUnavailableError   502 bad-gateway
+└── UpstreamTimeoutError       504 gateway-timeout
 """
 
 from __future__ import annotations

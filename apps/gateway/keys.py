@@ -38,7 +38,9 @@ def private_key_path(settings: GatewaySettings) -> Path:
     """Where the signing key lives: the setting, else the data directory."""
     if settings.jwt_private_key_file:
         return Path(settings.jwt_private_key_file)
-    base = Path(settings.data_dir) if settings.data_dir else default_base_dir(PROJECT_DIR)
+    base = (
+        Path(settings.data_dir) if settings.data_dir else default_base_dir(PROJECT_DIR)
+    )
     return base / "keys" / "jwt-private.pem"
 
 

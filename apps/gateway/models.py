@@ -13,7 +13,13 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from chomik.db import TYPE_ANNOTATION_MAP, TimestampMixin, UTCDateTime, new_metadata, utcnow
+from chomik.db import (
+    TYPE_ANNOTATION_MAP,
+    TimestampMixin,
+    UTCDateTime,
+    new_metadata,
+    utcnow,
+)
 
 
 class Base(DeclarativeBase):

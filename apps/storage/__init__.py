@@ -6,9 +6,10 @@ from flask import Flask
 from flask_smorest import Blueprint
 
 from apps.storage.settings import StorageSettings
+from apps.storage.views import products, reservations
 from chomik.web import create_app as create_web_app
 
-BLUEPRINTS: list[Blueprint] = []
+BLUEPRINTS: list[Blueprint] = [products.blp, reservations.blp]
 
 
 def create_app(settings: StorageSettings | None = None) -> Flask:

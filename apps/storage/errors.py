@@ -1,15 +1,15 @@
 """Problem types of the storage service.
 
-    Problem
-    ├── NotFoundError
-    │   ├── ProductNotFoundError        404 product-not-found
-    │   └── ReservationNotFoundError    404 reservation-not-found
-    ├── ConflictError
-    │   ├── InsufficientStockError      409 insufficient-stock
-    │   ├── QuantityBelowReservedError  409 quantity-below-reserved
-    │   ├── ReservationMismatchError    409 reservation-mismatch
-    │   └── IllegalTransitionError      409 illegal-transition
-    └── ValidationProblem               422 validation-error (duplicate product lines)
+Problem
+├── NotFoundError
+│   ├── ProductNotFoundError        404 product-not-found
+│   └── ReservationNotFoundError    404 reservation-not-found
+├── ConflictError
+│   ├── InsufficientStockError      409 insufficient-stock
+│   ├── QuantityBelowReservedError  409 quantity-below-reserved
+│   ├── ReservationMismatchError    409 reservation-mismatch
+│   └── IllegalTransitionError      409 illegal-transition
+└── ValidationProblem               422 validation-error (duplicate product lines)
 """
 
 from __future__ import annotations

@@ -114,7 +114,6 @@ class Reservation(TimestampMixin, Base):
         back_populates="reservation",
         order_by="ReservationItem.product_id",
         cascade="all, delete-orphan",
-        lazy="selectin",
     )
 
 

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from apps.storage.errors import (
     InsufficientStockError,
@@ -104,7 +105,9 @@ def user_uuid(user: Principal) -> uuid.UUID:
         raise ForbiddenError("The token's subject is not a user id") from exc
 
 
-def create_product(session: Session, *, user: Principal, fields: Mapping[str, Any]) -> Product:
+def create_product(
+    session: Session, *, user: Principal, fields: Mapping[str, Any]
+) -> Product:
     """List a new product owned by the calling seller (or admin)."""
     product = Product(seller_id=user_uuid(user), **fields)
     session.add(product)
@@ -140,7 +143,11 @@ def access_own_product(
 
 
 def update_product(
-    session: Session, *, user: Principal, product_id: uuid.UUID, changes: Mapping[str, Any]
+    session: Session,
+    *,
+    user: Principal,
+    product_id: uuid.UUID,
+    changes: Mapping[str, Any],
 ) -> Product:
     """Change a product's fields; refuse a quantity below what is reserved.
 
@@ -160,7 +167,9 @@ def update_product(
     return product
 
 
-def archive_product(session: Session, *, user: Principal, product_id: uuid.UUID) -> None:
+def archive_product(
+    session: Session, *, user: Principal, product_id: uuid.UUID
+) -> None:
     """Take a product off the catalog; it can no longer be listed or reserved.
 
     Reservations already held on it can still be released or committed.
@@ -173,7 +182,9 @@ def archive_product(session: Session, *, user: Principal, product_id: uuid.UUID)
 def list_products(session: Session, *, filters: ProductFilters) -> ProductPage:
     """Return one page of listed products matching the filters, and the total."""
     criteria = list(_criteria(filters))
-    total = session.scalar(sa.select(sa.func.count()).select_from(Product).where(*criteria))
+    total = session.scalar(
+        sa.select(sa.func.count()).select_from(Product).where(*criteria)
+    )
     items = session.scalars(
         sa.select(Product)
         .where(*criteria)
@@ -199,7 +210,7 @@ def _criteria(filters: ProductFilters) -> Iterable[sa.ColumnElement[bool]]:
         yield Product.price >= filters.min_price
     if filters.max_price is not None:
         yield Product.price <= filters.max_price
-    search = sa.literal_column(SEARCH_TEXT)
+    search = sa.literal_column(SEARCH_TEXT, sa.String())
     for word in (filters.q or "").lower().split()[:MAX_SEARCH_WORDS]:
         yield search.like(f"%{_escape_like(word)}%", escape="\\")
 
@@ -219,23 +230,28 @@ def reserve_stock(
     Idempotent per order id: a repeat with the same lines returns the existing
     reservation (whatever its status); different lines are a conflict. The
     reservation row is inserted first (`ON CONFLICT DO NOTHING`, so a concurrent
-    repeat waits for the first and then sees it), then each product is decremented
-    by one conditional UPDATE in product-id order. On any failure it raises and the
-    caller's transaction rolls back, so nothing changes.
+    repeat waits for the first and then sees it), then each product is taken by
+    one statement, in product-id order: a conditional UPDATE feeding the
+    reservation line's INSERT. On any failure it raises and the caller's
+    transaction rolls back, so nothing changes.
     """
     wanted = _checked_lines(lines)
-    reservation_id = session.execute(
+    reservation = session.scalars(
         insert(Reservation)
         .values(id=uuid.uuid4(), order_id=order_id, status=ReservationStatus.RESERVED)
         .on_conflict_do_nothing(index_elements=[Reservation.order_id])
-        .returning(Reservation.id)
-    ).scalar_one_or_none()
-    if reservation_id is None:
+        .returning(Reservation)
+    ).one_or_none()
+    if reservation is None:
         return ReserveOutcome(_repeat(session, order_id, wanted), created=False)
-    for product_id, quantity in sorted(wanted.items()):
-        session.add(_hold(session, reservation_id, product_id, quantity))
-    session.flush()
-    reservation = session.get_one(Reservation, reservation_id, populate_existing=True)
+    items = [
+        _hold(session, reservation.id, product_id, quantity)
+        for product_id, quantity in sorted(wanted.items())
+    ]
+    for item in items:  # already in the database: attach without another INSERT
+        make_transient_to_detached(item)
+        session.add(item)
+    set_committed_value(reservation, "items", items)
     return ReserveOutcome(reservation, created=True)
 
 
@@ -259,7 +275,9 @@ def _repeat(
     session: Session, order_id: uuid.UUID, wanted: Mapping[uuid.UUID, int]
 ) -> Reservation:
     reservation = session.scalars(
-        sa.select(Reservation).where(Reservation.order_id == order_id)
+        sa.select(Reservation)
+        .where(Reservation.order_id == order_id)
+        .options(selectinload(Reservation.items))
     ).one()
     held = {item.product_id: item.quantity for item in reservation.items}
     if held != dict(wanted):
@@ -269,21 +287,58 @@ def _repeat(
     return reservation
 
 
+def _hold_statement() -> sa.Insert:
+    """One round trip: a conditional UPDATE of the product feeding the line's INSERT.
+
+    Built once; the product's row lock is then held only from here to commit.
+    """
+    products = cast(sa.Table, Product.__table__)
+    lines = cast(sa.Table, ReservationItem.__table__)
+    quantity = sa.bindparam("units", type_=sa.Integer())
+    held = (
+        sa.update(products)
+        .where(
+            products.c.id == sa.bindparam("product", type_=sa.Uuid()),
+            products.c.archived_at.is_(None),
+            products.c.quantity - products.c.reserved >= quantity,
+        )
+        .values(reserved=products.c.reserved + quantity, updated_at=sa.func.now())
+        .returning(
+            products.c.id, products.c.title, products.c.price, products.c.currency
+        )
+        .cte("held")
+    )
+    columns = ["reservation_id", "product_id", "quantity", "title", "unit_price"]
+    return (
+        sa.insert(lines)
+        .from_select(
+            [*columns, "currency"],
+            sa.select(
+                sa.bindparam("reservation", type_=sa.Uuid()),
+                held.c.id,
+                quantity,
+                held.c.title,
+                held.c.price,
+                held.c.currency,
+            ),
+        )
+        .returning(lines.c.title, lines.c.unit_price, lines.c.currency)
+    )
+
+
+_HOLD = _hold_statement()
+
+
 def _hold(
     session: Session, reservation_id: uuid.UUID, product_id: uuid.UUID, quantity: int
 ) -> ReservationItem:
-    """Take `quantity` units of one product, or raise; locks the product's row."""
-    row = session.execute(
-        sa.update(Product)
-        .where(
-            Product.id == product_id,
-            Product.archived_at.is_(None),
-            Product.quantity - Product.reserved >= quantity,
-        )
-        .values(reserved=Product.reserved + quantity)
-        .returning(Product.title, Product.price, Product.currency)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
+    """Take `quantity` units of one product and write the line, or raise."""
+    params = {
+        "reservation": reservation_id,
+        "product": product_id,
+        "units": quantity,
+    }
+    row = session.execute(_HOLD, params).one_or_none()
     if row is None:
         raise _refusal(session, product_id, quantity)
     return ReservationItem(
@@ -291,7 +346,7 @@ def _hold(
         product_id=product_id,
         quantity=quantity,
         title=row.title,
-        unit_price=row.price,
+        unit_price=row.unit_price,
         currency=row.currency,
     )
 
@@ -320,7 +375,9 @@ def _refusal(
 def get_reservation(session: Session, *, order_id: uuid.UUID) -> Reservation:
     """Return the order's reservation, or raise ReservationNotFoundError."""
     reservation = session.scalars(
-        sa.select(Reservation).where(Reservation.order_id == order_id)
+        sa.select(Reservation)
+        .where(Reservation.order_id == order_id)
+        .options(selectinload(Reservation.items))
     ).one_or_none()
     if reservation is None:
         raise ReservationNotFoundError(f"Order {order_id} holds no reservation")
@@ -346,10 +403,13 @@ def commit_stock(session: Session, *, order_id: uuid.UUID) -> Reservation:
     return _close(session, order_id, ReservationStatus.COMMITTED)
 
 
-def _close(session: Session, order_id: uuid.UUID, target: ReservationStatus) -> Reservation:
+def _close(
+    session: Session, order_id: uuid.UUID, target: ReservationStatus
+) -> Reservation:
     reservation = session.scalars(
         sa.select(Reservation)
         .where(Reservation.order_id == order_id)
+        .options(selectinload(Reservation.items))
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one_or_none()

@@ -31,8 +31,7 @@ def transition(current: ReservationStatus, target: ReservationStatus) -> bool:
         return False
     if target not in TRANSITIONS[current]:
         raise IllegalTransitionError(
-            f"A {current.value.lower()} reservation cannot be "
-            f"{target.value.lower()}",
+            f"A {current.value.lower()} reservation cannot be {target.value.lower()}",
             status_from=current.value,
             status_to=target.value,
         )

@@ -26,7 +26,9 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("created_at", TS, server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", TS, server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint("role IN ('buyer', 'seller', 'admin')", name="ck_users_role"),
+        sa.CheckConstraint(
+            "role IN ('buyer', 'seller', 'admin')", name="ck_users_role"
+        ),
         sa.CheckConstraint("email = lower(email)", name="ck_users_email_lowercase"),
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("email", name="uq_users_email"),
@@ -38,7 +40,9 @@ def upgrade() -> None:
         sa.Column("created_at", TS, server_default=sa.text("now()"), nullable=False),
         sa.Column("revoked_at", TS, nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], ondelete="CASCADE",
+            ["user_id"],
+            ["users.id"],
+            ondelete="CASCADE",
             name="fk_refresh_families_user_id_users",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_refresh_families"),
@@ -53,7 +57,9 @@ def upgrade() -> None:
         sa.Column("used_at", TS, nullable=True),
         sa.Column("created_at", TS, server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(
-            ["family_id"], ["refresh_families.id"], ondelete="CASCADE",
+            ["family_id"],
+            ["refresh_families.id"],
+            ondelete="CASCADE",
             name="fk_refresh_tokens_family_id_refresh_families",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_refresh_tokens"),

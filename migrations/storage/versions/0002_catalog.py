@@ -41,16 +41,26 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), server_default="", nullable=False),
         sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.func.now(),
             nullable=False,
         ),
         sa.Column(
-            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.func.now(),
             nullable=False,
         ),
-        sa.CheckConstraint("quantity >= 0", name=op.f("ck_products_quantity_not_negative")),
-        sa.CheckConstraint("reserved >= 0", name=op.f("ck_products_reserved_not_negative")),
-        sa.CheckConstraint("reserved <= quantity", name=op.f("ck_products_reserved_within_quantity")),
+        sa.CheckConstraint(
+            "quantity >= 0", name=op.f("ck_products_quantity_not_negative")
+        ),
+        sa.CheckConstraint(
+            "reserved >= 0", name=op.f("ck_products_reserved_not_negative")
+        ),
+        sa.CheckConstraint(
+            "reserved <= quantity", name=op.f("ck_products_reserved_within_quantity")
+        ),
         sa.CheckConstraint("sold >= 0", name=op.f("ck_products_sold_not_negative")),
         sa.CheckConstraint("price >= 0", name=op.f("ck_products_price_not_negative")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_products")),
@@ -70,11 +80,15 @@ def upgrade() -> None:
         sa.Column("order_id", sa.Uuid(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.func.now(),
             nullable=False,
         ),
         sa.Column(
-            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.func.now(),
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reservations")),
@@ -88,13 +102,18 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("unit_price", sa.Numeric(precision=12, scale=2), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.CheckConstraint("quantity > 0", name=op.f("ck_reservation_items_quantity_positive")),
+        sa.CheckConstraint(
+            "quantity > 0", name=op.f("ck_reservation_items_quantity_positive")
+        ),
         sa.ForeignKeyConstraint(
-            ["product_id"], ["products.id"],
+            ["product_id"],
+            ["products.id"],
             name=op.f("fk_reservation_items_product_id_products"),
         ),
         sa.ForeignKeyConstraint(
-            ["reservation_id"], ["reservations.id"], ondelete="CASCADE",
+            ["reservation_id"],
+            ["reservations.id"],
+            ondelete="CASCADE",
             name=op.f("fk_reservation_items_reservation_id_reservations"),
         ),
         sa.PrimaryKeyConstraint(
@@ -126,7 +145,15 @@ def downgrade() -> None:
     op.drop_table("reservation_items")
     op.drop_table("reservations")
     op.execute(f"DROP INDEX IF EXISTS {SEARCH_INDEX}")
-    for name in ("seller_id", "created_at", "price", "condition", "color", "size", "brand"):
+    for name in (
+        "seller_id",
+        "created_at",
+        "price",
+        "condition",
+        "color",
+        "size",
+        "brand",
+    ):
         op.drop_index(f"ix_products_{name}", table_name="products")
     op.drop_table("products")
     # pg_trgm stays: other schemas of the database may use it.

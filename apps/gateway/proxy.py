@@ -1,0 +1,166 @@
+"""The reverse proxy's route table and upstream calls (no Flask here).
+
+Every public `/api/v1` path belongs to one service by an explicit prefix; paths
+not in the table (internal endpoints such as reservations) are never routed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from apps.gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
+
+# RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+CHUNK_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Route:
+    """Paths matching `pattern` (and below it) go to `service`."""
+
+    pattern: str
+    service: str
+
+    def matches(self, path: str) -> bool:
+        regex = re.sub(r"\{[^/}]+\}", "[^/]+", self.pattern)
+        return re.fullmatch(f"{regex}(/.*)?", path) is not None
+
+
+# More specific first: an order's payment belongs to the payment service.
+ROUTES: tuple[Route, ...] = (
+    Route("/orders/{id}/payment", "payment"),
+    Route("/products", "storage"),
+    Route("/addresses", "delivery"),
+    Route("/shipments", "delivery"),
+    Route("/orders", "orders"),
+    Route("/payments", "payment"),
+)
+
+
+def route(path: str) -> str | None:
+    """The service owning a path below /api/v1, or None when it is not public."""
+    for candidate in ROUTES:
+        if candidate.matches(path):
+            return candidate.service
+    return None
+
+
+def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drop hop-by-hop headers, including those the Connection header names."""
+    pairs = list(headers)
+    named = {
+        token.strip().lower()
+        for name, value in pairs
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    return [
+        (name, value)
+        for name, value in pairs
+        if name.lower() not in HOP_BY_HOP and name.lower() not in named
+    ]
+
+
+class Body:
+    """A request body streamed through in chunks, with its length when known."""
+
+    def __init__(self, stream: object, length: int) -> None:
+        self._stream = stream
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self._stream.read  # type: ignore[attr-defined]
+        while chunk := read(CHUNK_SIZE):
+            yield chunk
+
+
+class Forwarder:
+    """One pooled HTTP session to every service, with connect and read timeouts."""
+
+    def __init__(
+        self,
+        upstreams: Mapping[str, str],
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int = 32,
+    ) -> None:
+        self.upstreams = dict(upstreams)
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        # No default headers: the client's own Accept-Encoding and User-Agent
+        # travel unchanged, so the service never compresses for a client that
+        # did not ask for it.
+        self.session.headers.clear()
+        # urllib3 never retries a POST; retrying a GET could repeat a slow call,
+        # so no retries at all and the client decides.
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def send(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: Body | Iterator[bytes] | None,
+    ) -> requests.Response:
+        """Send a request to a service and return its streaming response."""
+        url = f"{self.upstreams[service].rstrip('/')}{path}"
+        if query:
+            url = f"{url}?{query}"
+        try:
+            return self.session.request(
+                method,
+                url,
+                headers=dict(headers),
+                data=body,
+                stream=True,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            raise UpstreamTimeoutError(
+                service, f"The {service} service did not answer in time"
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise UpstreamUnavailableError(
+                service, f"The {service} service cannot be reached"
+            ) from exc
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.session.close()
+
+
+def relay(response: requests.Response) -> Iterator[bytes]:
+    """The upstream body as it arrives, still encoded (gzip stays gzip)."""
+    try:
+        yield from response.raw.stream(CHUNK_SIZE, decode_content=False)
+    finally:
+        response.close()

@@ -1,0 +1,267 @@
+"""Accounts and tokens: register, log in, rotate refresh tokens, log out, deny-list."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from apps.gateway.errors import (
+    EmailTakenError,
+    InvalidCredentialsError,
+    InvalidRefreshTokenError,
+)
+from apps.gateway.keys import SigningKeys
+from apps.gateway.models import RefreshFamily, RefreshToken, RevokedToken, Role, User
+from apps.gateway.passwords import MIN_PASSWORD_LENGTH, Passwords
+from chomik.auth import Principal, issue_access_token
+from chomik.db import transaction, utcnow
+from chomik.problems import UnauthorizedError, ValidationProblem
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    """What signing a token pair needs."""
+
+    keys: SigningKeys
+    issuer: str
+    audience: str
+    access_ttl: int
+    refresh_ttl: int
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    email: str
+    name: str
+    roles: list[str]
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"
+
+
+def normalize_email(email: str) -> str:
+    """The one spelling of an e-mail address that is stored and looked up."""
+    return email.strip().lower()
+
+
+def _hash_token(raw: str) -> str:
+    # A refresh token carries 256 random bits, so a fast hash is enough: nobody
+    # can guess one, and the database alone does not reveal a usable token.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _account(user: User) -> Account:
+    return Account(str(user.id), user.email, user.name, [user.role])
+
+
+def register_account(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    name: str,
+    role: Role,
+    passwords: Passwords,
+) -> Account:
+    """Create an account; the e-mail is unique whatever its letter case."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationProblem(
+            {"password": [f"Shorter than minimum length {MIN_PASSWORD_LENGTH}."]}
+        )
+    email = normalize_email(email)
+    if session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+        raise EmailTakenError(f"{email} is already registered")
+    user = User(
+        email=email, name=name, role=role.value, password_hash=passwords.hash(password)
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent registration won the race
+        raise EmailTakenError(f"{email} is already registered") from exc
+    return _account(user)
+
+
+def get_account(session: Session, user_id: str) -> Account:
+    """The account behind an access token's subject."""
+    user = session.get(User, _as_uuid(user_id)) if _as_uuid(user_id) else None
+    if user is None:
+        raise UnauthorizedError("The account of this token no longer exists")
+    return _account(user)
+
+
+def log_in(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    passwords: Passwords,
+    issuer: TokenIssuer,
+) -> TokenPair:
+    """Check the password and start a new refresh-token family.
+
+    An unknown e-mail and a wrong password give the same error after the same
+    work (one argon2 verification). A hash made with older parameters is
+    replaced while the plain password is at hand.
+    """
+    user = session.scalar(sa.select(User).where(User.email == normalize_email(email)))
+    if user is None:
+        passwords.verify_nothing(password)
+        raise InvalidCredentialsError("Wrong e-mail or password")
+    if not passwords.verify(user.password_hash, password):
+        raise InvalidCredentialsError("Wrong e-mail or password")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
+    family = RefreshFamily(user_id=user.id)
+    session.add(family)
+    session.flush()
+    return _issue(session, user, family.id, issuer)
+
+
+def _issue(
+    session: Session, user: User, family_id: uuid.UUID, issuer: TokenIssuer
+) -> TokenPair:
+    raw = secrets.token_urlsafe(32)
+    session.add(
+        RefreshToken(
+            family_id=family_id,
+            token_hash=_hash_token(raw),
+            expires_at=utcnow() + dt.timedelta(seconds=issuer.refresh_ttl),
+        )
+    )
+    access, _claims = issue_access_token(
+        issuer.keys.private_pem,
+        subject=str(user.id),
+        roles=[user.role],
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+        ttl=issuer.access_ttl,
+        kid=issuer.keys.kid,
+        extra={"sid": str(family_id)},
+    )
+    return TokenPair(access, raw, issuer.access_ttl)
+
+
+def rotate_refresh_token(
+    sessions: sessionmaker[Session], raw: str, issuer: TokenIssuer
+) -> TokenPair:
+    """Spend a refresh token and issue the next pair of its family.
+
+    Runs in its own transaction, which commits even when the answer is 401: a
+    spent token presented again revokes its whole family, and that revocation
+    must stay although the request fails. The token row is locked, so two
+    concurrent uses of one token count as a reuse.
+    """
+    with transaction(sessions) as session:
+        pair, refusal = _rotate(session, raw, issuer)
+    if pair is None:
+        raise InvalidRefreshTokenError(refusal)
+    return pair
+
+
+def _rotate(
+    session: Session, raw: str, issuer: TokenIssuer
+) -> tuple[TokenPair | None, str]:
+    row = session.execute(
+        sa.select(RefreshToken, RefreshFamily, User)
+        .join(RefreshFamily, RefreshToken.family_id == RefreshFamily.id)
+        .join(User, RefreshFamily.user_id == User.id)
+        .where(RefreshToken.token_hash == _hash_token(raw))
+        .with_for_update(of=RefreshToken)
+    ).first()
+    if row is None:
+        return None, "Unknown refresh token"
+    token, family, user = row
+    now = utcnow()
+    if family.revoked_at is not None:
+        return None, "This refresh token's session has been revoked"
+    if token.used_at is not None:
+        family.revoked_at = now
+        return None, "Refresh token reused: its session is revoked"
+    if token.expires_at <= now:
+        return None, "The refresh token has expired"
+    token.used_at = now
+    return _issue(session, user, family.id, issuer), ""
+
+
+def log_out(
+    session: Session,
+    principal: Principal,
+    *,
+    family_id: str | None,
+    refresh_token: str | None = None,
+) -> None:
+    """Deny the access token until it expires and revoke its refresh family."""
+    expires_at = dt.datetime.fromtimestamp(principal.expires_at, dt.UTC)
+    session.execute(
+        insert(RevokedToken)
+        .values(jti=principal.jti, expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=["jti"])
+    )
+    # Expired entries can never match a valid token again: drop them as we go.
+    session.execute(sa.delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
+    families = [f for f in [_as_uuid(family_id)] if f is not None]
+    if refresh_token:
+        families.extend(
+            session.scalars(
+                sa.select(RefreshToken.family_id).where(
+                    RefreshToken.token_hash == _hash_token(refresh_token)
+                )
+            )
+        )
+    _revoke_families(session, principal.id, families)
+
+
+def _revoke_families(
+    session: Session, user_id: str, families: Iterable[uuid.UUID]
+) -> None:
+    ids = list(families)
+    owner = _as_uuid(user_id)
+    if not ids or owner is None:
+        return
+    session.execute(
+        sa.update(RefreshFamily)
+        .where(
+            RefreshFamily.id.in_(ids),
+            RefreshFamily.user_id == owner,
+            RefreshFamily.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+
+
+def is_revoked(session: Session, jti: str, family_id: str | None) -> bool:
+    """Tell whether an access token was logged out or its family revoked."""
+    denied = sa.select(RevokedToken.jti).where(RevokedToken.jti == jti).exists()
+    condition: sa.ColumnElement[bool] = denied
+    family = _as_uuid(family_id)
+    if family is not None:
+        revoked_family = (
+            sa.select(RefreshFamily.id)
+            .where(RefreshFamily.id == family, RefreshFamily.revoked_at.is_not(None))
+            .exists()
+        )
+        condition = sa.or_(denied, revoked_family)
+    return bool(session.scalar(sa.select(condition)))
+
+
+def _as_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,116 @@
+"""Accounts and tokens: register, login, refresh, logout, me, jwks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from apps.gateway import services
+from apps.gateway.context import gateway
+from apps.gateway.models import Role
+from apps.gateway.schemas import (
+    AccountCreateSchema,
+    AccountSchema,
+    JwksSchema,
+    LoginSchema,
+    LogoutSchema,
+    RefreshSchema,
+    TokenSchema,
+)
+from chomik.auth import bearer_token, current_user
+from chomik.web import db_session, runtime
+
+blp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts and tokens")
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+@blp.route("/register")
+class Register(MethodView):
+    @blp.arguments(AccountCreateSchema)
+    @blp.response(201, AccountSchema)
+    @blp.alt_response(409, description="E-mail already registered")
+    @blp.alt_response(429, description="Too many registrations from this address")
+    def post(self, data: dict[str, Any]) -> services.Account:
+        """Register a buyer or seller account"""
+        return services.register_account(
+            db_session(),
+            email=data["email"],
+            password=data["password"],
+            name=data["name"],
+            role=Role(data["role"]),
+            passwords=gateway().passwords,
+        )
+
+
+@blp.route("/login")
+class Login(MethodView):
+    @blp.arguments(LoginSchema)
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(401, description="Wrong e-mail or password")
+    @blp.alt_response(429, description="Too many failed attempts")
+    def post(self, data: dict[str, Any]) -> services.TokenPair:
+        """Log in: an access token and a refresh token"""
+        state = gateway()
+        return services.log_in(
+            db_session(),
+            email=data["email"],
+            password=data["password"],
+            passwords=state.passwords,
+            issuer=state.issuer,
+        )
+
+
+@blp.route("/refresh")
+class Refresh(MethodView):
+    @blp.arguments(RefreshSchema)
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(401, description="Unknown, expired, spent or revoked token")
+    def post(self, data: dict[str, Any]) -> services.TokenPair:
+        """Exchange a refresh token for a new pair
+
+        The refresh token is spent: presenting it again revokes every token of
+        its login session.
+        """
+        return services.rotate_refresh_token(
+            runtime().sessions, data["refresh_token"], gateway().issuer
+        )
+
+
+@blp.route("/logout")
+class Logout(MethodView):
+    @blp.arguments(LogoutSchema, required=False)
+    @blp.response(204)
+    @blp.alt_response(401, description="No valid access token")
+    @blp.doc(security=BEARER)
+    def post(self, data: dict[str, Any] | None) -> None:
+        """Log out: revoke the access token and its refresh tokens"""
+        principal = current_user()
+        # The token is verified by now; only its session id is read again.
+        claims = jwt.decode(bearer_token() or "", options={"verify_signature": False})
+        services.log_out(
+            db_session(),
+            principal,
+            family_id=claims.get("sid"),
+            refresh_token=(data or {}).get("refresh_token"),
+        )
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @blp.response(200, AccountSchema)
+    @blp.alt_response(401, description="No valid access token")
+    @blp.doc(security=BEARER)
+    def get(self) -> services.Account:
+        """The account of the access token"""
+        return services.get_account(db_session(), current_user().id)
+
+
+@blp.route("/jwks")
+class Jwks(MethodView):
+    @blp.response(200, JwksSchema)
+    def get(self) -> dict[str, Any]:
+        """The public keys that verify access tokens"""
+        return gateway().keys.jwks()

@@ -1,0 +1,77 @@
+"""The reverse proxy: every public /api/v1 path of a service, streamed both ways."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, g, request
+
+from apps.gateway.context import gateway
+from apps.gateway.errors import UnknownRouteError
+from apps.gateway.proxy import Body, end_to_end, relay, route
+from chomik.auth import optional_user
+from chomik.logs import REQUEST_ID_HEADER
+
+bp = Blueprint("proxy", __name__)
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Set by the gateway itself, whatever the client sent.
+_REPLACED = {
+    "host",
+    "content-length",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    REQUEST_ID_HEADER.lower(),
+}
+
+
+@bp.route("/api/v1/<path:path>", methods=METHODS)
+def forward(path: str) -> Response:
+    """Pass a request on to the service that owns its path."""
+    service = route(f"/{path}")
+    if service is None:
+        raise UnknownRouteError(f"No public API path /api/v1/{path}")
+    # A bad, expired or revoked token stops here, before any service sees it;
+    # an anonymous request goes on and the service decides.
+    optional_user()
+    upstream = gateway().forwarder.send(
+        service,
+        request.method,
+        urllib.parse.quote(request.path),
+        query=request.query_string.decode("latin-1"),
+        headers=_request_headers(),
+        body=_request_body(),
+    )
+    headers = end_to_end(upstream.raw.headers.items())
+    response = Response(
+        relay(upstream), status=upstream.status_code, headers=headers,
+        direct_passthrough=True,
+    )  # fmt: skip
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        del response.headers["Content-Type"]
+    return response
+
+
+def _request_headers() -> list[tuple[str, str]]:
+    headers = [
+        (name, value)
+        for name, value in end_to_end(request.headers.items())
+        if name.lower() not in _REPLACED and name.lower() != "x-forwarded-for"
+    ]
+    address = request.remote_addr or "unknown"
+    prior = request.headers.get("X-Forwarded-For")
+    headers += [
+        ("X-Forwarded-For", f"{prior}, {address}" if prior else address),
+        ("X-Forwarded-Proto", request.scheme),
+        ("X-Forwarded-Host", request.host),
+        (REQUEST_ID_HEADER, g.request_id),
+    ]
+    return headers
+
+
+def _request_body() -> Body | Iterator[bytes] | None:
+    if request.content_length:
+        return Body(request.stream, request.content_length)
+    if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        return Body(request.stream, 0).__iter__()
+    return None

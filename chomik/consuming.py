@@ -1,0 +1,306 @@
+"""The Kafka consumer loop: one DB transaction per message, inbox dedupe, retries, DLQ.
+
+An app hands over its `CONSUMERS` table, `{event class (or type string): handler}`.
+For each message the loop opens one transaction holding the inbox row (unique per
+consumer group and event id), the handler's effect and the outbox rows the handler
+emits; offsets are committed only after that transaction committed. A duplicate is
+skipped. A failing message is retried with backoff a bounded number of times, then
+published to `<topic>.dlq` with the error and the original headers, and the partition
+moves on. An unparseable message goes to the DLQ at once. Database outages are not the
+message's fault: they are retried without end (with backoff) and never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import Counter, Gauge
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from chomik.kafka import (
+    Envelope,
+    Event,
+    MalformedMessageError,
+    decode,
+    dlq,
+    make_consumer,
+    make_producer,
+)
+from chomik.logs import request_id_var
+from chomik.outbox import backoff_delay
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Any], None]
+HandlerKey = type[Event] | str
+
+CONSUMED = Counter("consumer_messages_consumed", "Messages applied", ["group", "topic"])
+DUPLICATES = Counter(
+    "consumer_duplicates_skipped",
+    "Messages skipped as already applied",
+    ["group", "topic"],
+)
+RETRIES = Counter("consumer_retries", "Handler attempts retried", ["group", "topic"])
+DEAD_LETTERED = Counter(
+    "consumer_dead_lettered",
+    "Messages sent to the dead-letter topic",
+    ["group", "topic"],
+)
+IGNORED = Counter(
+    "consumer_messages_ignored", "Messages of types with no handler", ["group", "topic"]
+)
+LAG = Gauge(
+    "consumer_lag", "Messages behind the log end", ["group", "topic", "partition"]
+)
+
+_inbox = sa.table(
+    "inbox_events",
+    sa.column("consumer_group", sa.String),
+    sa.column("event_id", sa.Uuid(as_uuid=True)),
+    sa.column("topic", sa.String),
+    sa.column("type", sa.String),
+)
+
+
+class _InfrastructureError(RuntimeError):
+    """The database or the broker is unavailable: retry later, never dead-letter."""
+
+
+def handler_table(consumers: Mapping[HandlerKey, Handler]) -> dict[str, Handler]:
+    """`{event type string: handler}` from a `CONSUMERS` table."""
+    return {
+        (key if isinstance(key, str) else key.type): handler
+        for key, handler in consumers.items()
+    }
+
+
+def topics_of(
+    consumers: Mapping[HandlerKey, Handler], extra: Iterable[str] = ()
+) -> list[str]:
+    """The topics to subscribe to: those of the event classes, plus `extra`."""
+    topics = {key.topic for key in consumers if not isinstance(key, str)}
+    return sorted(topics | set(extra))
+
+
+class Consumer:
+    """Consumes the topics of a `CONSUMERS` table as one consumer group member."""
+
+    def __init__(
+        self,
+        *,
+        group_id: str,
+        bootstrap_servers: str,
+        sessions: sessionmaker[Session],
+        consumers: Mapping[HandlerKey, Handler],
+        topics: Iterable[str] = (),
+        max_attempts: int = 4,
+        retry_backoff: float = 0.2,
+        retry_backoff_max: float = 2.0,
+        consumer_options: Mapping[str, Any] | None = None,
+        producer_factory: Callable[[], KafkaProducer] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.bootstrap_servers = bootstrap_servers
+        self.sessions = sessions
+        self.handlers = handler_table(consumers)
+        self.topics = topics_of(consumers, topics)
+        self.max_attempts = max_attempts
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self.consumer_options = dict(consumer_options or {})
+        self._producer_factory = producer_factory or (
+            lambda: make_producer(bootstrap_servers)
+        )
+        self._producer: KafkaProducer | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._positions: dict[TopicPartition, int] = {}
+
+    # --- one message ---------------------------------------------------------------
+
+    def apply(self, topic: str, envelope: Envelope, event: Any) -> bool:
+        """Run the handler in one transaction with the inbox row; False if duplicate."""
+        handler = self.handlers[envelope.type]
+        with self.sessions() as session, session.begin():
+            inserted = session.execute(
+                insert(_inbox)
+                .values(
+                    consumer_group=self.group_id,
+                    event_id=envelope.id,
+                    topic=topic,
+                    type=envelope.type,
+                )
+                .on_conflict_do_nothing()
+                .returning(_inbox.c.event_id)
+            ).first()
+            if inserted is None:
+                return False
+            handler(session, event)
+        return True
+
+    def process(self, record: ConsumerRecord) -> None:
+        """Apply one record, retrying, dead-lettering when it cannot be applied.
+
+        Raises `_InfrastructureError` when the database or the broker is down: the
+        record must then be read again later.
+        """
+        labels = (self.group_id, record.topic)
+        try:
+            envelope = Envelope.from_json(record.value)
+            if envelope.type not in self.handlers:
+                IGNORED.labels(*labels).inc()
+                return
+            event = decode(envelope)
+        except MalformedMessageError as exc:
+            log.warning("unparseable message at %s:%d", record.topic, record.offset)
+            self.dead_letter(record, exc, attempts=0)
+            return
+        token = request_id_var.set(envelope.request_id)
+        try:
+            self._apply_with_retries(record, envelope, event)
+        finally:
+            request_id_var.reset(token)
+
+    def _apply_with_retries(
+        self, record: ConsumerRecord, envelope: Envelope, event: Any
+    ) -> None:
+        labels = (self.group_id, record.topic)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                applied = self.apply(record.topic, envelope, event)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                raise _InfrastructureError(f"database unavailable: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - any handler error is the message's
+                if attempt >= self.max_attempts:
+                    log.warning(
+                        "event %s (%s) failed %d times, dead-lettering: %r",
+                        envelope.id, envelope.type, attempt, exc,
+                    )  # fmt: skip
+                    self.dead_letter(record, exc, attempts=attempt)
+                    return
+                RETRIES.labels(*labels).inc()
+                delay = backoff_delay(
+                    attempt, self.retry_backoff, self.retry_backoff_max
+                )
+                log.info("event %s failed (attempt %d): %r", envelope.id, attempt, exc)
+                time.sleep(delay)
+                continue
+            if applied:
+                CONSUMED.labels(*labels).inc()
+            else:
+                DUPLICATES.labels(*labels).inc()
+            return
+
+    def dead_letter(
+        self, record: ConsumerRecord, error: BaseException, *, attempts: int
+    ) -> None:
+        """Publish the original message to `<topic>.dlq` with the error in headers."""
+        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        headers = list(record.headers or []) + [
+            ("dlq.error", detail[:2000].encode()),
+            ("dlq.error_type", type(error).__name__.encode()),
+            ("dlq.attempts", str(attempts).encode()),
+            ("dlq.topic", record.topic.encode()),
+            ("dlq.partition", str(record.partition).encode()),
+            ("dlq.offset", str(record.offset).encode()),
+            ("dlq.group", self.group_id.encode()),
+        ]
+        try:
+            if self._producer is None:
+                self._producer = self._producer_factory()
+            future = self._producer.send(
+                dlq(record.topic),
+                key=record.key,
+                value=record.value or b"",
+                headers=headers,
+            )
+            future.get(timeout=15)
+        except KafkaError as exc:
+            if self._producer is not None:
+                self._producer.close(timeout=1)
+                self._producer = None
+            raise _InfrastructureError(f"dead-letter publish failed: {exc!r}") from exc
+        DEAD_LETTERED.labels(self.group_id, record.topic).inc()
+
+    # --- the loop --------------------------------------------------------------------
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        if not offsets or self._consumer is None:
+            return
+        try:
+            self._consumer.commit(dict(offsets))
+        except (CommitFailedError, KafkaError) as exc:
+            # Rebalanced meanwhile: the new owner re-reads, the inbox skips duplicates.
+            log.warning("offset commit failed: %r", exc)
+        offsets.clear()
+
+    def _update_lag(self, consumer: KafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            current = self._positions.get(tp)
+            if end is not None and current is not None:
+                lag = max(0, end - current)
+                LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)
+
+    def _process_batch(
+        self,
+        batches: Mapping[TopicPartition, list[ConsumerRecord]],
+        stop: threading.Event,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+    ) -> None:
+        """Apply polled records in order; record each applied offset in `offsets`."""
+        for tp, records in batches.items():
+            for record in records:
+                if stop.is_set():
+                    return
+                self.process(record)
+                offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+                self._positions[tp] = record.offset + 1
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set; then finish the current message, commit, leave."""
+        self._positions = {}
+        consumer = make_consumer(
+            self.bootstrap_servers, self.group_id, **self.consumer_options
+        )
+        self._consumer = consumer
+        consumer.subscribe(self.topics)
+        failures = 0
+        try:
+            while not stop.is_set():
+                batches = consumer.poll(timeout_ms=200)
+                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+                try:
+                    self._process_batch(batches, stop, offsets)
+                    failures = 0
+                except _InfrastructureError as exc:
+                    # Read the unapplied records again after a pause.
+                    for tp, records in batches.items():
+                        done = offsets.get(tp)
+                        consumer.seek(tp, done.offset if done else records[0].offset)
+                    failures += 1
+                    delay = backoff_delay(failures, 0.2, 5.0)
+                    log.warning("consumer paused %.2fs: %s", delay, exc)
+                    self._commit(offsets)
+                    stop.wait(delay)
+                    continue
+                self._commit(offsets)
+                self._update_lag(consumer)
+        finally:
+            self._consumer = None
+            consumer.close(autocommit=False)
+            if self._producer is not None:
+                self._producer.close(timeout=2)
+                self._producer = None

@@ -1,0 +1,222 @@
+"""Jobs on every worker replica, coordinated through row leases.
+
+Each replica runs an APScheduler 3 `BackgroundScheduler` whose `SQLAlchemyJobStore`
+table is its own (`apscheduler_jobs_<replica id>`): APScheduler must never share one
+job-store table between processes. Misfires are coalesced. Replicas coordinate in the
+work itself: `claim_due` claims a batch of due rows in one statement
+(`FOR UPDATE SKIP LOCKED`), pushes their due time a lease ahead, stamps a claim token
+and commits at once; the replica then works on the rows without holding locks. A
+replica that dies mid-batch loses nothing: its rows come due again when the lease ends.
+`complete_claim` finishes one row only if the claim is still ours.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import Counter
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from chomik.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JOBSTORE_PREFIX = "apscheduler_jobs_"
+JOB_RUNS = Counter("scheduler_job_runs", "Job runs", ["job", "outcome"])
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job function receives."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    replica_id: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """One periodic job of an app's `JOBS` list."""
+
+    name: str
+    func: Callable[[JobContext], Any]
+    seconds: float
+    jitter: float | None = None
+
+
+def jobstore_table(replica_id: str) -> str:
+    """The job-store table of one replica: `apscheduler_jobs_<sanitized id>`."""
+    clean = re.sub(r"[^a-z0-9_]", "_", replica_id.lower()).strip("_") or "default"
+    name = JOBSTORE_PREFIX + clean
+    if len(name) > 63:
+        digest = hashlib.sha1(replica_id.encode()).hexdigest()[:10]
+        name = f"{name[:52]}_{digest}"
+    return name
+
+
+def _table_of(table: sa.Table | type[Any]) -> sa.Table:
+    if isinstance(table, sa.Table):
+        return table
+    local: sa.Table = sa.inspect(table).local_table
+    return local
+
+
+def claim_due(
+    session: Session,
+    table: sa.Table | type[Any],
+    *,
+    limit: int,
+    lease: dt.timedelta,
+    due_column: str = "next_check_at",
+    token_column: str = "claim_token",
+    where: Sequence[sa.ColumnElement[bool]] = (),
+) -> list[sa.Row[Any]]:
+    """Claim up to `limit` due rows and commit at once; return them (all columns).
+
+    One statement: `UPDATE ... WHERE pk IN (SELECT pk ... WHERE due <= now()
+    ORDER BY due LIMIT n FOR UPDATE SKIP LOCKED)` setting `due = now() + lease` and a
+    fresh claim token (every returned row carries it in `token_column`). The session
+    is committed, so no row lock is held while the caller works on the rows.
+    """
+    target = _table_of(table)
+    (pk,) = target.primary_key.columns
+    due = target.c[due_column]
+    due_rows = (
+        sa.select(pk)
+        .where(due <= sa.func.now(), *where)
+        .order_by(due)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    token = uuid.uuid4()
+    statement = (
+        sa.update(target)
+        .where(pk.in_(due_rows.scalar_subquery()))
+        .values({due_column: sa.func.now() + lease, token_column: token})
+        .returning(*target.c)
+    )
+    rows = list(session.execute(statement).all())
+    session.commit()
+    return rows
+
+
+def complete_claim(
+    session: Session,
+    table: sa.Table | type[Any],
+    key: Any,
+    token: uuid.UUID,
+    *,
+    next_due: dt.datetime | None,
+    token_column: str = "claim_token",
+    due_column: str = "next_check_at",
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """Finish a claimed row in the caller's transaction, if the claim is still ours.
+
+    Sets the next due time (None: never again), clears the token and applies `values`.
+    False means the lease ran out and another replica re-claimed the row: the caller
+    must roll back its effect.
+    """
+    target = _table_of(table)
+    (pk,) = target.primary_key.columns
+    result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        sa.update(target)
+        .where(pk == key, target.c[token_column] == token)
+        .values({due_column: next_due, token_column: None, **dict(values or {})})
+    )
+    return bool(result.rowcount)
+
+
+# Live contexts of the schedulers in this process, by replica id: job-store rows keep
+# only picklable references (`_run_job`, replica id, job name), never sessions.
+_REGISTRY: dict[str, tuple[JobContext, dict[str, Job]]] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _run_job(replica_id: str, name: str) -> None:
+    with _REGISTRY_LOCK:
+        context, jobs = _REGISTRY[replica_id]
+    job = jobs.get(name)
+    if job is None:
+        return
+    try:
+        job.func(context)
+    except Exception:
+        JOB_RUNS.labels(name, "error").inc()
+        log.exception("job %s failed", name)
+        raise
+    JOB_RUNS.labels(name, "ok").inc()
+
+
+class Scheduler:
+    """An app's `JOBS` on this replica, with its own APScheduler job-store table."""
+
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        *,
+        settings: Settings,
+        engine: Engine,
+        sessions: sessionmaker[Session],
+        replica_id: str | None = None,
+    ) -> None:
+        self.replica_id = replica_id or settings.scheduler_replica_id
+        self.table = jobstore_table(self.replica_id)
+        self.jobs = {job.name: job for job in jobs}
+        self.context = JobContext(settings, sessions, self.replica_id)
+        self.engine = engine
+        self._scheduler: BackgroundScheduler | None = None
+
+    def start(self) -> None:
+        """Start the scheduler thread; jobs of the list replace stored definitions."""
+        with _REGISTRY_LOCK:
+            _REGISTRY[self.replica_id] = (self.context, self.jobs)
+        scheduler = BackgroundScheduler(
+            jobstores={
+                "default": SQLAlchemyJobStore(engine=self.engine, tablename=self.table)
+            },
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": 30,
+            },
+            timezone=dt.UTC,
+        )
+        scheduler.start(paused=True)
+        wanted = set(self.jobs)
+        for stored in scheduler.get_jobs():
+            if stored.id not in wanted:
+                stored.remove()
+        for job in self.jobs.values():
+            scheduler.add_job(
+                "chomik.scheduling:_run_job",
+                "interval",
+                seconds=job.seconds,
+                jitter=job.jitter,
+                args=[self.replica_id, job.name],
+                id=job.name,
+                name=job.name,
+                replace_existing=True,
+            )
+        scheduler.resume()
+        self._scheduler = scheduler
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop scheduling; with `wait`, let running jobs finish first."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=wait)
+            self._scheduler = None
+        with _REGISTRY_LOCK:
+            _REGISTRY.pop(self.replica_id, None)

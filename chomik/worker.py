@@ -1,0 +1,159 @@
+"""The worker process of an app: outbox relay, Kafka consumers and scheduled jobs.
+
+An app's `build_worker(settings)` returns `Worker(app, settings, consumers=CONSUMERS,
+jobs=JOBS)`; `chomik worker <app>` calls `.run()`. SIGTERM (or SIGINT) stops it
+gracefully: the consumer finishes the current message, commits its offset and leaves
+the group, the relay finishes its batch, running jobs complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+from kafka.errors import KafkaError
+from prometheus_client import start_http_server
+
+from chomik.consuming import Consumer, Handler, HandlerKey, topics_of
+from chomik.db import make_engine, make_session_factory
+from chomik.kafka import ensure_topics
+from chomik.logs import configure_logging
+from chomik.outbox import Relay, RelayConfig
+from chomik.scheduling import Job, Scheduler
+from chomik.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Runs an app's relay, consumers and jobs until told to stop."""
+
+    def __init__(
+        self,
+        app: str,
+        settings: Settings,
+        *,
+        consumers: Mapping[HandlerKey, Handler] | None = None,
+        jobs: Sequence[Job] = (),
+        topics: Iterable[str] = (),
+        relay: bool = True,
+        relay_config: RelayConfig | None = None,
+        consumer_options: Mapping[str, Any] | None = None,
+        max_attempts: int = 4,
+        metrics_port: int | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.consumers = dict(consumers or {})
+        self.jobs = list(jobs)
+        self.topics = topics_of(self.consumers, topics)
+        self.with_relay = relay
+        self.relay_config = relay_config
+        self.consumer_options = consumer_options
+        self.max_attempts = max_attempts
+        self.metrics_port = metrics_port
+        self.group_id = f"chomik-{app}"
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._scheduler: Scheduler | None = None
+        self._failed = False
+        self.engine = make_engine(settings.database_url, pool_size=5, max_overflow=5)
+        self.sessions = make_session_factory(self.engine)
+
+    def _guarded(
+        self, name: str, target: Callable[[threading.Event], None]
+    ) -> Callable[[], None]:
+        def body() -> None:
+            try:
+                target(self.stop_event)
+            except Exception:
+                log.exception("worker %s: %s crashed; stopping", self.app, name)
+                self._failed = True
+                self.stop_event.set()
+
+        return body
+
+    def start(self) -> None:
+        """Start the relay and consumer threads and the scheduler."""
+        if self.topics:
+            try:
+                ensure_topics(self.settings.kafka_bootstrap_servers, self.topics)
+            except KafkaError as exc:
+                log.warning(
+                    "could not create topics now (%r); they are made on use", exc
+                )
+        if self.with_relay:
+            relay = Relay(
+                self.engine,
+                self.settings.kafka_bootstrap_servers,
+                config=self.relay_config,
+            )
+            self._spawn("relay", relay.run)
+        if self.consumers:
+            consumer = Consumer(
+                group_id=self.group_id,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                sessions=self.sessions,
+                consumers=self.consumers,
+                topics=self.topics,
+                max_attempts=self.max_attempts,
+                consumer_options=self.consumer_options,
+            )
+            self._spawn("consumer", consumer.run)
+        if self.jobs:
+            self._scheduler = Scheduler(
+                self.jobs,
+                settings=self.settings,
+                engine=self.engine,
+                sessions=self.sessions,
+            )
+            self._scheduler.start()
+        if self.metrics_port is not None:
+            start_http_server(self.metrics_port, addr="127.0.0.1")
+
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(
+            target=self._guarded(name, target), name=f"{self.app}-{name}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Ask every part to stop (safe from a signal handler)."""
+        self.stop_event.set()
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Wait for the parts to finish, then release the database."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        for thread in self._threads:
+            thread.join(timeout)
+        self.engine.dispose()
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit status (non-zero if a part crashed)."""
+        configure_logging(f"{self.app}-worker", self.settings.log_level)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("worker %s: signal %d, stopping", self.app, signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        log.info(
+            "worker %s started: topics %s, %d jobs",
+            self.app,
+            self.topics,
+            len(self.jobs),
+        )
+        self.start()
+        while not self.stop_event.wait(0.5):
+            pass
+        self.join()
+        log.info("worker %s stopped", self.app)
+        return 1 if self._failed else 0

@@ -1,0 +1,186 @@
+"""Shared mechanics of the typed HTTP clients: one session, timeouts, retries, errors.
+
+Every call has a timeout. Only idempotent calls are retried (GET, PUT, DELETE, or a
+POST the remote side makes idempotent, such as a reservation keyed by order id),
+after a transport failure or a 502/503/504. The caller's request id is passed on
+in `X-Request-Id`. A `problem+json` answer becomes a typed exception:
+
+    ClientError
+    ├── TransportError            no answer: connection refused, reset, timeout
+    └── ResponseError             an error answer; carries status and problem
+        ├── BadRequestError       400, 422
+        ├── UnauthorizedError     401
+        ├── ForbiddenError        403
+        ├── NotFoundError         404
+        ├── ConflictError         409
+        └── ServerError           5xx
+
+Each client maps the remote problem `type`s it knows to subclasses of these.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+
+from chomik.logs import REQUEST_ID_HEADER, current_request_id
+
+__all__ = [
+    "BadRequestError",
+    "ClientError",
+    "ConflictError",
+    "ForbiddenError",
+    "HttpClient",
+    "NotFoundError",
+    "ResponseError",
+    "ServerError",
+    "TransportError",
+    "UnauthorizedError",
+]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class ClientError(Exception):
+    """A call to another service failed."""
+
+
+class TransportError(ClientError):
+    """The remote service did not answer (connection failure or timeout)."""
+
+
+class ResponseError(ClientError):
+    """The remote service answered with an error status."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+        self.status = status
+        self.problem = dict(problem)
+        self.type = str(problem.get("type", ""))
+        self.detail = str(problem.get("detail") or problem.get("title") or status)
+        super().__init__(f"{status} {self.type}: {self.detail}")
+
+
+class BadRequestError(ResponseError):
+    """400 or 422: the request was refused as invalid."""
+
+
+class UnauthorizedError(ResponseError):
+    """401: the credentials were missing or refused."""
+
+
+class ForbiddenError(ResponseError):
+    """403: the caller may not do this."""
+
+
+class NotFoundError(ResponseError):
+    """404: no such object (or not the caller's)."""
+
+
+class ConflictError(ResponseError):
+    """409: the request conflicts with the object's state."""
+
+
+class ServerError(ResponseError):
+    """5xx: the remote service failed."""
+
+
+_BY_STATUS: dict[int, type[ResponseError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: BadRequestError,
+}
+
+
+class HttpClient:
+    """One `requests.Session` to one service, with the rules above."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 5.0,
+        retries: int = 2,
+        backoff: float = 0.1,
+        session: requests.Session | None = None,
+        problem_types: Mapping[str, type[ResponseError]] | None = None,
+        token: Callable[[], str] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.session = session or requests.Session()
+        self.problem_types = dict(problem_types or {})
+        self.token = token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
+        authenticated: bool = True,
+    ) -> requests.Response:
+        """Send one call (retrying if idempotent) and return a successful answer."""
+        retry = (
+            method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        )
+        attempts = 1 + (self.retries if retry else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.session.request(
+                    method,
+                    f"{self.base_url}{path}",
+                    json=json,
+                    params=params,
+                    headers=self._headers(authenticated),
+                    timeout=self.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt == attempts:
+                    raise TransportError(f"{method} {path}: {exc}") from exc
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == attempts:
+                    return self._checked(response)
+                response.close()
+            time.sleep(self.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _headers(self, authenticated: bool) -> dict[str, str]:
+        headers = {"Accept": "application/json, application/problem+json"}
+        request_id = current_request_id()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        if authenticated and self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        return headers
+
+    def _checked(self, response: requests.Response) -> requests.Response:
+        if response.status_code < 400:
+            return response
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {}
+        if not isinstance(problem, dict):
+            problem = {}
+        kind = self.problem_types.get(str(problem.get("type", "")))
+        if kind is None:
+            status = response.status_code
+            kind = (
+                ServerError if status >= 500 else _BY_STATUS.get(status, ResponseError)
+            )
+        raise kind(response.status_code, problem)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()

@@ -1,0 +1,97 @@
+"""The gateway under real gunicorn: two workers share one login throttle."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from chomik.infra import free_port, stop_process
+from tests.apps.gateway.conftest import PASSWORD, PROJECT_DIR, private_key_file
+from tests.conftest import AUDIENCE, ISSUER, TEST_SERVICE_SECRET
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def gunicorn_gateway(committed_db, jwt_keys):
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="chomik-gw-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": committed_db.urls["gateway"],
+        "JWT_PRIVATE_KEY_FILE": private_key_file(jwt_keys),
+        "JWT_PUBLIC_KEY_FILE": str(jwt_keys.public_file),
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "SERVICE_TOKEN_SECRET": TEST_SERVICE_SECRET,
+        "PASSWORD_HASH_TIME_COST": "1",
+        "PASSWORD_HASH_MEMORY_KIB": "1024",
+        "WEB_CONCURRENCY": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
+    }
+    log = (workdir / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chomik.cli", "web", "gateway", "--port", str(port)],
+        cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/health/ready", timeout=3).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None, (workdir / "gateway.log").read_text()
+            assert time.monotonic() < deadline, "the gateway did not get ready"
+            time.sleep(0.2)
+        yield base, workdir / "gateway.log"
+    finally:
+        stop_process(process)
+        log.close()
+
+
+def test_sixth_wrong_login_is_429_across_two_gunicorn_workers(gunicorn_gateway):
+    base, log = gunicorn_gateway
+    registered = requests.post(
+        f"{base}/api/v1/auth/register",
+        json={
+            "email": "g@example.com",
+            "password": PASSWORD,
+            "name": "G",
+            "role": "buyer",
+        },
+        timeout=10,
+    )
+    assert registered.status_code == 201
+
+    def wrong(_n):
+        # A new connection each time, so the kernel spreads them over both workers.
+        return requests.post(
+            f"{base}/api/v1/auth/login",
+            json={"email": "g@example.com", "password": "wrong-password"},
+            headers={"Connection": "close"},
+            timeout=10,
+        ).status_code
+
+    with ThreadPoolExecutor(5) as pool:
+        assert list(pool.map(wrong, range(5))) == [401] * 5
+    sixth = requests.post(
+        f"{base}/api/v1/auth/login",
+        json={"email": "g@example.com", "password": PASSWORD},
+        timeout=10,
+    )
+    assert sixth.status_code == 429
+    assert sixth.headers["Content-Type"] == "application/problem+json"
+    assert 0 < int(sixth.headers["Retry-After"]) <= 60
+    assert log.read_text().count("Booting worker") == 2

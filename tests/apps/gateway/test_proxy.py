@@ -1,0 +1,156 @@
+"""The reverse proxy against a real service process."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import time
+
+import pytest
+
+from apps.gateway.proxy import route
+from tests.apps.gateway.conftest import dead_url
+from tests.apps.gateway.upstream import PLAIN, big_body
+from tests.conftest import auth
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        ("/products", "storage"),
+        ("/products/1f0e", "storage"),
+        ("/addresses/abc", "delivery"),
+        ("/shipments", "delivery"),
+        ("/orders", "orders"),
+        ("/orders/42", "orders"),
+        ("/orders/42/cancel", "orders"),
+        ("/orders/42/payment", "payment"),
+        ("/payments/7", "payment"),
+        ("/productsx", None),
+        ("/reservations", None),
+        ("/internal/reservations", None),
+        ("/callbacks/bank", None),
+    ],
+)
+def test_route_table_sends_each_public_path_to_its_service(path, service):
+    assert route(path) == service
+
+
+def test_large_streamed_response_arrives_intact(client):
+    response = client.get("/api/v1/products/big?mb=16")
+    assert response.status_code == 200
+    body = response.get_data()
+    assert len(body) == 16 * 1024 * 1024
+    assert hashlib.sha256(body).digest() == hashlib.sha256(big_body(16)).digest()
+
+
+def test_response_is_streamed_not_buffered(client):
+    started = time.monotonic()
+    response = client.get("/api/v1/products/drip?pause=1.5", buffered=False)
+    chunks = iter(response.response)
+    first = next(chunks)
+    assert time.monotonic() - started < 1.2
+    assert first.startswith(b"first;")
+    assert b"".join([first, *chunks]) == b"first;second"
+    response.close()
+
+
+def test_gzip_body_is_passed_on_untouched(client):
+    response = client.get("/api/v1/products/gzip", headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert int(response.headers["Content-Length"]) == len(response.get_data())
+    assert gzip.decompress(response.get_data()) == PLAIN
+
+
+def test_request_body_reaches_the_service_whole(client):
+    body = bytes(range(256)) * 3000
+    response = client.post(
+        "/api/v1/products/echo?x=1&y=%C3%A9",
+        data=body,
+        content_type="application/octet-stream",
+    )
+    seen = response.get_json()
+    assert seen["body_length"] == len(body)
+    assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert seen["path"] == "/api/v1/products/echo?x=1&y=%C3%A9"
+
+
+def test_request_id_and_forwarding_headers_round_trip(client, make_token):
+    token = make_token("00000000-0000-0000-0000-0000000000aa", "buyer")
+    response = client.get(
+        "/api/v1/products/echo",
+        headers={
+            **auth(token),
+            "X-Request-Id": "req-123",
+            "Connection": "keep-alive, X-Private-Hop",
+            "X-Private-Hop": "secret",
+            "Keep-Alive": "timeout=5",
+            "Proxy-Authorization": "Basic abc",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["X-Request-Id"] == "req-123"
+    seen = {k.lower(): v for k, v in response.get_json()["headers"].items()}
+    assert seen["x-request-id"] == "req-123"
+    assert seen["authorization"] == f"Bearer {token}"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-host"] == "localhost"
+    for hop in ("x-private-hop", "keep-alive", "proxy-authorization"):
+        assert hop not in seen
+
+
+def test_gateway_assigns_a_request_id_when_none_is_sent(client):
+    response = client.get("/api/v1/products/echo")
+    sent = response.get_json()["headers"]["X-Request-Id"]
+    assert response.headers["X-Request-Id"] == sent
+    assert len(sent) >= 16
+
+
+def test_anonymous_request_passes_and_service_decides(client):
+    assert client.get("/api/v1/products").get_json() == {"items": [], "user": None}
+    refused = client.post("/api/v1/products", json={"title": "x"})
+    assert refused.status_code == 401
+    assert refused.mimetype == "application/problem+json"
+
+
+def test_upstream_down_is_502_naming_the_service(make_gateway):
+    client = make_gateway(storage_url=dead_url()).test_client()
+    response = client.get("/api/v1/products")
+    assert response.status_code == 502
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["type"] == "bad-gateway"
+    assert body["service"] == "storage"
+    assert "storage" in body["detail"]
+
+
+def test_upstream_slow_is_504_naming_the_service(make_gateway, upstream):
+    client = make_gateway(storage_url=upstream, proxy_read_timeout=0.5).test_client()
+    started = time.monotonic()
+    response = client.get("/api/v1/products/slow?seconds=3")
+    assert time.monotonic() - started < 2.5
+    assert response.status_code == 504
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["service"] == "storage"
+
+
+def test_internal_and_unknown_paths_are_never_routed(client, service_token):
+    for path in (
+        "/api/v1/internal/reservations",
+        "/api/v1/reservations",
+        "/api/v1/nope",
+    ):
+        response = client.get(path, headers=auth(service_token))
+        assert response.status_code == 404, path
+        assert response.mimetype == "application/problem+json"
+
+
+def test_body_over_the_limit_is_413_at_the_edge(client):
+    response = client.post(
+        "/api/v1/products/echo", data=b"x" * (10 * 1024 * 1024),
+        content_type="application/octet-stream",
+    )  # fmt: skip
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"

@@ -1,0 +1,80 @@
+"""Login and registration throttling, counted in the gateway's database."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.apps.gateway.conftest import PASSWORD
+
+
+def wrong_login(client, email):
+    return client.post(
+        "/api/v1/auth/login", json={"email": email, "password": "wrong-one"}
+    )
+
+
+def test_sixth_wrong_login_in_a_minute_is_429_with_retry_after(client, actors):
+    actors.register("victim@example.com")
+    for _ in range(5):
+        assert wrong_login(client, "victim@example.com").status_code == 401
+    limited = wrong_login(client, "VICTIM@example.com")
+    assert limited.status_code == 429
+    assert limited.mimetype == "application/problem+json"
+    assert limited.get_json()["type"] == "too-many-requests"
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    # Even the right password waits now, and another account is not affected.
+    right = client.post(
+        "/api/v1/auth/login", json={"email": "victim@example.com", "password": PASSWORD}
+    )
+    assert right.status_code == 429
+    actors.register("bystander@example.com")
+    assert actors.login("bystander@example.com")["access_token"]
+
+
+def test_successful_logins_do_not_count(client, actors):
+    actors.register("often@example.com")
+    for _ in range(7):
+        actors.login("often@example.com")
+
+
+def test_many_accounts_from_one_address_hit_the_address_limit(make_gateway):
+    client = make_gateway(login_address_rate_limit="3/minute").test_client()
+    for n in range(3):
+        assert wrong_login(client, f"spray{n}@example.com").status_code == 401
+    assert wrong_login(client, "spray9@example.com").status_code == 429
+
+
+def test_registration_is_limited_per_address(make_gateway):
+    client = make_gateway(register_rate_limit="2/minute").test_client()
+    statuses = [
+        client.post(
+            "/api/v1/auth/register",
+            json={"email": f"r{n}@example.com", "password": PASSWORD, "name": "R",
+                  "role": "buyer"},
+        ).status_code
+        for n in range(3)
+    ]  # fmt: skip
+    assert statuses == [201, 201, 429]
+
+
+@pytest.mark.parametrize("limit", ["1/minute"])
+def test_database_storage_counts_expires_and_clears(app, limit):
+    from limits import parse
+    from limits.strategies import FixedWindowRateLimiter
+
+    from apps.gateway.ratelimit import DatabaseStorage
+
+    storage = DatabaseStorage("gateway-db://", engine=app.extensions["chomik"].engine)
+    assert storage.check()
+    assert storage.incr("k", expiry=60) == 1
+    assert storage.incr("k", expiry=60, amount=2) == 3
+    assert storage.get("k") == 3
+    assert storage.get_expiry("k") > 0
+    limiter = FixedWindowRateLimiter(storage)
+    assert limiter.hit(parse(limit), "other")
+    assert not limiter.hit(parse(limit), "other")
+    storage.clear("k")
+    assert storage.get("k") == 0
+    assert storage.incr("short", expiry=0) == 1
+    assert storage.get("short") == 0  # already expired
+    assert storage.incr("short", expiry=60) == 1  # a new window starts from zero

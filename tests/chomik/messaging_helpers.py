@@ -1,0 +1,172 @@
+"""Shared pieces of the messaging tests and their child processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from chomik.kafka import Envelope, Event
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Fast group membership against the local Tansu broker.
+FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+
+
+@dataclass(frozen=True)
+class Ping(Event):
+    """A test event: the n-th event of entity `key`."""
+
+    type = "test.ping"
+    topic = "test.pings"
+
+    key_id: str
+    n: int
+    fail: str = ""
+
+
+EFFECTS_DDL = """
+CREATE TABLE IF NOT EXISTS test_effects (
+    serial bigserial PRIMARY KEY,
+    key text NOT NULL,
+    n integer NOT NULL,
+    pid integer NOT NULL,
+    request_id text
+)
+"""
+
+SCHEDULE_DDL = """
+CREATE TABLE IF NOT EXISTS test_due_items (
+    id integer PRIMARY KEY,
+    round integer NOT NULL DEFAULT 0,
+    next_check_at timestamptz,
+    claim_token uuid
+);
+CREATE TABLE IF NOT EXISTS test_item_runs (
+    serial bigserial PRIMARY KEY,
+    item_id integer NOT NULL,
+    round integer NOT NULL,
+    replica text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS test_item_claims (
+    item_id integer NOT NULL,
+    replica text NOT NULL,
+    token uuid NOT NULL
+)
+"""
+
+
+def create_tables(engine: Engine, ddl: str) -> None:
+    """Create test-only tables with plain SQL (never `metadata.create_all`)."""
+    with engine.begin() as conn:
+        for statement in ddl.split(";"):
+            if statement.strip():
+                conn.execute(sa.text(statement))
+
+
+def record_effect(session: Session, event: Any) -> None:
+    """The consumers' effect: one row per applied event (no unique constraint)."""
+    from chomik.logs import current_request_id
+
+    if event.fail == "always":
+        raise RuntimeError(f"poison event {event.key_id}/{event.n}")
+    session.execute(
+        sa.text(
+            "INSERT INTO test_effects (key, n, pid, request_id)"
+            " VALUES (:key, :n, :pid, :rid)"
+        ),
+        {
+            "key": event.key_id,
+            "n": event.n,
+            "pid": os.getpid(),
+            "rid": current_request_id(),
+        },
+    )
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.1
+) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def read_topic(
+    bootstrap: str, topic: str, *, timeout: float = 15.0
+) -> list[ConsumerRecord]:
+    """Every message currently in `topic`, from the beginning (no consumer group)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = wait_until(lambda: consumer.partitions_for_topic(topic), timeout)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end")
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """How many messages `topic` holds."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        return sum(consumer.end_offsets(tps).values()) if tps else 0
+    finally:
+        consumer.close()
+
+
+def envelopes(records: list[ConsumerRecord]) -> list[Envelope]:
+    return [Envelope.from_json(r.value) for r in records]
+
+
+def spawn(
+    module: str, env: dict[str, str], log_path: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    """Run `python -m module` from the repository root; stderr goes to `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+DUE_ITEMS = sa.Table(
+    "test_due_items",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("next_check_at", sa.DateTime(timezone=True)),
+    sa.Column("claim_token", sa.Uuid(as_uuid=True)),
+)

@@ -1,0 +1,279 @@
+"""The transactional outbox and its relay, against real PostgreSQL and Tansu."""
+
+from __future__ import annotations
+
+import collections
+import gc
+import signal
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+from sqlalchemy.orm import Session
+
+from chomik.infra import KafkaBroker, free_port
+from chomik.kafka import Envelope, ensure_topics, make_producer
+from chomik.logs import request_id_var
+from chomik.outbox import Relay, RelayConfig, emit
+from chomik.settings import Settings
+from tests.chomik.messaging_helpers import (
+    EFFECTS_DDL,
+    Ping,
+    create_tables,
+    envelopes,
+    read_topic,
+    record_effect,
+    spawn,
+    topic_size,
+    wait_until,
+)
+
+pytestmark = pytest.mark.usefixtures("committed_db")
+
+
+@pytest.fixture
+def topic(infra):
+    name = f"test.outbox.{uuid.uuid4().hex[:8]}"
+    ensure_topics(infra.kafka, [name], partitions=4)
+    return name
+
+
+def emit_pings(engine, topic, keys, per_key, *, request_id=None):
+    """Emit `per_key` pings for each key, committed, interleaved across keys."""
+    token = request_id_var.set(request_id)
+    try:
+        with Session(engine) as session, session.begin():
+            for n in range(per_key):
+                for key in keys:
+                    emit(session, Ping(key, n), topic=topic)
+    finally:
+        request_id_var.reset(token)
+
+
+def pending(engine):
+    with engine.connect() as conn:
+        return conn.scalar(
+            sa.text("SELECT count(*) FROM outbox_events WHERE sent_at IS NULL")
+        )
+
+
+def drain(relay, engine):
+    while relay.publish_batch():
+        pass
+    assert pending(engine) == 0
+
+
+def test_rolled_back_emit_is_never_published_committed_one_always_is(infra, topic):
+    engine = infra.engine("orders")
+    with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+        emit(session, Ping("rolled-back", 0), topic=topic)
+        raise RuntimeError("the state change failed")
+    with Session(engine) as session, session.begin():
+        committed = emit(session, Ping("committed", 0), topic=topic)
+    relay = Relay(engine, infra.kafka)
+    drain(relay, engine)
+    relay.close()
+
+    published = envelopes(read_topic(infra.kafka, topic))
+    assert [e.key for e in published] == ["committed"]
+    assert published[0].id == committed.id
+    assert published[0].data == {"key_id": "committed", "n": 0, "fail": ""}
+
+
+def test_emit_works_inside_a_prepared_two_phase_branch(infra, topic):
+    engine = infra.engine("orders")
+    with engine.connect() as conn:
+        branch = conn.begin_twophase()
+        emit(Session(bind=conn), Ping("two-phase", 0), topic=topic)
+        branch.prepare()
+        branch.commit()
+    assert pending(engine) == 1
+
+
+def test_message_is_keyed_by_entity_and_carries_request_id(infra, topic):
+    engine = infra.engine("orders")
+    emit_pings(engine, topic, ["k-1"], 1, request_id="req-123")
+    relay = Relay(engine, infra.kafka)
+    drain(relay, engine)
+    relay.close()
+    (record,) = read_topic(infra.kafka, topic)
+    assert record.key == b"k-1"
+    assert dict(record.headers)["event_type"] == b"test.ping"
+    assert Envelope.from_json(record.value).request_id == "req-123"
+
+
+def test_two_relays_keep_per_key_order(infra, topic):
+    engine = infra.engine("orders")
+    keys = [f"key-{i}" for i in range(40)]
+    emit_pings(engine, topic, keys, 25)
+    config = RelayConfig(batch_size=37, idle_interval=0.01)
+    relays = [Relay(engine, infra.kafka, config=config) for _ in range(2)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=r.run, args=(stop,)) for r in relays]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: pending(engine) == 0, 30)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+
+    seen: dict[str, list[int]] = collections.defaultdict(list)
+    for envelope in envelopes(read_topic(infra.kafka, topic)):
+        seen[envelope.key].append(envelope.data["n"])
+    assert set(seen) == set(keys)
+    for key in keys:
+        assert seen[key] == list(range(25)), key
+
+
+def test_sent_rows_are_pruned_after_the_retention(infra, topic):
+    engine = infra.engine("orders")
+    emit_pings(engine, topic, ["old", "new"], 1)
+    relay = Relay(engine, infra.kafka)
+    drain(relay, engine)
+    relay.close()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE outbox_events SET sent_at = now() - interval '2 days'"
+                " WHERE key = 'old'"
+            )
+        )
+    assert relay.prune()[0] == 1
+    with engine.connect() as conn:
+        assert conn.scalars(sa.text("SELECT key FROM outbox_events")).all() == ["new"]
+
+
+def test_relay_killed_mid_batch_delivers_at_least_once_and_effects_once(
+    infra, topic, tmp_path
+):
+    from chomik.consuming import Consumer
+    from chomik.db import make_session_factory
+
+    engine = infra.engine("orders")
+    create_tables(engine, EFFECTS_DDL)
+    keys = [f"k{i}" for i in range(20)]
+    emit_pings(engine, topic, keys, 40)  # 800 events
+    env = {"DATABASE_URL": infra.urls["orders"], "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+           "TEST_SEND_DELAY": "0.003", "TEST_BATCH": "100"}  # fmt: skip
+
+    def sent():
+        with engine.connect() as conn:
+            return conn.scalar(
+                sa.text("SELECT count(*) FROM outbox_events WHERE sent_at IS NOT NULL")
+            )
+
+    relay = spawn("tests.chomik.worker_child", env, tmp_path / "relay1.log", "relay")
+    try:
+        # Kill once the broker holds messages whose rows are not marked sent yet.
+        wait_until(
+            lambda: topic_size(infra.kafka, topic) > sent() + 20 and sent() > 0,
+            30,
+            0.02,
+        )
+        relay.send_signal(signal.SIGKILL)
+        relay.wait(10)
+        in_broker, marked = topic_size(infra.kafka, topic), sent()
+        assert in_broker > marked, "the kill did not land mid-batch"
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+    relay = spawn("tests.chomik.worker_child", env, tmp_path / "relay2.log", "relay")
+    try:
+        wait_until(lambda: pending(engine) == 0, 60)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(15) == 0
+
+    published = envelopes(read_topic(infra.kafka, topic))
+    assert len(published) > 800, "some events were published twice"
+    assert {(e.key, e.data["n"]) for e in published} == {
+        (k, n) for k in keys for n in range(40)
+    }
+
+    consumer = Consumer(
+        group_id=f"test-{uuid.uuid4().hex[:6]}",
+        bootstrap_servers=infra.kafka,
+        sessions=make_session_factory(engine),
+        consumers={Ping.type: record_effect},
+        topics=[topic],
+        consumer_options={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    try:
+        with engine.connect() as conn:
+            count = lambda: conn.scalar(sa.text("SELECT count(*) FROM test_effects"))  # noqa: E731
+            wait_until(lambda: count() >= 800, 60)
+    finally:
+        stop.set()
+        thread.join(15)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT key, n, count(*) FROM test_effects GROUP BY key, n")
+        ).all()
+    assert len(rows) == 800
+    assert all(c == 1 for _, _, c in rows)
+
+
+# kafka-python leaves the sockets of refused connection attempts to the garbage
+# collector; the outage makes plenty of those.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_broker_outage_backlog_drains_and_metrics_rise_and_fall(infra, tmp_path):
+    engine = infra.engine("orders")
+    broker = KafkaBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    topic = "test.outage"
+
+    def fast_producer():
+        return make_producer(broker.bootstrap_servers, max_block_ms=1000,
+                             request_timeout_ms=1000, delivery_timeout_ms=2000)  # fmt: skip
+
+    config = RelayConfig(backoff_base=0.1, backoff_max=0.5, housekeeping_interval=0.1,
+                         flush_timeout=3.0)  # fmt: skip
+    relay = Relay(
+        engine, broker.bootstrap_servers, config=config, producer_factory=fast_producer
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+
+    def metric(name):
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    try:
+        ensure_topics(broker.bootstrap_servers, [topic], partitions=2)
+        thread.start()
+        emit_pings(engine, topic, ["before"], 5)
+        wait_until(lambda: pending(engine) == 0, 20)
+
+        broker.stop()
+        errors_before = metric("outbox_publish_errors_total")
+        published_before = metric("outbox_published_total")
+        emit_pings(engine, topic, [f"k{i}" for i in range(10)], 20)  # 200 events
+        wait_until(lambda: metric("outbox_pending") >= 200, 10, 0.05)
+        wait_until(
+            lambda: metric("outbox_publish_errors_total") > errors_before, 20, 0.05
+        )
+        wait_until(lambda: metric("outbox_oldest_age_seconds") >= 1.0, 10, 0.05)
+        assert pending(engine) == 200
+
+        broker.start()
+        wait_until(lambda: pending(engine) == 0, 30)
+        wait_until(lambda: metric("outbox_pending") == 0, 5, 0.05)
+        assert metric("outbox_oldest_age_seconds") == 0
+        assert metric("outbox_published_total") - published_before >= 200
+
+        published = envelopes(read_topic(broker.bootstrap_servers, topic))
+        backlog = {(e.key, e.data["n"]) for e in published}
+        assert backlog == {(f"k{i}", n) for i in range(10) for n in range(20)}
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(15)
+        broker.stop()
+        gc.collect()

@@ -1,0 +1,103 @@
+"""The shared client mechanics: retries only when idempotent, timeouts, error mapping."""
+
+import json
+
+import pytest
+import requests
+from wsgiadapter import WSGIAdapter
+
+from chomik.infra import free_port
+from clients._http import (
+    ConflictError,
+    HttpClient,
+    NotFoundError,
+    ResponseError,
+    ServerError,
+    TransportError,
+)
+
+BASE = "http://remote.test"
+
+
+def string_content_length(app):
+    """wsgiadapter puts an int in CONTENT_LENGTH; WSGI (and werkzeug) want a str."""
+
+    def wrapped(environ, start_response):
+        if "CONTENT_LENGTH" in environ:
+            environ["CONTENT_LENGTH"] = str(environ["CONTENT_LENGTH"])
+        return app(environ, start_response)
+
+    return wrapped
+
+
+class Scripted:
+    """A WSGI app answering a scripted list of (status, body) and counting calls."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    def __call__(self, environ, start_response):
+        self.calls.append(environ["REQUEST_METHOD"])
+        status, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        kind = "application/problem+json" if status >= 400 else "application/json"
+        start_response(f"{status} X", [("Content-Type", kind)])
+        return [json.dumps(body).encode()]
+
+
+def client_for(app, **kwargs):
+    session = requests.Session()
+    session.mount(BASE, WSGIAdapter(string_content_length(app)))
+    return HttpClient(BASE, session=session, backoff=0, **kwargs)
+
+
+def test_an_idempotent_call_is_retried_after_503():
+    app = Scripted((503, {"type": "unavailable"}), (200, {"ok": True}))
+    assert client_for(app).request("GET", "/x").json() == {"ok": True}
+    assert app.calls == ["GET", "GET"]
+
+
+def test_a_plain_post_is_never_retried():
+    app = Scripted((503, {"type": "unavailable"}), (200, {"ok": True}))
+    with pytest.raises(ServerError):
+        client_for(app).request("POST", "/x", json={})
+    assert app.calls == ["POST"]
+
+
+def test_a_post_declared_idempotent_is_retried():
+    app = Scripted((503, {"type": "unavailable"}), (201, {"ok": True}))
+    assert client_for(app).request("POST", "/x", idempotent=True).status_code == 201
+    assert app.calls == ["POST", "POST"]
+
+
+def test_retries_stop_after_the_limit():
+    app = Scripted((503, {"type": "unavailable"}))
+    with pytest.raises(ServerError):
+        client_for(app, retries=2).request("GET", "/x")
+    assert len(app.calls) == 3
+
+
+def test_problem_types_map_to_the_clients_exceptions():
+    class Special(ConflictError):
+        pass
+
+    app = Scripted((409, {"type": "special", "detail": "no"}))
+    with pytest.raises(Special) as caught:
+        client_for(app, problem_types={"special": Special}).request("GET", "/x")
+    assert caught.value.detail == "no"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(404, NotFoundError), (409, ConflictError), (418, ResponseError)]
+)
+def test_unknown_problem_types_map_by_status(status, kind):
+    app = Scripted((status, {"type": "whatever"}))
+    with pytest.raises(kind) as caught:
+        client_for(app).request("GET", "/x")
+    assert caught.value.status == status
+
+
+def test_no_answer_is_a_transport_error_after_retries():
+    client = HttpClient(f"http://127.0.0.1:{free_port()}", timeout=0.5, backoff=0)
+    with pytest.raises(TransportError):
+        client.request("GET", "/x")
