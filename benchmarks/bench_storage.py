@@ -9,6 +9,9 @@ clients (threads, one connection each):
 - floor: the bare conditional UPDATE (`quantity - reserved >= 1`), one transaction
   per statement, run the same way.
 
+Then it grows the catalog to 100,000 products and times the filtered list
+(`list_products`, the query behind GET /products: page + total) for a few filters.
+
 Usage: `python benchmarks/bench_storage.py [--seconds 3]`.
 """
 
@@ -23,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from apps.storage import services
 from apps.storage.models import Product, ProductCondition
-from apps.storage.services import StockLine
+from apps.storage.services import ProductFilters, StockLine
 from chomik import migrating
 from chomik.infra import PostgresCluster, free_port
 
@@ -63,9 +67,15 @@ def seed(engine: sa.Engine) -> tuple[uuid.UUID, list[uuid.UUID]]:
     with Session(engine) as session:
         products = [
             Product(
-                seller_id=uuid.uuid4(), title=f"Bench {n}", brand="Nike",
-                model=f"M{n}", size="42", color="white",
-                condition=ProductCondition.NEW, price=100, currency="RUB",
+                seller_id=uuid.uuid4(),
+                title=f"Bench {n}",
+                brand="Nike",
+                model=f"M{n}",
+                size="42",
+                color="white",
+                condition=ProductCondition.NEW,
+                price=100,
+                currency="RUB",
                 quantity=STOCK,
             )  # fmt: skip
             for n in range(SPREAD + 1)
@@ -108,6 +118,66 @@ def run(
     return len(flat) / seconds, p99 * 1000
 
 
+CATALOG = 100_000
+LISTS: dict[str, ProductFilters] = {
+    "no filter, newest first": ProductFilters(),
+    "q=air max": ProductFilters(q="air max"),
+    "q=jordan, sort=price": ProductFilters(q="jordan", sort="price"),
+    "brand+size+color": ProductFilters(brand="Adidas", size="42", color="black"),
+    "price 100..120, -price": ProductFilters(
+        min_price=Decimal(100), max_price=Decimal(120), sort="-price"
+    ),
+    "seller_id": ProductFilters(seller_id=uuid.UUID(int=7)),
+    "condition=used, page 50": ProductFilters(condition=ProductCondition.USED, page=50),
+}
+
+# Independent, evenly spread attributes (random with a fixed seed).
+GROW_SQL = sa.text(
+    """
+    WITH rows AS (
+        SELECT n, floor(random() * 6)::int AS kind, floor(random() * 12)::int AS size,
+               floor(random() * 5)::int AS color, random() AS r
+        FROM generate_series(1, :count) AS n
+    )
+    INSERT INTO products (id, seller_id, title, brand, model, size, color, condition,
+                          price, currency, quantity)
+    SELECT gen_random_uuid(),
+           ('00000000-0000-0000-0000-' || lpad((n % 500)::text, 12, '0'))::uuid,
+           (ARRAY['Air Max', 'Jordan', 'Samba', 'Gazelle', '990', 'Dunk'])[kind + 1]
+               || ' ' || n,
+           (ARRAY['Nike', 'Nike', 'Adidas', 'Adidas', 'New Balance', 'Nike'])[kind + 1],
+           'Model ' || (n % 97),
+           (36 + size)::text,
+           (ARRAY['white', 'black', 'red', 'grey', 'blue'])[color + 1],
+           CASE WHEN r < 0.25 THEN 'used' ELSE 'new' END,
+           round((10 + r * 490)::numeric, 2),
+           'RUB',
+           1 + n % 20
+    FROM rows
+    """
+)
+
+
+def time_lists(engine: sa.Engine) -> None:
+    """Grow the catalog, then print the median time of each filtered list."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT setseed(0.42)"))
+        conn.execute(GROW_SQL, {"count": CATALOG})
+        conn.execute(sa.text("ANALYZE products"))
+    print(
+        f"\nGET /products over {CATALOG:,} products (list_products: page of 20 + total)"
+    )
+    print(f"{'filter':<28} {'median ms':>9} {'total':>7}")
+    with Session(engine) as session:
+        for name, filters in LISTS.items():
+            runs = []
+            for _ in range(7):
+                start = time.perf_counter()
+                page = services.list_products(session, filters=filters)
+                runs.append(time.perf_counter() - start)
+            print(f"{name:<28} {statistics.median(runs) * 1000:>9.2f} {page.total:>7}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
@@ -137,7 +207,10 @@ def main() -> None:
                 flo, flo_p99 = run(engine, floor_op, pick, clients, args.seconds)
                 print(f"{name:<8} {clients:>7} {svc:>10.0f} {svc_p99:>8.2f} "
                       f"{flo:>9.0f} {flo_p99:>8.2f} {svc / flo:>6.2f}")  # fmt: skip
-        print("ratio = service throughput / floor throughput (1.00 = as fast as bare SQL)")
+        print(
+            "ratio = service throughput / floor throughput (1.00 = as fast as bare SQL)"
+        )
+        time_lists(engine)
         engine.dispose()
     finally:
         cluster.stop()

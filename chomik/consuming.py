@@ -185,8 +185,8 @@ class Consumer:
             except Exception as exc:  # noqa: BLE001 - any handler error is the message's
                 if attempt >= self.max_attempts:
                     log.warning(
-                        "event %s (%s) failed %d times, dead-lettering: %r",
-                        envelope.id, envelope.type, attempt, exc,
+                        "event %s (%s) failed %d times, dead-lettering: %s",
+                        envelope.id, envelope.type, attempt, repr(exc),
                     )  # fmt: skip
                     self.dead_letter(record, exc, attempts=attempt)
                     return
@@ -194,7 +194,9 @@ class Consumer:
                 delay = backoff_delay(
                     attempt, self.retry_backoff, self.retry_backoff_max
                 )
-                log.info("event %s failed (attempt %d): %r", envelope.id, attempt, exc)
+                log.info(
+                    "event %s failed (attempt %d): %s", envelope.id, attempt, repr(exc)
+                )
                 time.sleep(delay)
                 continue
             if applied:
@@ -243,7 +245,7 @@ class Consumer:
             self._consumer.commit(dict(offsets))
         except (CommitFailedError, KafkaError) as exc:
             # Rebalanced meanwhile: the new owner re-reads, the inbox skips duplicates.
-            log.warning("offset commit failed: %r", exc)
+            log.warning("offset commit failed: %s", repr(exc))
         offsets.clear()
 
     def _update_lag(self, consumer: KafkaConsumer) -> None:
@@ -292,7 +294,7 @@ class Consumer:
                         consumer.seek(tp, done.offset if done else records[0].offset)
                     failures += 1
                     delay = backoff_delay(failures, 0.2, 5.0)
-                    log.warning("consumer paused %.2fs: %s", delay, exc)
+                    log.warning("consumer paused %.2fs: %s", delay, str(exc))
                     self._commit(offsets)
                     stop.wait(delay)
                     continue

@@ -312,7 +312,7 @@ class Relay:
                 delay = backoff_delay(
                     failures, self.config.backoff_base, self.config.backoff_max
                 )
-                log.warning("outbox relay: %s; retrying in %.2fs", exc, delay)
+                log.warning("outbox relay: %s; retrying in %.2fs", str(exc), delay)
                 self._safe_housekeeping()
                 stop.wait(delay)
                 continue
@@ -325,4 +325,4 @@ class Relay:
         try:
             self.housekeeping()
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("outbox housekeeping failed: %s", exc)
+            log.warning("outbox housekeeping failed: %s", str(exc))

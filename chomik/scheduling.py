@@ -19,7 +19,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,11 +39,12 @@ JOB_RUNS = Counter("scheduler_job_runs", "Job runs", ["job", "outcome"])
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a job function receives."""
+    """What a job function receives; a long job checks `stopping` between items."""
 
     settings: Settings
     sessions: sessionmaker[Session]
     replica_id: str
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ class Scheduler:
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with `wait`, let running jobs finish first."""
+        self.context.stopping.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=wait)
             self._scheduler = None

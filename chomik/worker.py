@@ -84,7 +84,7 @@ class Worker:
                 ensure_topics(self.settings.kafka_bootstrap_servers, self.topics)
             except KafkaError as exc:
                 log.warning(
-                    "could not create topics now (%r); they are made on use", exc
+                    "could not create topics now (%s); they are made on use", repr(exc)
                 )
         if self.with_relay:
             relay = Relay(

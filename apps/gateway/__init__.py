@@ -9,11 +9,8 @@ from flask import Flask
 from flask_smorest import Blueprint
 
 from apps.gateway import services
-from apps.gateway.context import Gateway
+from apps.gateway.context import build_gateway
 from apps.gateway.keys import GatewayTokenVerifier, load_signing_keys
-from apps.gateway.openapi import ServiceDocuments
-from apps.gateway.passwords import Passwords
-from apps.gateway.proxy import Forwarder
 from apps.gateway.ratelimit import install_rate_limits
 from apps.gateway.settings import GatewaySettings
 from apps.gateway.views import auth, docs, proxy
@@ -31,7 +28,12 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     settings = settings or GatewaySettings.from_env()
     keys = load_signing_keys(settings)
     app = create_web_app(
-        "gateway", settings, BLUEPRINTS, description="The public API of Chomik"
+        "gateway",
+        settings,
+        BLUEPRINTS,
+        title="Chomik API",
+        description="The public API of Chomik, the sneakers marketplace. "
+        "Log in, then use Authorize with the access token.",
     )
     for blueprint in PLAIN_BLUEPRINTS:
         app.register_blueprint(blueprint)
@@ -43,32 +45,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         service_secret=settings.service_token_secret,
         is_revoked=_deny_list,
     )
-    forwarder = Forwarder(
-        settings.upstreams,
-        connect_timeout=settings.proxy_connect_timeout,
-        read_timeout=settings.proxy_read_timeout,
-    )
-    app.extensions["chomik.gateway"] = Gateway(
-        keys=keys,
-        passwords=Passwords(
-            time_cost=settings.password_hash_time_cost,
-            memory_kib=settings.password_hash_memory_kib,
-        ),
-        issuer=services.TokenIssuer(
-            keys,
-            settings.jwt_issuer,
-            settings.jwt_audience,
-            settings.access_token_ttl,
-            settings.refresh_token_ttl,
-        ),
-        forwarder=forwarder,
-        documents=ServiceDocuments(
-            forwarder.session,
-            settings.upstreams,
-            ttl=settings.openapi_cache_ttl,
-            timeout=settings.proxy_connect_timeout,
-        ),
-    )
+    app.extensions["chomik.gateway"] = build_gateway(settings, keys)
     install_rate_limits(app, settings, runtime(app).engine)
     return app
 

@@ -11,6 +11,7 @@ from apps.gateway.openapi import ServiceDocuments
 from apps.gateway.passwords import Passwords
 from apps.gateway.proxy import Forwarder
 from apps.gateway.services import TokenIssuer
+from apps.gateway.settings import GatewaySettings
 
 
 @dataclass(frozen=True)
@@ -26,3 +27,33 @@ def gateway() -> Gateway:
     """The gateway state of the current app."""
     state: Gateway = current_app.extensions["chomik.gateway"]
     return state
+
+
+def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
+    """Assemble the gateway state from its settings, once per app."""
+    forwarder = Forwarder(
+        settings.upstreams,
+        connect_timeout=settings.proxy_connect_timeout,
+        read_timeout=settings.proxy_read_timeout,
+    )
+    return Gateway(
+        keys=keys,
+        passwords=Passwords(
+            time_cost=settings.password_hash_time_cost,
+            memory_kib=settings.password_hash_memory_kib,
+        ),
+        issuer=TokenIssuer(
+            keys,
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            settings.access_token_ttl,
+            settings.refresh_token_ttl,
+        ),
+        forwarder=forwarder,
+        documents=ServiceDocuments(
+            forwarder.session,
+            settings.upstreams,
+            ttl=settings.openapi_cache_ttl,
+            timeout=settings.proxy_connect_timeout,
+        ),
+    )

@@ -91,9 +91,14 @@ class Body:
         return self._length
 
     def __iter__(self) -> Iterator[bytes]:
-        read = self._stream.read  # type: ignore[attr-defined]
-        while chunk := read(CHUNK_SIZE):
-            yield chunk
+        return chunks(self._stream)
+
+
+def chunks(stream: object) -> Iterator[bytes]:
+    """Read a file-like object in chunks (a body of unknown length goes chunked)."""
+    read = stream.read  # type: ignore[attr-defined]
+    while chunk := read(CHUNK_SIZE):
+        yield chunk
 
 
 class Forwarder:

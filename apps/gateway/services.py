@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import jwt
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -203,10 +204,15 @@ def log_out(
     session: Session,
     principal: Principal,
     *,
-    family_id: str | None,
+    access_token: str,
     refresh_token: str | None = None,
 ) -> None:
-    """Deny the access token until it expires and revoke its refresh family."""
+    """Deny the access token until it expires and revoke its refresh family.
+
+    `principal` comes from verifying `access_token`; the token is read again
+    only for its session id (`sid`, the refresh family it was issued in).
+    """
+    family_id = jwt.decode(access_token, options={"verify_signature": False}).get("sid")
     expires_at = dt.datetime.fromtimestamp(principal.expires_at, dt.UTC)
     session.execute(
         insert(RevokedToken)

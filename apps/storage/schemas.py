@@ -24,6 +24,10 @@ class Money(ma.fields.Field[Decimal]):
         "range": f"Must be between 0 and {MAX_PRICE}.",
     }
 
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"type": "string", "format": "decimal", "example": "129.90"}
+        super().__init__(metadata={**metadata, **kwargs.pop("metadata", {})}, **kwargs)
+
     def _serialize(
         self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any
     ) -> str | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,23 @@ def create_tables(engine: Engine, ddl: str) -> None:
         for statement in ddl.split(";"):
             if statement.strip():
                 conn.execute(sa.text(statement))
+
+
+def drop_tables(engine: Engine, ddl: str) -> None:
+    """Drop the tables `ddl` created, so the service schema matches its models again."""
+    names = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", ddl)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(names)}"))
+
+
+@contextlib.contextmanager
+def scratch_tables(engine: Engine, ddl: str) -> Iterator[Engine]:
+    """Test-only tables for the duration of a block."""
+    create_tables(engine, ddl)
+    try:
+        yield engine
+    finally:
+        drop_tables(engine, ddl)
 
 
 def record_effect(session: Session, event: Any) -> None:
@@ -170,3 +189,13 @@ DUE_ITEMS = sa.Table(
     sa.Column("next_check_at", sa.DateTime(timezone=True)),
     sa.Column("claim_token", sa.Uuid(as_uuid=True)),
 )
+
+
+def wait_or_kill(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int | None:
+    """The exit status of a child told to stop; None (after SIGKILL) if it hangs."""
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None

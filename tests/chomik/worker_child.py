@@ -52,7 +52,7 @@ def run_relay(settings: Settings) -> int:
         engine,
         settings.kafka_bootstrap_servers,
         config=RelayConfig(batch_size=int(os.environ.get("TEST_BATCH", "100"))),
-        producer_factory=lambda: SlowProducer(settings.kafka_bootstrap_servers, delay),  # type: ignore[return-value]
+        producer_factory=lambda: SlowProducer(settings.kafka_bootstrap_servers, delay),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -68,7 +68,8 @@ def sweep(context: JobContext) -> None:
     """Claim due items in batches and handle each once, fenced by the claim token."""
     lease = dt.timedelta(seconds=float(os.environ.get("TEST_LEASE", "1.5")))
     work = float(os.environ.get("TEST_WORK", "0.02"))
-    while True:
+    interval = dt.timedelta(seconds=float(os.environ.get("TEST_INTERVAL", "3600")))
+    while not context.stopping.is_set():
         with context.sessions() as session:
             rows = claim_due(session, DUE_ITEMS, limit=10, lease=lease)
         if not rows:
@@ -85,6 +86,8 @@ def sweep(context: JobContext) -> None:
                 ],
             )
         for row in rows:
+            if context.stopping.is_set():
+                return
             time.sleep(work)
             with (
                 contextlib.suppress(StaleClaimError),
@@ -102,7 +105,7 @@ def sweep(context: JobContext) -> None:
                     DUE_ITEMS,
                     row.id,
                     row.claim_token,
-                    next_due=utcnow() + dt.timedelta(hours=1),
+                    next_due=utcnow() + interval,
                     values={"round": row.round + 1},
                 )
                 if not done:

@@ -78,17 +78,18 @@ def test_retries_stop_after_the_limit():
 
 
 def test_problem_types_map_to_the_clients_exceptions():
-    class Special(ConflictError):
+    class SpecialError(ConflictError):
         pass
 
     app = Scripted((409, {"type": "special", "detail": "no"}))
-    with pytest.raises(Special) as caught:
-        client_for(app, problem_types={"special": Special}).request("GET", "/x")
+    with pytest.raises(SpecialError) as caught:
+        client_for(app, problem_types={"special": SpecialError}).request("GET", "/x")
     assert caught.value.detail == "no"
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"), [(404, NotFoundError), (409, ConflictError), (418, ResponseError)]
+    ("status", "kind"),
+    [(404, NotFoundError), (409, ConflictError), (418, ResponseError)],
 )
 def test_unknown_problem_types_map_by_status(status, kind):
     app = Scripted((status, {"type": "whatever"}))

@@ -104,7 +104,9 @@ def test_other_items_for_a_reserved_order_are_a_mismatch(storage):
 def test_bad_items_are_a_bad_request(storage):
     product = ProductFactory(quantity=5)
     with pytest.raises(BadRequestError) as caught:
-        storage.reserve(uuid.uuid4(), [StockItem(product.id, 1), StockItem(product.id, 1)])
+        storage.reserve(
+            uuid.uuid4(), [StockItem(product.id, 1), StockItem(product.id, 1)]
+        )
     assert caught.value.status == 422
     assert "items.1.product_id" in caught.value.problem["errors"]
 
@@ -115,7 +117,9 @@ def test_release_and_commit_are_idempotent_and_refuse_illegal_moves(storage):
     storage.reserve(sold, [StockItem(product.id, 2)])
     storage.reserve(dropped, [StockItem(product.id, 1)])
     assert storage.commit(sold).status == storage.commit(sold).status == "COMMITTED"
-    assert storage.release(dropped).status == storage.release(dropped).status == "RELEASED"
+    assert (
+        storage.release(dropped).status == storage.release(dropped).status == "RELEASED"
+    )
     with pytest.raises(IllegalTransitionError):
         storage.commit(dropped)
     with pytest.raises(IllegalTransitionError):

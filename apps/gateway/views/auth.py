@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jwt
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -21,6 +20,7 @@ from apps.gateway.schemas import (
     TokenSchema,
 )
 from chomik.auth import bearer_token, current_user
+from chomik.problems import ProblemSchema
 from chomik.web import db_session, runtime
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts and tokens")
@@ -31,8 +31,14 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 class Register(MethodView):
     @blp.arguments(AccountCreateSchema)
     @blp.response(201, AccountSchema)
-    @blp.alt_response(409, description="E-mail already registered")
-    @blp.alt_response(429, description="Too many registrations from this address")
+    @blp.alt_response(
+        409, schema=ProblemSchema, description="E-mail already registered"
+    )
+    @blp.alt_response(
+        429,
+        schema=ProblemSchema,
+        description="Too many registrations from this address",
+    )
     def post(self, data: dict[str, Any]) -> services.Account:
         """Register a buyer or seller account"""
         return services.register_account(
@@ -49,8 +55,8 @@ class Register(MethodView):
 class Login(MethodView):
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenSchema)
-    @blp.alt_response(401, description="Wrong e-mail or password")
-    @blp.alt_response(429, description="Too many failed attempts")
+    @blp.alt_response(401, schema=ProblemSchema, description="Wrong e-mail or password")
+    @blp.alt_response(429, schema=ProblemSchema, description="Too many failed attempts")
     def post(self, data: dict[str, Any]) -> services.TokenPair:
         """Log in: an access token and a refresh token"""
         state = gateway()
@@ -67,7 +73,11 @@ class Login(MethodView):
 class Refresh(MethodView):
     @blp.arguments(RefreshSchema)
     @blp.response(200, TokenSchema)
-    @blp.alt_response(401, description="Unknown, expired, spent or revoked token")
+    @blp.alt_response(
+        401,
+        schema=ProblemSchema,
+        description="Unknown, expired, spent or revoked token",
+    )
     def post(self, data: dict[str, Any]) -> services.TokenPair:
         """Exchange a refresh token for a new pair
 
@@ -83,17 +93,14 @@ class Refresh(MethodView):
 class Logout(MethodView):
     @blp.arguments(LogoutSchema, required=False)
     @blp.response(204)
-    @blp.alt_response(401, description="No valid access token")
+    @blp.alt_response(401, schema=ProblemSchema, description="No valid access token")
     @blp.doc(security=BEARER)
     def post(self, data: dict[str, Any] | None) -> None:
         """Log out: revoke the access token and its refresh tokens"""
-        principal = current_user()
-        # The token is verified by now; only its session id is read again.
-        claims = jwt.decode(bearer_token() or "", options={"verify_signature": False})
         services.log_out(
             db_session(),
-            principal,
-            family_id=claims.get("sid"),
+            current_user(),
+            access_token=bearer_token() or "",
             refresh_token=(data or {}).get("refresh_token"),
         )
 
@@ -101,7 +108,7 @@ class Logout(MethodView):
 @blp.route("/me")
 class Me(MethodView):
     @blp.response(200, AccountSchema)
-    @blp.alt_response(401, description="No valid access token")
+    @blp.alt_response(401, schema=ProblemSchema, description="No valid access token")
     @blp.doc(security=BEARER)
     def get(self) -> services.Account:
         """The account of the access token"""

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, g, request
 
 from apps.gateway.context import gateway
 from apps.gateway.errors import UnknownRouteError
-from apps.gateway.proxy import Body, end_to_end, relay, route
+from apps.gateway.proxy import Body, chunks, end_to_end, relay, route
 from chomik.auth import optional_user
 from chomik.logs import REQUEST_ID_HEADER
 
@@ -23,6 +23,10 @@ _REPLACED = {
     "x-forwarded-host",
     REQUEST_ID_HEADER.lower(),
 }
+
+
+# The gateway's server writes its own; the service's copies would be duplicates.
+_SERVER_OWN = {"server", "date"}
 
 
 @bp.route("/api/v1/<path:path>", methods=METHODS)
@@ -42,7 +46,11 @@ def forward(path: str) -> Response:
         headers=_request_headers(),
         body=_request_body(),
     )
-    headers = end_to_end(upstream.raw.headers.items())
+    headers = [
+        (name, value)
+        for name, value in end_to_end(upstream.raw.headers.items())
+        if name.lower() not in _SERVER_OWN
+    ]
     response = Response(
         relay(upstream), status=upstream.status_code, headers=headers,
         direct_passthrough=True,
@@ -73,5 +81,5 @@ def _request_body() -> Body | Iterator[bytes] | None:
     if request.content_length:
         return Body(request.stream, request.content_length)
     if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        return Body(request.stream, 0).__iter__()
+        return chunks(request.stream)
     return None

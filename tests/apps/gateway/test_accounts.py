@@ -6,7 +6,7 @@ import jwt
 import sqlalchemy as sa
 
 from apps.gateway.models import User
-from tests.apps.gateway.conftest import PASSWORD
+from tests.apps.gateway.conftest import PASSWORD, Actors
 from tests.conftest import auth
 
 
@@ -156,3 +156,32 @@ def test_jwks_serves_the_key_that_verifies_tokens(client, jwt_keys):
     assert key["kid"] == jwt_keys.kid
     assert key["alg"] == "RS256"
     assert "d" not in key
+
+
+def test_logout_cannot_revoke_another_persons_session(client, actors):
+    actors.register("mallory@example.com")
+    actors.register("victim2@example.com")
+    mallory = actors.login("mallory@example.com")
+    victim = actors.login("victim2@example.com")
+    response = client.post(
+        "/api/v1/auth/logout",
+        headers=auth(mallory["access_token"]),
+        json={"refresh_token": victim["refresh_token"]},
+    )
+    assert response.status_code == 204
+    refreshed = client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": victim["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+
+
+def test_expired_refresh_token_is_refused(make_gateway):
+    client = make_gateway(refresh_token_ttl=0).test_client()
+    people = Actors(client)
+    people.register("late@example.com")
+    pair = people.login("late@example.com")
+    response = client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+    assert response.status_code == 401
+    assert response.get_json()["detail"] == "The refresh token has expired"

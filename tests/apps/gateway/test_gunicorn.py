@@ -1,7 +1,9 @@
-"""The gateway under real gunicorn: two workers share one login throttle."""
+"""The gateway under real gunicorn: a shared login throttle, streaming through."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 import subprocess
 import sys
@@ -14,14 +16,20 @@ import pytest
 import requests
 
 from chomik.infra import free_port, stop_process
-from tests.apps.gateway.conftest import PASSWORD, PROJECT_DIR, private_key_file
+from tests.apps.gateway.conftest import (
+    PASSWORD,
+    PROJECT_DIR,
+    dead_url,
+    private_key_file,
+)
+from tests.apps.gateway.upstream import PLAIN, big_body
 from tests.conftest import AUDIENCE, ISSUER, TEST_SERVICE_SECRET
 
 pytestmark = pytest.mark.system
 
 
 @pytest.fixture
-def gunicorn_gateway(committed_db, jwt_keys):
+def gunicorn_gateway(committed_db, jwt_keys, upstream):
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="chomik-gw-"))
     env = {
@@ -36,6 +44,8 @@ def gunicorn_gateway(committed_db, jwt_keys):
         "PASSWORD_HASH_MEMORY_KIB": "1024",
         "WEB_CONCURRENCY": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
+        "STORAGE_URL": upstream,
+        "DELIVERY_URL": dead_url(),
     }
     log = (workdir / "gateway.log").open("wb")
     process = subprocess.Popen(
@@ -95,3 +105,36 @@ def test_sixth_wrong_login_is_429_across_two_gunicorn_workers(gunicorn_gateway):
     assert sixth.headers["Content-Type"] == "application/problem+json"
     assert 0 < int(sixth.headers["Retry-After"]) <= 60
     assert log.read_text().count("Booting worker") == 2
+
+
+def test_proxy_under_gunicorn_streams_large_and_gzip_bodies_intact(gunicorn_gateway):
+    base, _log = gunicorn_gateway
+    big = requests.get(
+        f"{base}/api/v1/products/big?mb=32",
+        headers={"X-Request-Id": "big-1"},
+        stream=True,
+        timeout=30,
+    )
+    digest, size = hashlib.sha256(), 0
+    for chunk in big.iter_content(256 * 1024):
+        digest.update(chunk)
+        size += len(chunk)
+    assert big.status_code == 200
+    assert big.headers["X-Request-Id"] == "big-1"
+    assert big.raw.headers.getlist("Date") == [big.headers["Date"]]
+    assert big.headers["Server"].startswith("gunicorn")
+    assert size == 32 * 1024 * 1024
+    assert digest.digest() == hashlib.sha256(big_body(32)).digest()
+
+    zipped = requests.get(
+        f"{base}/api/v1/products/gzip",
+        headers={"Accept-Encoding": "gzip"},
+        stream=True,
+        timeout=10,
+    )
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.raw.read(decode_content=False)) == PLAIN
+
+    down = requests.get(f"{base}/api/v1/addresses", timeout=10)
+    assert down.status_code == 502
+    assert down.json()["service"] == "delivery"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import time
 
 import pytest
@@ -74,6 +75,20 @@ def test_request_body_reaches_the_service_whole(client):
     assert seen["body_length"] == len(body)
     assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
     assert seen["path"] == "/api/v1/products/echo?x=1&y=%C3%A9"
+
+
+def test_chunked_request_body_is_streamed_through(client):
+    body = b"0123456789abcdef" * 5000
+    response = client.post(
+        "/api/v1/products/echo",
+        input_stream=io.BytesIO(body),
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "text/plain"},
+        # What gunicorn and werkzeug's server say once they de-chunk a body.
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    seen = response.get_json()
+    assert seen["body_length"] == len(body)
+    assert seen["headers"]["Transfer-Encoding"] == "chunked"
 
 
 def test_request_id_and_forwarding_headers_round_trip(client, make_token):

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from apps.storage import services
-from apps.storage.errors import InsufficientStockError
+from apps.storage.errors import InsufficientStockError, QuantityBelowReservedError
 from apps.storage.models import Product, Reservation, ReservationStatus
 from apps.storage.services import StockLine
+from chomik.auth import Principal
 from chomik.db import make_session_factory, transaction
 from tests.factories.storage import ProductFactory
 
@@ -128,7 +129,9 @@ def test_concurrent_release_and_commit_of_one_order_apply_one_move(engine):
     (product_id,) = make_products(engine, 10)
     order_id = uuid.uuid4()
     with transaction(make_session_factory(engine)) as session:
-        services.reserve_stock(session, order_id=order_id, lines=[StockLine(product_id, 4)])
+        services.reserve_stock(
+            session, order_id=order_id, lines=[StockLine(product_id, 4)]
+        )
 
     def release(session):
         return services.release_stock(session, order_id=order_id).status
@@ -142,3 +145,30 @@ def test_concurrent_release_and_commit_of_one_order_apply_one_move(engine):
     quantity, reserved = stock_of(engine, [product_id])[product_id]
     assert reserved == 0
     assert quantity == (6 if statuses == {ReservationStatus.COMMITTED} else 10)
+
+
+def test_sellers_changing_quantity_during_a_rush_never_go_below_reserved(engine):
+    (product_id,) = make_products(engine, 30)
+    admin = Principal(id=str(uuid.uuid4()), roles=frozenset({"admin"}))
+    rng = random.Random(11)
+
+    def set_quantity(quantity):
+        def job(session):
+            services.update_product(
+                session, user=admin, product_id=product_id,
+                changes={"quantity": quantity},
+            )  # fmt: skip
+            return quantity
+
+        return job
+
+    jobs = [reserver([(product_id, 1)]) for _ in range(60)]
+    jobs += [set_quantity(rng.randint(0, 40)) for _ in range(20)]
+    rng.shuffle(jobs)
+    outcomes = run_together(engine, jobs)
+
+    allowed = (bool, int, InsufficientStockError, QuantityBelowReservedError)
+    assert all(isinstance(o, allowed) for o in outcomes), outcomes  # no CheckViolation
+    quantity, reserved = stock_of(engine, [product_id])[product_id]
+    assert 0 <= reserved <= quantity
+    assert reserved == sum(1 for o in outcomes if o is True)

@@ -24,32 +24,64 @@ def catalog():
     seller = uuid.uuid4()
     made = {
         "air_max": ProductFactory(
-            title="Air Max 90 Infrared", brand="Nike", model="Air Max 90", size="42",
-            color="white", price=Decimal("129.90"), seller_id=seller,
+            title="Air Max 90 Infrared",
+            brand="Nike",
+            model="Air Max 90",
+            size="42",
+            color="white",
+            price=Decimal("129.90"),
+            seller_id=seller,
         ),
         "jordan": ProductFactory(
-            title="Jordan 1 Chicago", brand="Nike", model="Air Jordan 1", size="43",
-            color="red", price=Decimal("450.00"),
+            title="Jordan 1 Chicago",
+            brand="Nike",
+            model="Air Jordan 1",
+            size="43",
+            color="red",
+            price=Decimal("450.00"),
         ),
         "samba": ProductFactory(
-            title="Samba OG", brand="Adidas", model="Samba", size="42", color="white",
-            price=Decimal("99.99"), condition=ProductCondition.USED,
+            title="Samba OG",
+            brand="Adidas",
+            model="Samba",
+            size="42",
+            color="white",
+            price=Decimal("99.99"),
+            condition=ProductCondition.USED,
         ),
         "gazelle": ProductFactory(
-            title="Gazelle Indoor", brand="Adidas", model="Gazelle", size="44",
-            color="blue", price=Decimal("100.00"), seller_id=seller,
+            title="Gazelle Indoor",
+            brand="Adidas",
+            model="Gazelle",
+            size="44",
+            color="blue",
+            price=Decimal("100.00"),
+            seller_id=seller,
         ),
         "990": ProductFactory(
-            title="990v6 Grey", brand="New Balance", model="990v6", size="42",
-            color="grey", price=Decimal("200.00"),
+            title="990v6 Grey",
+            brand="New Balance",
+            model="990v6",
+            size="42",
+            color="grey",
+            price=Decimal("200.00"),
         ),
         "percent": ProductFactory(
-            title="Promo 100% cotton laces", brand="Vans", model="Old_Skool", size="40",
-            color="black", price=Decimal("100.01"),
+            title="Promo 100% cotton laces",
+            brand="Vans",
+            model="Old_Skool",
+            size="40",
+            color="black",
+            price=Decimal("100.01"),
         ),
         "archived": ProductFactory(
-            title="Air Force 1", brand="Nike", model="AF1", size="42", color="white",
-            price=Decimal("110.00"), archived_at=T0,
+            title="Air Force 1",
+            brand="Nike",
+            model="AF1",
+            size="42",
+            color="white",
+            price=Decimal("110.00"),
+            archived_at=T0,
         ),
     }
     for offset, product in enumerate(made.values()):
@@ -127,7 +159,8 @@ def test_pages_cover_the_list_once_in_order(client, session):
         seen += [item["price"] for item in body["items"]]
     assert seen == [f"{n}.50" for n in range(23)]
     empty = client.get("/api/v1/products?page=4&page_size=10").json
-    assert empty["items"] == [] and empty["total"] == 23
+    assert empty["items"] == []
+    assert empty["total"] == 23
 
 
 def test_total_counts_the_filtered_list_not_the_page(client, catalog):
@@ -167,7 +200,7 @@ def test_bad_list_arguments_are_a_validation_problem(client, query, field):
 def test_search_uses_the_search_index(session):
     """The `q` expression is exactly the indexed one, so the planner can use it."""
     from apps.storage.models import Product
-    from apps.storage.services import ProductFilters, _criteria
+    from apps.storage.services.catalog import ProductFilters, _criteria
 
     query = sa.select(Product.id).where(*_criteria(ProductFilters(q="air max")))
     session.execute(sa.text("SET LOCAL enable_seqscan = off"))

@@ -136,7 +136,9 @@ def test_owner_patches_some_fields(client, as_seller):
 def test_admin_patches_any_product(client, as_admin):
     product = ProductFactory()
     response = client.patch(
-        f"/api/v1/products/{product.id}", json={"title": "Fixed"}, headers=as_admin.headers
+        f"/api/v1/products/{product.id}",
+        json={"title": "Fixed"},
+        headers=as_admin.headers,
     )
     assert response.status_code == 200
     assert response.json["title"] == "Fixed"
@@ -147,7 +149,9 @@ def test_another_sellers_product_is_not_found_for_writes(
 ):
     product = ProductFactory(seller_id=as_seller.id, title="Mine")
     url = f"/api/v1/products/{product.id}"
-    patched = client.patch(url, json={"title": "Yours"}, headers=as_other_seller.headers)
+    patched = client.patch(
+        url, json={"title": "Yours"}, headers=as_other_seller.headers
+    )
     deleted = client.delete(url, headers=as_other_seller.headers)
     assert patched.status_code == deleted.status_code == 404
     assert patched.json["type"] == "product-not-found"
@@ -186,10 +190,28 @@ def test_archived_product_is_gone_from_reads_and_writes(client, as_seller):
     assert client.get(url).status_code == 404
     assert client.get("/api/v1/products").json["total"] == 0
     assert client.delete(url, headers=as_seller.headers).status_code == 404
-    assert client.patch(url, json={"title": "x"}, headers=as_seller.headers).status_code == 404
+    assert (
+        client.patch(url, json={"title": "x"}, headers=as_seller.headers).status_code
+        == 404
+    )
 
 
 def test_unknown_product_is_not_found(client):
     response = client.get(f"/api/v1/products/{uuid.uuid4()}")
     assert response.status_code == 404
     assert response.json["type"] == "product-not-found"
+
+
+def test_a_subject_that_is_not_a_user_id_may_not_sell(client, make_token, session):
+    headers = {"Authorization": f"Bearer {make_token('not-a-uuid', 'seller')}"}
+    response = client.post("/api/v1/products", json=BODY, headers=headers)
+    assert response.status_code == 403
+    assert product_count(session) == 0
+
+
+def test_the_openapi_document_describes_the_catalog_and_reservations(client):
+    spec = client.get("/openapi.json").json
+    assert {"/api/v1/products", "/api/v1/products/{product_id}",
+            "/api/v1/internal/reservations"} <= set(spec["paths"])  # fmt: skip
+    price = spec["components"]["schemas"]["ProductCreate"]["properties"]["price"]
+    assert (price["type"], price["format"]) == ("string", "decimal")

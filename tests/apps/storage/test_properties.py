@@ -37,7 +37,9 @@ step_strategy = st.one_of(
     st.tuples(st.just("reserve"), st.integers(0, ORDERS - 1), lines_strategy),
     st.tuples(st.just("release"), st.integers(0, ORDERS - 1)),
     st.tuples(st.just("commit"), st.integers(0, ORDERS - 1)),
-    st.tuples(st.just("set_quantity"), st.integers(0, PRODUCTS - 1), st.integers(0, 12)),
+    st.tuples(
+        st.just("set_quantity"), st.integers(0, PRODUCTS - 1), st.integers(0, 12)
+    ),
 )
 
 
@@ -147,7 +149,9 @@ def test_random_sequences_never_break_stock_invariants(infra, initial, steps):
                 row = session.get(Product, product_id)
                 assert 0 <= row.reserved <= row.quantity
                 assert (row.quantity, row.reserved, row.sold) == (
-                    model.quantity[index], model.reserved[index], model.sold[index]
+                    model.quantity[index],
+                    model.reserved[index],
+                    model.sold[index],
                 )
                 assert row.quantity + row.sold == seller_total[index]
         session.close()

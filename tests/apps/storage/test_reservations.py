@@ -112,8 +112,10 @@ def test_unknown_or_archived_product_cannot_be_reserved(
         ([{"quantity": 1}], "items.0.product_id"),
         ([{"product_id": "P", "quantity": 0}], "items.0.quantity"),
         ([{"product_id": "P", "quantity": -2}], "items.0.quantity"),
-        ([{"product_id": "P", "quantity": 1}, {"product_id": "P", "quantity": 1}],
-         "items.1.product_id"),
+        (
+            [{"product_id": "P", "quantity": 1}, {"product_id": "P", "quantity": 1}],
+            "items.1.product_id",
+        ),
     ],
 )
 def test_bad_items_are_a_validation_problem_and_change_nothing(
@@ -154,7 +156,9 @@ def test_commit_turns_the_reservation_into_a_sale_once(client, as_service, sessi
     assert client.get(f"/api/v1/products/{a.id}").json["available"] == 2
 
 
-@pytest.mark.parametrize(("first", "then"), [("release", "commit"), ("commit", "release")])
+@pytest.mark.parametrize(
+    ("first", "then"), [("release", "commit"), ("commit", "release")]
+)
 def test_moving_a_closed_reservation_elsewhere_is_a_conflict(
     client, as_service, session, first, then
 ):
@@ -188,7 +192,9 @@ def test_archived_product_keeps_its_reservations_closable(client, as_service, se
     reserve(client, as_service, order_id, (a, 2))
     a.archived_at = a.created_at
     session.flush()
-    assert client.post(f"{URL}/{order_id}/commit", headers=as_service).status_code == 200
+    assert (
+        client.post(f"{URL}/{order_id}/commit", headers=as_service).status_code == 200
+    )
     assert stock(session, a) == (3, 0, 2)
 
 

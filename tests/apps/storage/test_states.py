@@ -19,8 +19,12 @@ def test_repeating_the_current_status_is_a_no_op(status):
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(S.RELEASED, S.COMMITTED), (S.COMMITTED, S.RELEASED), (S.RELEASED, S.RESERVED),
-     (S.COMMITTED, S.RESERVED)],
+    [
+        (S.RELEASED, S.COMMITTED),
+        (S.COMMITTED, S.RELEASED),
+        (S.RELEASED, S.RESERVED),
+        (S.COMMITTED, S.RESERVED),
+    ],
 )
 def test_closed_reservations_cannot_move(current, target):
     with pytest.raises(IllegalTransitionError) as caught:

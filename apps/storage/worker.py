@@ -1,0 +1,14 @@
+"""The storage worker: the outbox relay and the order-event consumers."""
+
+from __future__ import annotations
+
+from apps.storage.consumers import CONSUMERS
+from apps.storage.settings import StorageSettings
+from chomik.worker import Worker
+
+
+def build_worker(settings: StorageSettings | None = None) -> Worker:
+    """Build the storage worker process (`chomik worker storage`)."""
+    return Worker(
+        "storage", settings or StorageSettings.from_env(), consumers=CONSUMERS
+    )

@@ -1,0 +1,232 @@
+"""Gateway overhead: an authenticated GET through the gateway vs straight to storage.
+
+Starts a private PostgreSQL, the storage service and the gateway (each under
+gunicorn, as in production, on free ports), logs a buyer in through the gateway,
+then sends the same GET /api/v1/products with the same concurrency both ways and
+prints p50/p99 latency, throughput and the ratios.
+Run: .venv/bin/python benchmarks/bench_gateway.py [--requests N] [--concurrency C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+from chomik import migrating
+from chomik.auth import generate_key_pair
+from chomik.infra import PostgresCluster, free_port, stop_process
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PASSWORD = "benchmark password"
+
+
+def start_web(
+    app: str, port: int, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "chomik.cli", "web", app, "--port", str(port)],
+            cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{base} did not get ready")
+
+
+def seed(gateway: str) -> str:
+    """Register a seller with 20 products and a buyer; return the buyer's token."""
+    for email, role in (
+        ("seller@bench.example", "seller"),
+        ("buyer@bench.example", "buyer"),
+    ):
+        requests.post(
+            f"{gateway}/api/v1/auth/register",
+            json={"email": email, "password": PASSWORD, "name": role, "role": role},
+            timeout=10,
+        ).raise_for_status()
+    tokens = {}
+    for email in ("seller@bench.example", "buyer@bench.example"):
+        response = requests.post(
+            f"{gateway}/api/v1/auth/login",
+            json={"email": email, "password": PASSWORD},
+            timeout=10,
+        )
+        response.raise_for_status()
+        tokens[email] = response.json()["access_token"]
+    seller = {"Authorization": f"Bearer {tokens['seller@bench.example']}"}
+    for n in range(20):
+        requests.post(
+            f"{gateway}/api/v1/products",
+            headers=seller,
+            json={
+                "title": f"Sneaker {n}", "brand": "Chomik", "model": f"M{n}",
+                "size": "42", "color": "white", "condition": "new",
+                "price": "99.90", "currency": "RUB", "quantity": 5,
+            },
+            timeout=10,
+        ).raise_for_status()  # fmt: skip
+    return tokens["buyer@bench.example"]
+
+
+def load(
+    url: str, token: str, total: int, concurrency: int
+) -> tuple[list[float], float]:
+    """Send `total` GETs from `concurrency` threads; return latencies and wall time."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+    errors: list[str] = []
+
+    def worker() -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {token}"
+        mine = []
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    break
+            start = time.perf_counter()
+            response = session.get(url, timeout=30)
+            mine.append(time.perf_counter() - start)
+            if response.status_code != 200:
+                errors.append(f"{response.status_code} {response.text[:200]}")
+        session.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"{len(errors)} failed requests, first: {errors[0]}")
+    return latencies, elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def measure(
+    name: str, run: Callable[[], tuple[list[float], float]]
+) -> dict[str, float]:
+    latencies, elapsed = run()
+    row = {
+        "p50": percentile(latencies, 50) * 1000,
+        "p99": percentile(latencies, 99) * 1000,
+        "rps": len(latencies) / elapsed,
+    }
+    print(
+        f"{name:<22} {len(latencies):>6} {row['p50']:>9.2f} {row['p99']:>9.2f} "
+        f"{row['rps']:>9.1f}"
+    )
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="chomik-bench-"))
+    base.chmod(0o755)
+    cluster = PostgresCluster(base_dir=base / "pg", port=free_port(), durable=False)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        cluster.start()
+        cluster.create_databases(["chomik_gateway", "chomik_storage"])
+        for name in ("gateway", "storage"):
+            migrating.upgrade(name, cluster.url(f"chomik_{name}"))
+        private, public = generate_key_pair()
+        (base / "jwt-private.pem").write_bytes(private)
+        (base / "jwt-public.pem").write_bytes(public)
+        storage_port, gateway_port = free_port(), free_port()
+        common = {
+            **os.environ,
+            "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
+            "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
+            "LOG_LEVEL": "WARNING",
+            "PASSWORD_HASH_TIME_COST": "1",
+            "PASSWORD_HASH_MEMORY_KIB": "1024",
+        }
+        storage_env = {
+            **common,
+            "DATABASE_URL": cluster.url("chomik_storage"),
+            "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-storage"),
+        }
+        gateway_env = {
+            **common,
+            "DATABASE_URL": cluster.url("chomik_gateway"),
+            "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-gateway"),
+            "STORAGE_URL": f"http://127.0.0.1:{storage_port}",
+        }
+        processes.append(
+            start_web("storage", storage_port, storage_env, base / "storage.log")
+        )
+        processes.append(
+            start_web("gateway", gateway_port, gateway_env, base / "gateway.log")
+        )
+        storage, gateway = (
+            f"http://127.0.0.1:{storage_port}",
+            f"http://127.0.0.1:{gateway_port}",
+        )
+        wait_ready(storage)
+        wait_ready(gateway)
+        token = seed(gateway)
+        path = "/api/v1/products?page_size=20"
+        for target in (storage, gateway):  # warm pools, caches and workers
+            load(f"{target}{path}", token, 300, args.concurrency)
+
+        print(
+            f"GET {path} with a bearer token, {args.concurrency} concurrent clients, "
+            f"gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers each"
+        )
+        print(f"{'target':<22} {'reqs':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9}")
+        direct = measure(
+            "storage (direct)",
+            lambda: load(f"{storage}{path}", token, args.requests, args.concurrency),
+        )
+        proxied = measure(
+            "gateway -> storage",
+            lambda: load(f"{gateway}{path}", token, args.requests, args.concurrency),
+        )
+        print(
+            f"ratio gateway/direct: p50 x{proxied['p50'] / direct['p50']:.2f}, "
+            f"p99 x{proxied['p99'] / direct['p99']:.2f}, "
+            f"throughput x{proxied['rps'] / direct['rps']:.2f}"
+        )
+        return 0
+    finally:
+        for process in processes:
+            stop_process(process)
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The worker process: relay, consumer and jobs together; JSON logs; SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from chomik.kafka import ensure_topics
+from chomik.logs import request_id_var
+from chomik.outbox import emit
+from tests.chomik.messaging_helpers import (
+    EFFECTS_DDL,
+    Ping,
+    scratch_tables,
+    spawn,
+    wait_or_kill,
+    wait_until,
+)
+
+pytestmark = pytest.mark.usefixtures("committed_db")
+
+
+@pytest.fixture
+def engine(infra):
+    with scratch_tables(infra.engine("orders"), EFFECTS_DDL) as engine:
+        yield engine
+
+
+def emit_pings(engine, topic, pings, request_id):
+    token = request_id_var.set(request_id)
+    try:
+        with Session(engine) as session, session.begin():
+            for ping in pings:
+                emit(session, ping, topic=topic)
+    finally:
+        request_id_var.reset(token)
+
+
+def count(engine, sql):
+    with engine.connect() as conn:
+        return conn.scalar(sa.text(sql))
+
+
+def log_lines(path):
+    lines = []
+    for raw in path.read_text().splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))
+    return lines
+
+
+def test_worker_relays_consumes_and_stops_gracefully_on_sigterm(
+    infra, engine, tmp_path
+):
+    topic = f"test.worker.{uuid.uuid4().hex[:8]}"
+    ensure_topics(infra.kafka, [topic], partitions=3)
+    env = {
+        "DATABASE_URL": infra.urls["orders"],
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+        "TEST_APP": f"w{uuid.uuid4().hex[:6]}",
+        "TEST_TOPIC": topic,
+    }
+    log = tmp_path / "worker.log"
+    worker = spawn("tests.chomik.worker_child", env, log, "full")
+    try:
+        emit_pings(engine, topic, [Ping("w", n) for n in range(300)], "req-worker")
+        emit_pings(engine, topic, [Ping("p", 0, fail="always")], "req-poison")
+        # Stop it mid-stream: it finishes the current message, commits, leaves.
+        wait_until(lambda: count(engine, "SELECT count(*) FROM test_effects") >= 50, 30)
+        worker.send_signal(signal.SIGTERM)
+        assert wait_or_kill(worker) == 0
+    finally:
+        wait_or_kill(worker, 0.1)
+    worker = spawn("tests.chomik.worker_child", env, log, "full")
+    try:
+        wait_until(
+            lambda: count(engine, "SELECT count(*) FROM test_effects") >= 300, 30
+        )
+        wait_until(lambda: "dead-lettering" in log.read_text(), 20)
+        worker.send_signal(signal.SIGTERM)
+        assert wait_or_kill(worker) == 0
+    finally:
+        wait_or_kill(worker, 0.1)
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT n, request_id FROM test_effects ORDER BY serial")
+        ).all()
+    assert [n for n, _ in rows] == list(range(300))
+    assert {rid for _, rid in rows} == {"req-worker"}
+    lines = log_lines(log)
+    dead = [line for line in lines if "dead-lettering" in line["message"]]
+    assert dead
+    assert dead[0]["request_id"] == "req-poison"
+    assert sum("stopped" in line["message"] for line in lines) == 2
