@@ -131,6 +131,7 @@ class RelayConfig:
 
     batch_size: int = 500
     shards: int = 16
+    shards_per_batch: int = 6
     idle_interval: float = 0.05
     backoff_base: float = 0.2
     backoff_max: float = 5.0
@@ -155,11 +156,13 @@ class Relay:
 
     One batch is one transaction: claim pending rows in `seq` order with
     `FOR UPDATE SKIP LOCKED`, publish them (idempotent producer, `acks=all`, keyed by
-    the entity id), mark the acknowledged ones sent, commit. Rows are grouped into key
-    shards and a batch holds a transaction-level advisory lock on every shard it
-    claims from, so two replicas never publish the same key concurrently and each
-    key's events leave in `seq` order. A crash mid-batch rolls the claim back: those
-    rows are published again (at least once; consumers deduplicate by event id).
+    the entity id), mark the acknowledged ones sent, commit. Keys hash into shards; a
+    batch first takes transaction-level advisory locks on a few free shards, then
+    claims only their rows, so two replicas never publish one key at the same time
+    and each key's events leave in `seq` order (events of one entity are emitted
+    under that entity's row lock, so `seq` order is their commit order). A crash
+    mid-batch rolls the claim back: those rows are published again (at least once;
+    consumers deduplicate by event id).
     """
 
     def __init__(
@@ -191,18 +194,48 @@ class Relay:
             self._producer.close(timeout=2)
             self._producer = None
 
+    def _lock_shards(self, conn: sa.Connection) -> list[int]:
+        """Take free key shards among those of the oldest pending rows (random order).
+
+        The locks are taken before the rows are read, in their own statement: the
+        claim that follows sees every row the previous holder of a shard committed.
+        """
+        return list(
+            conn.scalars(
+                sa.text(
+                    "SELECT shard FROM ("
+                    "  SELECT shard FROM ("
+                    "    SELECT DISTINCT abs(mod(hashtext(key), :shards)) AS shard FROM ("
+                    "      SELECT key FROM outbox_events WHERE sent_at IS NULL"
+                    "      ORDER BY seq LIMIT :scan) AS oldest) AS candidates"
+                    "  ORDER BY random()) AS shuffled"
+                    " WHERE pg_try_advisory_xact_lock(:ns, shard)"
+                    " LIMIT :take"
+                ),
+                {
+                    "ns": _SHARD_LOCK_NAMESPACE,
+                    "shards": self.config.shards,
+                    "scan": self.config.batch_size * 2,
+                    "take": self.config.shards_per_batch,
+                },
+            )
+        )
+
     def _claim(self, conn: sa.Connection) -> list[Any]:
+        shards = self._lock_shards(conn)
+        if not shards:
+            return []
         return list(
             conn.execute(
                 sa.text(
                     "SELECT seq, topic, key, payload, type FROM outbox_events"
                     " WHERE sent_at IS NULL"
-                    " AND pg_try_advisory_xact_lock(:ns, hashtext(key) % :shards)"
+                    " AND abs(mod(hashtext(key), :shards)) = ANY(:held)"
                     " ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
                 ),
                 {
-                    "ns": _SHARD_LOCK_NAMESPACE,
                     "shards": self.config.shards,
+                    "held": shards,
                     "limit": self.config.batch_size,
                 },
             )

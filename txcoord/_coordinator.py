@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from txcoord import _metrics
-from txcoord._log import Decision, DecisionLog
+from txcoord._log import Decision, DecisionLog, decisions
 from txcoord._metrics import Observer
 from txcoord._participant import (
     CONFIGURATION_LIMIT_EXCEEDED,
@@ -102,7 +102,16 @@ class Coordinator:
             self.check_servers()
 
     def check_servers(self) -> None:
-        """Fail with a clear message when a participant cannot prepare transactions."""
+        """Fail with a clear message when a participant cannot prepare transactions.
+
+        Also checks that the decision table exists in the log database.
+        """
+        if not self.log.table_exists():
+            raise ConfigurationError(
+                f"txcoord decision table {decisions.name!r} is missing in "
+                f"{self.log.engine.url.render_as_string()}: migrate the log "
+                "database (txcoord.metadata) first"
+            )
         for name, engine in self.participants.items():
             if max_prepared_transactions(engine) == 0:
                 raise ConfigurationError(

@@ -94,6 +94,11 @@ class DecisionLog:
                 ).scalar_one()
         return Decision(won)
 
+    def table_exists(self) -> bool:
+        """Whether the decision table is there."""
+        with self.engine.connect() as conn:
+            return sa.inspect(conn).has_table(decisions.name)
+
     def get(self, tx_ids: Collection[str]) -> dict[str, Decision]:
         """The decisions logged for these transactions (absent: none yet)."""
         if not tx_ids:

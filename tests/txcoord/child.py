@@ -40,7 +40,9 @@ def coordinate(args: dict[str, object]) -> None:
     with coordinator.transaction() as tx:
         print(tx.id, flush=True)
         for name in engines:
-            tx.session(name).execute(sa.text("UPDATE item SET qty = qty + 1 WHERE id = 1"))
+            tx.session(name).execute(
+                sa.text("UPDATE item SET qty = qty + 1 WHERE id = 1")
+            )
             tx.session(name).execute(
                 sa.text("INSERT INTO note (tx, item_id) VALUES (:tx, 1)"), {"tx": tx.id}
             )

@@ -20,7 +20,7 @@ from txcoord import Coordinator
 
 PARTICIPANT_DBS = {"a": "txtest_a", "b": "txtest_b"}
 BYSTANDER_DB = "txtest_c"  # same cluster, not a participant
-ROWS = 10
+ROWS = 20
 CHILD = Path(__file__).with_name("child.py")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,14 +84,18 @@ class TxDatabases:
         for engine in self.engines.values():
             with engine.begin() as conn:
                 conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
-                conn.execute(sa.text("SELECT 1 FROM item WHERE id = :i FOR UPDATE"), {"i": item_id})
+                conn.execute(
+                    sa.text("SELECT 1 FROM item WHERE id = :i FOR UPDATE"),
+                    {"i": item_id},
+                )
 
     def is_locked(self, participant: str, item_id: int = 1) -> bool:
         with self.engines[participant].connect() as conn:
             conn.exec_driver_sql("SET lock_timeout = '100ms'")
             try:
                 conn.execute(
-                    sa.text("SELECT 1 FROM item WHERE id = :i FOR UPDATE"), {"i": item_id}
+                    sa.text("SELECT 1 FROM item WHERE id = :i FOR UPDATE"),
+                    {"i": item_id},
                 )
             except sa.exc.OperationalError:
                 return True
@@ -104,6 +108,7 @@ def leave_prepared(engine: Engine, gid: str, *statements: str) -> None:
     """Leave a prepared transaction behind, as a crashed coordinator would."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
         for statement in statements:
             conn.exec_driver_sql(statement)
         conn.exec_driver_sql(f"PREPARE TRANSACTION '{gid}'")
@@ -112,9 +117,13 @@ def leave_prepared(engine: Engine, gid: str, *statements: str) -> None:
 def rollback_all_prepared(engine: Engine) -> None:
     """Roll back every prepared transaction of the engine's database."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        gids = conn.exec_driver_sql(
-            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
-        ).scalars().all()
+        gids = (
+            conn.exec_driver_sql(
+                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+            )
+            .scalars()
+            .all()
+        )
         for gid in gids:
             conn.exec_driver_sql(f"ROLLBACK PREPARED '{gid}'")
 
@@ -125,7 +134,9 @@ def tx_session_dbs(infra: Any) -> Iterator[TxDatabases]:
     infra.cluster.create_databases(names)
     urls = {name: infra.cluster.url(db) for name, db in PARTICIPANT_DBS.items()}
     urls["log"] = infra.urls["txcoord"]
-    engines = {name: sa.create_engine(urls[name], pool_size=20) for name in PARTICIPANT_DBS}
+    engines = {
+        name: sa.create_engine(urls[name], pool_size=20) for name in PARTICIPANT_DBS
+    }
     bystander = sa.create_engine(infra.cluster.url(BYSTANDER_DB))
     for engine in [*engines.values(), bystander]:
         with engine.begin() as conn:
@@ -157,7 +168,9 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}"
 
 
-def run_child(args: dict[str, Any], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_child(
+    args: dict[str, Any], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run tests/txcoord/child.py with a JSON argument."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(

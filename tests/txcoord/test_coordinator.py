@@ -19,6 +19,7 @@ from txcoord import (
     Coordinator,
     Decision,
     Outcome,
+    OutcomeUnknownError,
     OutOfPreparedSlotsError,
     PrepareFailedError,
     PrometheusObserver,
@@ -26,6 +27,17 @@ from txcoord import (
 )
 
 ADD_ONE = sa.text("UPDATE item SET qty = qty + 1 WHERE id = 1")
+
+
+def run(tx, body):
+    """Run `body(tx)` inside the transaction's with block."""
+    with tx:
+        body(tx)
+
+
+def add_one_both(tx):
+    tx.session("a").execute(ADD_ONE)
+    tx.session("b").execute(ADD_ONE)
 
 
 class Base(DeclarativeBase):
@@ -57,11 +69,13 @@ def test_happy_path_commits_both_and_leaves_nothing_prepared(txdb, prefix):
 
 
 def test_failure_in_the_block_rolls_back_everything(txdb, prefix):
-    coordinator = txdb.coordinator(prefix)
-    with pytest.raises(ValueError, match="caller"), coordinator.transaction() as tx:
-        tx.session("a").execute(ADD_ONE)
-        tx.session("b").execute(ADD_ONE)
+    def body(tx):
+        add_one_both(tx)
         raise ValueError("caller gave up")
+
+    tx = txdb.coordinator(prefix).transaction()
+    with pytest.raises(ValueError, match="caller"):
+        run(tx, body)
 
     assert tx.outcome is Outcome.ABORTED
     assert (txdb.qty("a"), txdb.qty("b")) == (0, 0)
@@ -73,12 +87,16 @@ def test_failure_in_the_block_rolls_back_everything(txdb, prefix):
 @pytest.mark.parametrize("failing", ["a", "b"])
 def test_failure_at_prepare_rolls_back_everything(txdb, prefix, failing):
     """A deferred foreign key only fails at PREPARE TRANSACTION: first or second branch."""
-    coordinator = txdb.coordinator(prefix)
-    with pytest.raises(PrepareFailedError) as caught, coordinator.transaction() as tx:
+
+    def body(tx):
         for name in ("a", "b"):
             tx.session(name).execute(ADD_ONE)
             item = 999 if name == failing else 1  # no item 999: refused at prepare
             tx.session(name).add(Note(tx=tx.id, item_id=item))
+
+    tx = txdb.coordinator(prefix).transaction()
+    with pytest.raises(PrepareFailedError) as caught:
+        run(tx, body)
 
     assert caught.value.participant == failing
     assert caught.value.tx_id == tx.id
@@ -107,6 +125,45 @@ def test_participant_that_wrote_nothing_is_prepared_and_committed(txdb, prefix):
     assert txdb.prepared(prefix) == {"a": [], "b": []}
 
 
+def test_session_commit_inside_the_block_does_not_commit_the_branch(txdb, prefix):
+    def body(tx):
+        session = tx.session("a")
+        session.add(Note(tx=tx.id, item_id=1))
+        session.commit()  # joins the branch: flushes, commits nothing
+        raise ValueError("then the block fails")
+
+    with pytest.raises(ValueError, match="block fails"):
+        run(txdb.coordinator(prefix).transaction(), body)
+    assert txdb.notes("a") == set()
+    assert txdb.prepared(prefix) == {"a": [], "b": []}
+
+
+def test_unreachable_log_leaves_the_outcome_to_recovery(txdb, prefix, infra):
+    """The COMMIT row may or may not be written: never roll back, let recovery settle."""
+    broken_log = sa.create_engine(infra.cluster.url("txtest_no_such_database"))
+    coordinator = Coordinator(
+        txdb.engines, broken_log, prefix=prefix, check_server=False,
+        commit_retries=1, retry_delay=0.01,
+    )  # fmt: skip
+    tx = coordinator.transaction()
+    with pytest.raises(OutcomeUnknownError) as caught:
+        run(tx, add_one_both)
+    broken_log.dispose()
+    assert caught.value.tx_id == tx.id
+    assert txdb.prepared(prefix) == {n: [f"{prefix}:{tx.id}:{n}"] for n in ("a", "b")}
+
+    report = txdb.coordinator(prefix).recovery(abort_after=0).run_once()
+    assert len(report.rolled_back) == 2
+    assert txdb.decision_row(tx.id).decision == "ABORT"
+    assert (txdb.qty("a"), txdb.qty("b")) == (0, 0)
+    txdb.assert_unlocked()
+
+
+def test_missing_decision_table_fails_at_construction(txdb):
+    with pytest.raises(ConfigurationError, match="txcoord_decision"):
+        Coordinator(txdb.engines, txdb.bystander)
+
+
 def test_a_transaction_that_touched_nothing_logs_nothing(txdb, prefix):
     with txdb.coordinator(prefix).transaction() as tx:
         pass
@@ -115,10 +172,9 @@ def test_a_transaction_that_touched_nothing_logs_nothing(txdb, prefix):
 
 
 def test_unknown_participant_and_bad_names_are_refused(txdb, prefix):
-    coordinator = txdb.coordinator(prefix)
+    tx = txdb.coordinator(prefix).transaction()
     with pytest.raises(ConfigurationError, match="unknown txcoord participant 'c'"):
-        with coordinator.transaction() as tx:
-            tx.session("c")
+        run(tx, lambda tx: tx.session("c"))
     with pytest.raises(ConfigurationError, match="prefix"):
         txdb.coordinator("bad:prefix")
     with pytest.raises(ConfigurationError, match="participant name"):
@@ -135,15 +191,15 @@ def test_out_of_prepared_slots_is_a_clear_error_and_rolls_back(txdb, prefix):
     engine = txdb.bystander
     with engine.connect() as conn:
         slots = int(conn.exec_driver_sql("SHOW max_prepared_transactions").scalar_one())
-        used = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_xacts").scalar_one()
+        used = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_prepared_xacts"
+        ).scalar_one()
     for _ in range(slots - used - 1):
         leave_prepared(engine, f"filler:{uuid.uuid4().hex}", "SELECT 1")
-    coordinator = txdb.coordinator(prefix)
+    tx = txdb.coordinator(prefix).transaction()
     try:
         with pytest.raises(OutOfPreparedSlotsError, match="53200") as caught:
-            with coordinator.transaction() as tx:
-                tx.session("a").execute(ADD_ONE)
-                tx.session("b").execute(ADD_ONE)
+            run(tx, add_one_both)
     finally:
         rollback_all_prepared(engine)
     assert caught.value.participant == "b"
@@ -157,12 +213,17 @@ def test_server_without_prepared_transactions_fails_at_construction(txdb):
     base = Path(tempfile.mkdtemp(prefix="txcoord-noprep-"))
     base.chmod(0o755)
     cluster = PostgresCluster(
-        base_dir=base / "pg", port=free_port(), durable=False, max_prepared_transactions=0
+        base_dir=base / "pg",
+        port=free_port(),
+        durable=False,
+        max_prepared_transactions=0,
     )
     cluster.start()
     engine = sa.create_engine(cluster.url())
     try:
-        with pytest.raises(ConfigurationError, match="max_prepared_transactions = 0") as e:
+        with pytest.raises(
+            ConfigurationError, match="max_prepared_transactions = 0"
+        ) as e:
             Coordinator({"a": txdb.engines["a"], "nope": engine}, txdb.log)
         assert "set max_prepared_transactions" in str(e.value)
     finally:
@@ -173,12 +234,14 @@ def test_server_without_prepared_transactions_fails_at_construction(txdb):
 def test_prometheus_observer_counts_and_times(txdb, prefix):
     registry = CollectorRegistry()
     coordinator = txdb.coordinator(prefix, observer=PrometheusObserver(registry))
-    with coordinator.transaction() as tx:
+    run(coordinator.transaction(), add_one_both)
+
+    def body(tx):
         tx.session("a").execute(ADD_ONE)
-        tx.session("b").execute(ADD_ONE)
-    with pytest.raises(ZeroDivisionError), coordinator.transaction() as tx:
-        tx.session("a").execute(ADD_ONE)
-        1 / 0  # noqa: B018
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        run(coordinator.transaction(), body)
     leave_prepared(txdb.engines["a"], f"{prefix}:{uuid.uuid4().hex}:a", "SELECT 1")
     leave_prepared(txdb.engines["b"], f"{prefix}:{uuid.uuid4().hex}:b", "SELECT 1")
     coordinator.recovery(abort_after=3600, in_doubt_after=0).run_once()
@@ -208,5 +271,7 @@ def test_first_decision_wins(txdb):
     log = DecisionLog(txdb.log)
     tx_id = uuid.uuid4().hex
     assert log.decide(tx_id, Decision.ABORT, decided_by="recovery") is Decision.ABORT
-    assert log.decide(tx_id, Decision.COMMIT, decided_by="coordinator") is Decision.ABORT
+    assert (
+        log.decide(tx_id, Decision.COMMIT, decided_by="coordinator") is Decision.ABORT
+    )
     assert log.get({tx_id}) == {tx_id: Decision.ABORT}

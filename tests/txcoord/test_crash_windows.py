@@ -19,7 +19,9 @@ WINDOWS = [
 
 
 @pytest.mark.parametrize(("point", "left_prepared", "outcome"), WINDOWS)
-def test_crash_window_recovers_all_or_nothing(txdb, prefix, point, left_prepared, outcome):
+def test_crash_window_recovers_all_or_nothing(
+    txdb, prefix, point, left_prepared, outcome
+):
     child = run_child(
         {"mode": "coordinate", "participants": {n: txdb.urls[n] for n in ("a", "b")},
          "log": txdb.urls["log"], "prefix": prefix, "crash_at": point},
