@@ -39,6 +39,7 @@ class Principal:
     roles: frozenset[str]
     jti: str = ""
     expires_at: int = 0
+    session_id: str = ""
 
     def has_role(self, *roles: str) -> bool:
         """Tell whether the caller holds any of the roles."""
@@ -146,6 +147,7 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         public_key_file: str = "",
+        public_keys: Mapping[str, bytes] | None = None,
         jwks_url: str = "",
         service_secret: str,
         is_revoked: Callable[[Mapping[str, Any]], bool] | None = None,
@@ -155,8 +157,11 @@ class TokenVerifier:
         self.service_secret = service_secret
         self.is_revoked = is_revoked
         self._public_key: bytes | None = None
+        self._public_keys = dict(public_keys or {})
         self._jwks: jwt.PyJWKClient | None = None
-        if public_key_file:
+        if self._public_keys:
+            pass  # chosen by kid in _key_for
+        elif public_key_file:
             self._public_key = Path(public_key_file).read_bytes()
         elif jwks_url:
             self._jwks = jwt.PyJWKClient(
@@ -164,6 +169,14 @@ class TokenVerifier:
             )
 
     def _key_for(self, token: str) -> Any:
+        if self._public_keys:
+            try:
+                kid = jwt.get_unverified_header(token).get("kid")
+            except jwt.InvalidTokenError as exc:
+                raise UnauthorizedError("The access token is invalid") from exc
+            if kid not in self._public_keys:
+                raise UnauthorizedError("The token's signing key is unknown")
+            return self._public_keys[kid]
         if self._public_key is not None:
             return self._public_key
         if self._jwks is None:
@@ -197,6 +210,7 @@ class TokenVerifier:
             roles=frozenset(claims.get("roles") or ()),
             jti=str(claims["jti"]),
             expires_at=int(claims["exp"]),
+            session_id=str(claims.get("sid") or ""),
         )
 
     def verify_service(self, token: str) -> Principal:

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,24 +264,6 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-
-@contextlib.contextmanager
-def embedded(
-    base_dir: Path, *, pg_port: int, kafka_port: int, durable: bool = True
-) -> Iterator[tuple[PostgresCluster, KafkaBroker]]:
-    """Run a private PostgreSQL cluster and a Tansu broker for the block."""
-    cluster = PostgresCluster(base_dir=base_dir / "pg", port=pg_port, durable=durable)
-    broker = KafkaBroker(port=kafka_port, log_path=base_dir / "tansu.log")
-    cluster.start()
-    try:
-        broker.start()
-        try:
-            yield cluster, broker
-        finally:
-            broker.stop()
-    finally:
-        cluster.stop()
 
 
 def _last_line(text: str) -> str:

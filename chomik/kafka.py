@@ -225,6 +225,7 @@ def make_consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": 200,
+        "fetch_max_wait_ms": 50,
         "reconnect_backoff_max_ms": 1000,
     }
     config.update(overrides)

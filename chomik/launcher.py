@@ -17,7 +17,6 @@ import requests
 
 from chomik import migrating
 from chomik.apps import APPS, AppSpec
-from chomik.auth import generate_key_pair
 from chomik.infra import (
     InfraError,
     KafkaBroker,
@@ -97,26 +96,13 @@ class Launcher:
             ensure_databases(server, [url.rsplit("/", 1)[1].split("?")[0]])
             migrating.upgrade(name, url)
 
-    def keys(self) -> tuple[Path, Path]:
-        """The development key pair for access tokens, made on first start."""
-        key_dir = self.base_dir / "keys"
-        private, public = key_dir / "jwt-private.pem", key_dir / "jwt-public.pem"
-        if not private.exists():
-            key_dir.mkdir(parents=True, exist_ok=True)
-            private_pem, public_pem = generate_key_pair()
-            private.write_bytes(private_pem)
-            private.chmod(0o600)
-            public.write_bytes(public_pem)
-        return private, public
-
     def child_env(self, urls: Mapping[str, str], kafka: str) -> dict[str, str]:
-        private, public = self.keys()
         env = dict(self.environ)
         env.update({database_url_var(name): url for name, url in urls.items()})
         env.setdefault("KAFKA_BOOTSTRAP_SERVERS", kafka)
         env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
-        env.setdefault("JWT_PRIVATE_KEY_FILE", str(private))
-        env.setdefault("JWT_PUBLIC_KEY_FILE", str(public))
+        # The gateway makes its development key pair in the data directory on
+        # first start; every service verifies tokens through the gateway's JWKS.
         env.setdefault("CHOMIK_DATA_DIR", str(self.base_dir))
         return env
 

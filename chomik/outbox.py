@@ -132,7 +132,7 @@ class RelayConfig:
     batch_size: int = 500
     shards: int = 16
     shards_per_batch: int = 6
-    idle_interval: float = 0.05
+    idle_interval: float = 0.02
     backoff_base: float = 0.2
     backoff_max: float = 5.0
     flush_timeout: float = 15.0

@@ -203,6 +203,12 @@ class ProblemApi(Api):  # type: ignore[misc]
         headers = dict(data.get("headers") or {})
         if error.response is not None:
             headers.update(error.response.headers)
+        # e.g. Allow on a 405, WWW-Authenticate on a 401
+        headers.update(
+            (name, value)
+            for name, value in error.get_headers()
+            if name.lower() != "content-type"
+        )
         title = error.name
         return problem_response(
             status, HTTP_TYPES.get(status, f"http-{status}"), title, str(detail),

@@ -114,40 +114,88 @@ def create_app(
     return app
 
 
-def _wire_request_cycle(app: Flask) -> None:
-    @app.before_request
-    def _bind_request_id() -> None:
-        g.request_id = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
-        g.request_id_token = request_id_var.set(g.request_id)
+V = TypeVar("V", bound=Callable[..., Any])
 
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        session: Session | None = g.pop("chomik_session", None)
-        if session is not None:
-            try:
-                if response.status_code < 400:
-                    session.commit()
-                else:
-                    session.rollback()
-            finally:
-                session.close()
-        if "request_id" in g:
-            response.headers[REQUEST_ID_HEADER] = g.request_id
-        log.info(
-            "%s %s %s", request.method, request.path, response.status_code,
-            extra={"service": app.name},
-        )  # fmt: skip
-        return response
 
-    @app.teardown_request
-    def _cleanup(_exc: BaseException | None) -> None:
-        session: Session | None = g.pop("chomik_session", None)
-        if session is not None:
+def streams_body(view: V) -> V:
+    """Mark a view that passes its body on unread (the kit then never parses it)."""
+    view.chomik_streams_body = True  # type: ignore[attr-defined]
+    return view
+
+
+def nul_fields(value: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Fields whose text holds a NUL character, which PostgreSQL cannot store."""
+    found: dict[str, list[str]] = {}
+    if isinstance(value, str):
+        if "\x00" in value:
+            found[prefix or "_schema"] = ["NUL characters are not allowed"]
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.update(nul_fields(item, f"{prefix}.{key}" if prefix else str(key)))
+            found.update(nul_fields(key, prefix or "_schema"))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.update(
+                nul_fields(item, f"{prefix}.{index}" if prefix else str(index))
+            )
+    return found
+
+
+def _bind_request_id() -> None:
+    g.request_id = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+    g.request_id_token = request_id_var.set(g.request_id)
+
+
+def _refuse_nul_characters() -> None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "chomik_streams_body", False):
+        return
+    errors: dict[str, list[str]] = {}
+    for name, values in request.args.lists():
+        errors.update(nul_fields(values and "".join(values), name))
+    if request.is_json:
+        errors.update(nul_fields(request.get_json(silent=True)))
+    if errors:
+        raise problems.ValidationProblem(errors)
+
+
+def _end_session(commit: bool) -> None:
+    session: Session | None = g.pop("chomik_session", None)
+    if session is None:
+        return
+    try:
+        if commit:
+            session.commit()
+        else:
             session.rollback()
-            session.close()
-        token = g.pop("request_id_token", None)
-        if token is not None:
-            request_id_var.reset(token)
+    finally:
+        session.close()
+
+
+def _finish(response: Response) -> Response:
+    _end_session(commit=response.status_code < 400)
+    if "request_id" in g:
+        response.headers[REQUEST_ID_HEADER] = g.request_id
+    log.info(
+        "%s %s %s", request.method, request.path, response.status_code,
+        extra={"service": current_app.name},
+    )  # fmt: skip
+    return response
+
+
+def _cleanup(_exc: BaseException | None) -> None:
+    _end_session(commit=False)
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        request_id_var.reset(token)
+
+
+def _wire_request_cycle(app: Flask) -> None:
+    """Request id, NUL refusal, and the one transaction of each request."""
+    app.before_request(_bind_request_id)
+    app.before_request(_refuse_nul_characters)
+    app.after_request(_finish)
+    app.teardown_request(_cleanup)
 
 
 def _add_health(app: Flask) -> None:
@@ -158,17 +206,20 @@ def _add_health(app: Flask) -> None:
     @app.get("/health/ready")
     def health_ready() -> Response | tuple[Response, int]:
         rt = runtime()
+        names = [check.__name__ for check in rt.ready_checks]
         checks: dict[str, str] = {}
         try:
             with rt.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             checks["database"] = "ok"
-            for check in rt.ready_checks:
+            for check, name in zip(rt.ready_checks, names, strict=True):
                 check()
-                checks[check.__name__] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-            log.warning("not ready: %s", exc)
-            return jsonify(status="unavailable", checks=checks, error=str(exc)), 503
+                checks[name] = "ok"
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            failing = next((n for n in ["database", *names] if n not in checks), "?")
+            log.warning("not ready: %s failed", failing, exc_info=True)
+            # The reason goes to the log only: this answer may be public.
+            return jsonify(status="unavailable", checks=checks, failing=failing), 503
         return jsonify(status="ok", checks=checks)
 
 

@@ -1,9 +1,11 @@
 """The worker process of an app: outbox relay, Kafka consumers and scheduled jobs.
 
 An app's `build_worker(settings)` returns `Worker(app, settings, consumers=CONSUMERS,
-jobs=JOBS)`; `chomik worker <app>` calls `.run()`. SIGTERM (or SIGINT) stops it
-gracefully: the consumer finishes the current message, commits its offset and leaves
-the group, the relay finishes its batch, running jobs complete.
+jobs=JOBS, produces=[...])`; `chomik worker <app>` calls `.run()`. At start it creates
+the topics it consumes and produces (each with its `.dlq`) if they are missing.
+SIGTERM (or SIGINT) stops it gracefully: the consumer finishes the current message,
+commits its offset and leaves the group, the relay finishes its batch, running jobs
+complete.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Worker:
         consumers: Mapping[HandlerKey, Handler] | None = None,
         jobs: Sequence[Job] = (),
         topics: Iterable[str] = (),
+        produces: Iterable[str] = (),
         relay: bool = True,
         relay_config: RelayConfig | None = None,
         consumer_options: Mapping[str, Any] | None = None,
@@ -51,6 +54,7 @@ class Worker:
         self.consumers = dict(consumers or {})
         self.jobs = list(jobs)
         self.topics = topics_of(self.consumers, topics)
+        self.produces = sorted(set(produces))
         self.with_relay = relay
         self.relay_config = relay_config
         self.consumer_options = consumer_options
@@ -79,9 +83,12 @@ class Worker:
 
     def start(self) -> None:
         """Start the relay and consumer threads and the scheduler."""
-        if self.topics:
+        if self.topics or self.produces:
             try:
-                ensure_topics(self.settings.kafka_bootstrap_servers, self.topics)
+                ensure_topics(
+                    self.settings.kafka_bootstrap_servers,
+                    [*self.topics, *self.produces],
+                )
             except KafkaError as exc:
                 log.warning(
                     "could not create topics now (%s); they are made on use", repr(exc)
@@ -140,8 +147,7 @@ class Worker:
         configure_logging(f"{self.app}-worker", self.settings.log_level)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("worker %s: signal %d, stopping", self.app, signum)
-            self.stop()
+            self.stop()  # no logging here: the handler may interrupt a log call
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
@@ -154,6 +160,7 @@ class Worker:
         self.start()
         while not self.stop_event.wait(0.5):
             pass
+        log.info("worker %s stopping", self.app)
         self.join()
         log.info("worker %s stopped", self.app)
         return 1 if self._failed else 0

@@ -46,7 +46,11 @@ DEFAULT_PREFIX = "txc"
 
 
 class Outcome(enum.Enum):
-    """How a coordinated transaction ended."""
+    """How a coordinated transaction ended (``tx.outcome``).
+
+    ``tx.outcome`` stays None while the transaction runs, and after an
+    OutcomeUnknownError: then recovery decides.
+    """
 
     COMMITTED = "committed"  # decided COMMIT and every branch committed
     COMMITTED_PENDING = (

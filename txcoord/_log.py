@@ -49,6 +49,22 @@ sa.Index(
 )
 
 
+# Built once: SQLAlchemy caches its compiled form (inline values would not be).
+_INSERT_DECISION = (
+    pg_insert(decisions)
+    .on_conflict_do_nothing(index_elements=[decisions.c.tx_id])
+    .returning(decisions.c.decision)
+)
+
+# One statement: switching synchronous_commit off for its own transaction only
+# (set_config(..., true) is SET LOCAL), so the commit does not wait for a flush.
+_MARK_DONE = sa.text(
+    "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    "UPDATE txcoord_decision SET done_at = now() FROM async "
+    "WHERE tx_id = :tx_id AND done_at IS NULL"
+)
+
+
 class Decision(enum.StrEnum):
     """The outcome of a coordinated transaction, as the log records it."""
 
@@ -75,19 +91,14 @@ class DecisionLog:
         The insert commits before this returns, so a COMMIT returned here is
         durable (the log database runs with synchronous_commit on).
         """
-        stmt = (
-            pg_insert(decisions)
-            .values(
-                tx_id=tx_id,
-                decision=decision.value,
-                decided_by=decided_by[:200],
-                participants=",".join(participants) if participants else None,
-            )
-            .on_conflict_do_nothing(index_elements=[decisions.c.tx_id])
-            .returning(decisions.c.decision)
-        )
+        row = {
+            "tx_id": tx_id,
+            "decision": decision.value,
+            "decided_by": decided_by[:200],
+            "participants": ",".join(participants) if participants else None,
+        }
         with self.engine.begin() as conn:
-            won = conn.execute(stmt).scalar_one_or_none()
+            won = conn.execute(_INSERT_DECISION, row).scalar_one_or_none()
             if won is None:  # a row is there: ours or the other side's
                 won = conn.execute(
                     sa.select(decisions.c.decision).where(decisions.c.tx_id == tx_id)
@@ -115,12 +126,7 @@ class DecisionLog:
         Bookkeeping only (recovery never relies on it), so it skips the WAL flush.
         """
         with self.engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            conn.execute(
-                sa.update(decisions)
-                .where(decisions.c.tx_id == tx_id, decisions.c.done_at.is_(None))
-                .values(done_at=sa.func.now())
-            )
+            conn.execute(_MARK_DONE, {"tx_id": tx_id})
 
     def clock(self) -> dt.datetime:
         """The log database's current time."""

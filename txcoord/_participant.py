@@ -144,11 +144,19 @@ class Branch:
         except BaseException:
             self.connection.close()
             raise
-        self.session = Session(bind=self.connection, expire_on_commit=False)
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """The Session bound to the branch's connection (made on first use)."""
+        if self._session is None:
+            self._session = Session(bind=self.connection, expire_on_commit=False)
+        return self._session
 
     def prepare(self) -> None:
         """Flush the Session, then PREPARE TRANSACTION (works on an empty one too)."""
-        self.session.flush()
+        if self._session is not None:
+            self._session.flush()
         self.twophase.prepare()
         self.prepared = True
 
@@ -196,7 +204,8 @@ class Branch:
 
     def detach(self) -> None:
         """Drop the connection without touching a prepared branch (left to recovery)."""
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
         if not self.connection.closed:
             self.connection.invalidate()
             self.connection.close()
@@ -206,6 +215,7 @@ class Branch:
         if self.prepared and self.twophase.is_active:
             self.detach()  # closing would roll the prepared branch back
             return
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
         if not self.connection.closed:
             self.connection.close()

@@ -10,12 +10,13 @@ from flask_smorest import Blueprint
 
 from apps.gateway import services
 from apps.gateway.context import build_gateway
-from apps.gateway.keys import GatewayTokenVerifier, load_signing_keys
+from apps.gateway.keys import load_signing_keys
 from apps.gateway.ratelimit import install_rate_limits
 from apps.gateway.settings import GatewaySettings
 from apps.gateway.views import auth, docs, proxy
+from chomik.auth import TokenVerifier
 from chomik.web import create_app as create_web_app
-from chomik.web import db_session, runtime
+from chomik.web import runtime
 
 BLUEPRINTS: list[Blueprint] = [auth.blp]
 # Not part of the gateway's own OpenAPI paths: the proxy's paths come from the
@@ -38,8 +39,8 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     for blueprint in PLAIN_BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.view_functions["api-docs.openapi_json"] = docs.merged_openapi
-    app.extensions["chomik.auth"] = GatewayTokenVerifier(
-        keys,
+    app.extensions["chomik.auth"] = TokenVerifier(
+        public_keys=keys.public_pems,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         service_secret=settings.service_token_secret,
@@ -51,4 +52,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
 
 
 def _deny_list(claims: Mapping[str, Any]) -> bool:
-    return services.is_revoked(db_session(), str(claims["jti"]), claims.get("sid"))
+    # A short session of its own: the request's session would otherwise stay
+    # idle in transaction for the whole proxied call.
+    with runtime().sessions() as session:
+        return services.is_revoked(session, str(claims["jti"]), claims.get("sid"))

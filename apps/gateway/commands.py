@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from apps.gateway import services
 from apps.gateway.models import Role
 from apps.gateway.passwords import Passwords
+from apps.gateway.schemas import AccountCreateSchema
 from apps.gateway.settings import GatewaySettings
 from chomik.db import make_engine, make_session_factory, transaction
 from chomik.problems import Problem
@@ -24,6 +25,18 @@ def create_admin(argv: Sequence[str]) -> int:
     parser.add_argument("--name", default="", help="display name (default: e-mail)")
     args = parser.parse_args(argv)
     password = _read_password()
+    errors = AccountCreateSchema().validate(
+        {
+            "email": args.email,
+            "password": password,
+            "name": args.name or args.email.split("@")[0],
+            "role": "buyer",
+        }
+    )  # fmt: skip  (the role is fixed below; the API itself never makes admins)
+    if errors:
+        details = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in errors.items())
+        print(f"chomik create-admin: {details}", file=sys.stderr)
+        return 1
     settings = GatewaySettings.from_env()
     engine = make_engine(settings.database_url, pool_size=1)
     passwords = Passwords(
@@ -36,7 +49,7 @@ def create_admin(argv: Sequence[str]) -> int:
                 session,
                 email=args.email,
                 password=password,
-                name=args.name or args.email,
+                name=args.name or args.email.split("@")[0],
                 role=Role.ADMIN,
                 passwords=passwords,
             )

@@ -1,4 +1,4 @@
-"""The gateway's signing keys: load (or, in development, make) them; verify by kid."""
+"""The gateway's signing keys: load them, or in development make them on first start."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 
 from apps.gateway.settings import GatewaySettings
-from chomik.auth import TokenVerifier, generate_key_pair, public_jwk
+from chomik.auth import generate_key_pair, public_jwk
 from chomik.infra import default_base_dir
-from chomik.problems import UnauthorizedError
 from chomik.settings import SettingsError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -90,21 +88,3 @@ def _create_key_pair(path: Path) -> None:
             path.with_name("jwt-public.pem").write_bytes(public_pem)
     finally:
         os.unlink(tmp)
-
-
-class GatewayTokenVerifier(TokenVerifier):
-    """The kit's verifier, choosing the public key by the token's kid."""
-
-    def __init__(self, keys: SigningKeys, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.keys = keys
-
-    def _key_for(self, token: str) -> Any:
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.InvalidTokenError as exc:
-            raise UnauthorizedError("The access token is invalid") from exc
-        pem = self.keys.public_pems.get(kid or "")
-        if pem is None:
-            raise UnauthorizedError("The token's signing key is unknown")
-        return pem

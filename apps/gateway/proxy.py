@@ -57,7 +57,14 @@ ROUTES: tuple[Route, ...] = (
 
 
 def route(path: str) -> str | None:
-    """The service owning a path below /api/v1, or None when it is not public."""
+    """The service owning a path below /api/v1, or None when it is not public.
+
+    A path with an empty, `.` or `..` segment is never routed: the HTTP client
+    would normalise it into another path (`/products/../internal/...`), past
+    this table.
+    """
+    if any(segment in {"", ".", ".."} for segment in path.split("/")[1:]):
+        return None
     for candidate in ROUTES:
         if candidate.matches(path):
             return candidate.service

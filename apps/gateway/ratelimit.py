@@ -7,6 +7,7 @@ database (one upsert per hit). A Redis URL in RATELIMIT_STORAGE_URI replaces it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -125,11 +126,9 @@ def login_account() -> str:
     """The account a login attempt is for, as the limiter's key."""
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
-    return f"account:{normalize_email(email) if isinstance(email, str) else '-'}"
-
-
-def _failed(response: Response) -> bool:
-    return response.status_code == 401
+    account = normalize_email(email) if isinstance(email, str) else "-"
+    # Hashed: a key of bounded length, whatever the client sent.
+    return "account:" + hashlib.sha256(account.encode()).hexdigest()
 
 
 def install_rate_limits(
@@ -149,13 +148,12 @@ def install_rate_limits(
         headers_enabled=False,
     )
     limiter.init_app(app)
-    # Only failed logins count, so a person who types the password right is
-    # never locked out by their own successful logins.
+    # Every attempt counts before it runs: counting only failures after the
+    # fact would let attempts already in flight all through at once.
     limits: dict[str, list[Callable[[Callable[..., Any]], Callable[..., Any]]]] = {
         "auth.Login": [
-            limiter.limit(settings.login_rate_limit, key_func=login_account,
-                          deduct_when=_failed),
-            limiter.limit(settings.login_address_rate_limit, deduct_when=_failed),
+            limiter.limit(settings.login_rate_limit, key_func=login_account),
+            limiter.limit(settings.login_address_rate_limit),
         ],
         "auth.Register": [limiter.limit(settings.register_rate_limit)],
     }  # fmt: skip

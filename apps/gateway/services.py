@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import jwt
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -204,15 +203,14 @@ def log_out(
     session: Session,
     principal: Principal,
     *,
-    access_token: str,
     refresh_token: str | None = None,
 ) -> None:
     """Deny the access token until it expires and revoke its refresh family.
 
-    `principal` comes from verifying `access_token`; the token is read again
-    only for its session id (`sid`, the refresh family it was issued in).
+    `principal` comes from verifying the access token; its session id is the
+    refresh family the token was issued in.
     """
-    family_id = jwt.decode(access_token, options={"verify_signature": False}).get("sid")
+    family_id = principal.session_id or None
     expires_at = dt.datetime.fromtimestamp(principal.expires_at, dt.UTC)
     session.execute(
         insert(RevokedToken)

@@ -25,6 +25,7 @@ from tests.chomik.messaging_helpers import (
     record_effect,
     scratch_tables,
     spawn,
+    topic_size,
     wait_until,
 )
 
@@ -181,13 +182,7 @@ def test_database_outage_is_retried_not_dead_lettered(infra, engine, topic):
     publish(infra.kafka, topic, [envelope_of(Ping("d", 1))])
     with consuming(infra, engine, topic, {Ping.type: db_down_twice}, max_attempts=1):
         wait_until(lambda: effects(engine) == [("d", 1)], 20)
-    assert topic_absent_or_empty(infra.kafka, dlq(topic))
-
-
-def topic_absent_or_empty(bootstrap, topic):
-    from tests.chomik.messaging_helpers import topic_size
-
-    return topic_size(bootstrap, topic) == 0
+    assert topic_size(infra.kafka, dlq(topic)) == 0
 
 
 def test_two_consumer_processes_apply_each_event_once_in_per_key_order(
@@ -237,3 +232,32 @@ def test_two_consumer_processes_apply_each_event_once_in_per_key_order(
         order[key].append(n)
     assert all(order[key] == list(range(per_key)) for key in keys)
     assert len({pid for _, _, pid in rows}) == 2, "both members should have worked"
+
+
+def test_envelope_and_events_round_trip_and_bad_input_is_malformed():
+    from decimal import Decimal
+
+    from chomik.kafka import MalformedMessageError, decode
+    from clients.events import OrderPaid, PaymentSucceeded
+
+    paid = OrderPaid("o-1", items=({"product_id": "p-1", "quantity": 2},))
+    envelope = envelope_of(paid, request_id="req-1")
+    again = Envelope.from_json(envelope.to_json())
+    assert again == envelope
+    assert decode(again) == paid
+    assert again.key == "o-1"
+
+    payment = PaymentSucceeded("pay-1", "o-1", Decimal("12.50"))
+    decoded = decode(Envelope.from_json(envelope_of(payment).to_json()))
+    assert decoded == payment
+    assert decoded.key == "pay-1"
+
+    unknown = Envelope.from_json(
+        envelope_of(paid).to_json().replace(b"order.paid", b"other.type")
+    )
+    assert decode(unknown) == unknown
+    for raw in (b"", b"[]", b'{"id": "x"}', envelope.to_json().replace(b"+00:00", b"")):
+        with pytest.raises(MalformedMessageError):
+            Envelope.from_json(raw)
+    with pytest.raises(MalformedMessageError):
+        decode(Envelope.from_json(envelope.to_json().replace(b'"order_id"', b'"nope"')))

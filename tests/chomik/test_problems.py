@@ -63,8 +63,22 @@ def test_unknown_path_is_a_not_found_problem(client):
     assert_problem(client.get("/api/v1/nowhere"), 404, "not-found")
 
 
-def test_wrong_method_is_a_method_not_allowed_problem(client):
-    assert_problem(client.delete("/api/v1/things"), 405, "method-not-allowed")
+def test_wrong_method_is_a_method_not_allowed_problem_naming_the_allowed(client):
+    response = client.delete("/api/v1/things")
+    assert_problem(response, 405, "method-not-allowed")
+    assert {"GET", "POST"} <= set(response.headers["Allow"].split(", "))
+
+
+def test_nul_character_is_a_validation_problem_not_a_500(client, make_token):
+    response = client.post(
+        "/api/v1/things",
+        json={"name": "a\u0000b", "size": 1, "tags": ["ok", "x\u0000"]},
+        headers=auth(make_token("u1", "seller")),
+    )
+    body = assert_problem(response, 422, "validation-error")
+    assert set(body["errors"]) == {"name", "tags.1"}
+    query = client.get("/api/v1/things?page_size=1&q=a&q=%00")
+    assert list(assert_problem(query, 422, "validation-error")["errors"]) == ["q"]
 
 
 def test_invalid_body_is_a_validation_problem_with_flat_errors(client, make_token):

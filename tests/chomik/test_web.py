@@ -83,6 +83,8 @@ def test_ready_is_503_when_the_database_is_unreachable(settings_for):
     response = app.test_client().get("/health/ready")
     assert response.status_code == 503
     assert response.get_json()["status"] == "unavailable"
+    assert response.get_json()["failing"] == "database"
+    assert "127.0.0.1" not in response.get_data(as_text=True)  # no internals
 
 
 def test_metrics_count_requests_by_rule(app):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -229,6 +230,7 @@ def test_server_without_prepared_transactions_fails_at_construction(txdb):
     finally:
         engine.dispose()
         cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_prometheus_observer_counts_and_times(txdb, prefix):

@@ -19,7 +19,7 @@ from apps.gateway.schemas import (
     RefreshSchema,
     TokenSchema,
 )
-from chomik.auth import bearer_token, current_user
+from chomik.auth import current_user
 from chomik.problems import ProblemSchema
 from chomik.web import db_session, runtime
 
@@ -100,7 +100,6 @@ class Logout(MethodView):
         services.log_out(
             db_session(),
             current_user(),
-            access_token=bearer_token() or "",
             refresh_token=(data or {}).get("refresh_token"),
         )
 

@@ -12,6 +12,7 @@ from apps.gateway.errors import UnknownRouteError
 from apps.gateway.proxy import Body, chunks, end_to_end, relay, route
 from chomik.auth import optional_user
 from chomik.logs import REQUEST_ID_HEADER
+from chomik.web import streams_body
 
 bp = Blueprint("proxy", __name__)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -30,6 +31,7 @@ _SERVER_OWN = {"server", "date"}
 
 
 @bp.route("/api/v1/<path:path>", methods=METHODS)
+@streams_body
 def forward(path: str) -> Response:
     """Pass a request on to the service that owns its path."""
     service = route(f"/{path}")
@@ -57,6 +59,9 @@ def forward(path: str) -> Response:
     )  # fmt: skip
     if not any(name.lower() == "content-type" for name, _ in headers):
         del response.headers["Content-Type"]
+    # HEAD, 204 and 304 answers never iterate the body: release the connection
+    # when the response is closed, whatever happened to the body.
+    response.call_on_close(upstream.close)
     return response
 
 

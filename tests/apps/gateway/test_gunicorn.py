@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from chomik.infra import free_port, stop_process
 from tests.apps.gateway.conftest import (
@@ -71,7 +72,9 @@ def gunicorn_gateway(committed_db, jwt_keys, upstream):
         log.close()
 
 
-def test_sixth_wrong_login_is_429_across_two_gunicorn_workers(gunicorn_gateway):
+def test_sixth_wrong_login_is_429_across_two_gunicorn_workers(
+    gunicorn_gateway, committed_db
+):
     base, log = gunicorn_gateway
     registered = requests.post(
         f"{base}/api/v1/auth/register",
@@ -105,6 +108,16 @@ def test_sixth_wrong_login_is_429_across_two_gunicorn_workers(gunicorn_gateway):
     assert sixth.headers["Content-Type"] == "application/problem+json"
     assert 0 < int(sixth.headers["Retry-After"]) <= 60
     assert log.read_text().count("Booting worker") == 2
+    # One shared count in the database, not one per worker process.
+    with committed_db.engine("gateway").connect() as conn:
+        counts = (
+            conn.execute(
+                sa.text("SELECT count FROM rate_limits WHERE key LIKE '%account:%'")
+            )
+            .scalars()
+            .all()
+        )
+    assert counts == [6]
 
 
 def test_proxy_under_gunicorn_streams_large_and_gzip_bodies_intact(gunicorn_gateway):

@@ -156,6 +156,14 @@ def test_internal_and_unknown_paths_are_never_routed(client, service_token):
         "/api/v1/internal/reservations",
         "/api/v1/reservations",
         "/api/v1/nope",
+        # dot segments, raw or encoded, would be normalised past the route table
+        "/api/v1/products/../internal/reservations",
+        "/api/v1/products/%2e%2e/internal/reservations",
+        "/api/v1/products/..%2Finternal/reservations",
+        "/api/v1/products/%2e%2e/%2e%2e/%2e%2e/metrics",
+        "/api/v1/products/x/..%2F..%2F..%2F..%2Fhealth/ready",
+        "/api/v1/products//../../openapi.json",
+        "/api/v1/products/./x",
     ):
         response = client.get(path, headers=auth(service_token))
         assert response.status_code == 404, path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apps.gateway.conftest import PASSWORD
+from tests.apps.gateway.conftest import PASSWORD, Actors
 
 
 def wrong_login(client, email):
@@ -31,10 +31,32 @@ def test_sixth_wrong_login_in_a_minute_is_429_with_retry_after(client, actors):
     assert actors.login("bystander@example.com")["access_token"]
 
 
-def test_successful_logins_do_not_count(client, actors):
-    actors.register("often@example.com")
-    for _ in range(7):
-        actors.login("often@example.com")
+def test_attempts_in_flight_together_never_pass_the_limit(
+    gateway_settings, committed_db
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apps.gateway import create_app
+
+    app = create_app(gateway_settings())  # real commits: threads share no connection
+    Actors(app.test_client()).register("rush@example.com")
+
+    def attempt(_n):
+        return wrong_login(app.test_client(), "rush@example.com").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(attempt, range(12)))
+    app.extensions["chomik"].engine.dispose()
+    assert statuses == [401] * 5 + [429] * 7
+
+
+def test_a_long_unicode_email_is_counted_not_a_500(make_gateway):
+    client = make_gateway(login_address_rate_limit="2/minute").test_client()
+    statuses = [
+        wrong_login(client, "\u0130" * 254 + "@x.io").status_code for _ in range(3)
+    ]
+    assert statuses[-1] == 429
+    assert 500 not in statuses
 
 
 def test_many_accounts_from_one_address_hit_the_address_limit(make_gateway):
