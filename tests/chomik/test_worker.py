@@ -98,3 +98,29 @@ def test_worker_relays_consumes_and_stops_gracefully_on_sigterm(
     assert dead
     assert dead[0]["request_id"] == "req-poison"
     assert sum("stopped" in line["message"] for line in lines) == 2
+
+
+def test_worker_creates_the_topics_it_consumes_and_produces_with_their_dlqs(infra):
+    from kafka import KafkaAdminClient
+
+    from chomik.settings import Settings
+    from chomik.worker import Worker
+
+    suffix = uuid.uuid4().hex[:8]
+    consumed, produced = f"test.in.{suffix}", f"test.out.{suffix}"
+    settings = Settings(
+        database_url=infra.urls["orders"], kafka_bootstrap_servers=infra.kafka
+    )
+    worker = Worker(
+        "topics", settings, topics=[consumed], produces=[produced], relay=False
+    )
+    worker.start()
+    worker.stop()
+    worker.join()
+    admin = KafkaAdminClient(bootstrap_servers=infra.kafka)
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    expected = {consumed, f"{consumed}.dlq", produced, f"{produced}.dlq"}
+    assert expected <= existing
