@@ -45,10 +45,25 @@ APPS: tuple[AppSpec, ...] = (
             ),
         ),
     ),
-    AppSpec("storage", 17001, "apps.storage:create_app"),
-    AppSpec("delivery", 17002, "apps.delivery:create_app"),
-    AppSpec("orders", 17003, "apps.orders:create_app"),
-    AppSpec("payment", 17004, "apps.payment:create_app"),
+    AppSpec(
+        "storage", 17001, "apps.storage:create_app", "apps.storage.worker:build_worker"
+    ),
+    AppSpec(
+        "delivery",
+        17002,
+        "apps.delivery:create_app",
+        "apps.delivery.worker:build_worker",
+    ),
+    AppSpec(
+        "orders", 17003, "apps.orders:create_app", "apps.orders.worker:build_worker"
+    ),
+    AppSpec(
+        "payment",
+        17004,
+        "apps.payment:create_app",
+        "apps.payment.worker:build_worker",
+        worker_replicas=2,
+    ),
     AppSpec("carrier", 17005, "mocks.carrier:create_app"),
     AppSpec("bank", 17006, "mocks.bank:create_app"),
 )

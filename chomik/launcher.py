@@ -23,6 +23,7 @@ from chomik.infra import (
     PostgresCluster,
     default_base_dir,
     ensure_databases,
+    free_port,
     port_is_free,
     stop_process,
 )
@@ -51,6 +52,7 @@ class Launcher:
     environ: Mapping[str, str]
     base_dir: Path
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    metrics: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:
@@ -129,7 +131,12 @@ class Launcher:
             self.spawn(spec.name, chomik_argv("web", spec.name), env)
             for replica in range(spec.worker_replicas if spec.worker else 0):
                 label = f"{spec.name}-worker-{replica + 1}"
-                worker_env = {**env, "SCHEDULER_REPLICA_ID": label}
+                worker_env = {
+                    **env,
+                    "SCHEDULER_REPLICA_ID": label,
+                    "METRICS_PORT": str(free_port()),
+                }
+                self.metrics[label] = worker_env["METRICS_PORT"]
                 worker_env.pop("PROMETHEUS_MULTIPROC_DIR")
                 self.spawn(label, chomik_argv("worker", spec.name), worker_env)
 
@@ -207,7 +214,7 @@ def run(environ: Mapping[str, str], *, ready_timeout: float = 90.0) -> int:
                 launcher.migrate(urls)
                 launcher.start_apps(urls, kafka)
                 launcher.wait_ready(ready_timeout)
-                print_table(time.monotonic() - started, launcher.log_dir)
+                print_table(time.monotonic() - started, launcher)
                 while True:
                     launcher.check_children()
                     time.sleep(0.5)
@@ -221,9 +228,11 @@ def run(environ: Mapping[str, str], *, ready_timeout: float = 90.0) -> int:
         return 1
 
 
-def print_table(elapsed: float, log_dir: Path) -> None:
-    say(f"\nChomik is up in {elapsed:.1f}s (logs in {log_dir}):")
+def print_table(elapsed: float, launcher: Launcher) -> None:
+    say(f"\nChomik is up in {elapsed:.1f}s (logs in {launcher.log_dir}):")
     for spec in APPS:
         say(f"  {spec.name:<10} http://127.0.0.1:{spec.port}")
+    for label, port in launcher.metrics.items():
+        say(f"  {label:<18} metrics http://127.0.0.1:{port}/metrics")
     say("  API docs   http://127.0.0.1:17000/docs")
     say("Press Ctrl-C to stop.")

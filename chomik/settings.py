@@ -88,6 +88,12 @@ class Settings:
     scheduler_replica_id: str = env(
         "SCHEDULER_REPLICA_ID", "", doc="stable replica id (default: host name)"
     )
+    metrics_host: str = env(
+        "METRICS_HOST", "127.0.0.1", doc="address a worker serves /metrics on"
+    )
+    metrics_port: int = env(
+        "METRICS_PORT", 0, doc="port a worker serves /metrics on (0: not served)"
+    )
 
     def __post_init__(self) -> None:
         if not self.database_url:

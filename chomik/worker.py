@@ -59,7 +59,7 @@ class Worker:
         self.relay_config = relay_config
         self.consumer_options = consumer_options
         self.max_attempts = max_attempts
-        self.metrics_port = metrics_port
+        self.metrics_port = metrics_port or settings.metrics_port or None
         self.group_id = f"chomik-{app}"
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -120,7 +120,7 @@ class Worker:
             )
             self._scheduler.start()
         if self.metrics_port is not None:
-            start_http_server(self.metrics_port, addr="127.0.0.1")
+            start_http_server(self.metrics_port, addr=self.settings.metrics_host)
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(

@@ -17,11 +17,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from chomik.db import TYPE_ANNOTATION_MAP, TimestampMixin, UTCDateTime, new_metadata
+from chomik.outbox import install_messaging
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
     type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+install_messaging(Base.metadata)
 
 
 # What `q` matches against. The search index is built over exactly this expression,

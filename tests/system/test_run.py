@@ -84,6 +84,11 @@ def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
                 f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
             )
             assert response.status_code == 200, spec.name
+        # Every worker runs (relay, consumers, jobs) and serves its own metrics.
+        worker_metrics = [line.split()[-1] for line in lines if " metrics http" in line]
+        assert len(worker_metrics) == sum(s.worker_replicas for s in APPS if s.worker)
+        for url in worker_metrics:
+            assert "outbox_pending" in requests.get(url, timeout=5).text
         family = descendants(launcher.pid)
         assert len(family) >= len(APPS) + 2  # web processes, PostgreSQL, Tansu at least
     finally:

@@ -29,7 +29,9 @@ from apps.storage.errors import (
 )
 from apps.storage.models import Product, Reservation, ReservationItem, ReservationStatus
 from apps.storage.states import transition
+from chomik.outbox import emit
 from chomik.problems import ValidationProblem
+from clients.events import StockCommitted, StockReleased, StockReserved
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def reserve_stock(
         make_transient_to_detached(instance)
         session.add(instance)
     set_committed_value(reservation, "items", items)
+    emit(session, StockReserved(order_id=str(order_id), items=_event_items(items)))
     return ReserveOutcome(reservation, created=True)
 
 
@@ -238,7 +241,7 @@ def release_stock(session: Session, *, order_id: uuid.UUID) -> Reservation:
 
     Idempotent: releasing a released reservation changes nothing; releasing a
     committed one raises IllegalTransitionError. Locks the reservation row, then
-    the products in id order.
+    the products in id order. Emits `stock.released` when something was released.
     """
     return _close(session, order_id, ReservationStatus.RELEASED)
 
@@ -248,6 +251,7 @@ def commit_stock(session: Session, *, order_id: uuid.UUID) -> Reservation:
 
     Idempotent: committing a committed reservation changes nothing; committing a
     released one raises IllegalTransitionError. Locks as `release_stock` does.
+    Emits `stock.committed` when something was committed.
     """
     return _close(session, order_id, ReservationStatus.COMMITTED)
 
@@ -280,4 +284,13 @@ def _close(
         )
     reservation.status = target
     session.flush()
+    event = StockCommitted if sold else StockReleased
+    emit(session, event(order_id=str(order_id), items=_event_items(reservation.items)))
     return reservation
+
+
+def _event_items(items: Sequence[ReservationItem]) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        {"product_id": str(item.product_id), "quantity": item.quantity}
+        for item in items
+    )

@@ -1,0 +1,21 @@
+"""The payment worker: the outbox relay; consumers and jobs join as the service grows."""
+
+from __future__ import annotations
+
+from apps.payment.settings import PaymentSettings
+from chomik.consuming import Handler, HandlerKey
+from chomik.scheduling import Job
+from chomik.worker import Worker
+
+CONSUMERS: dict[HandlerKey, Handler] = {}
+JOBS: list[Job] = []
+
+
+def build_worker(settings: PaymentSettings | None = None) -> Worker:
+    """Build the payment worker process (`chomik worker payment`)."""
+    return Worker(
+        "payment",
+        settings or PaymentSettings.from_env(),
+        consumers=CONSUMERS,
+        jobs=JOBS,
+    )
