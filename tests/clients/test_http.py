@@ -15,19 +15,9 @@ from clients._http import (
     ServerError,
     TransportError,
 )
+from tests.clients.wsgi import string_content_length
 
 BASE = "http://remote.test"
-
-
-def string_content_length(app):
-    """wsgiadapter puts an int in CONTENT_LENGTH; WSGI (and werkzeug) want a str."""
-
-    def wrapped(environ, start_response):
-        if "CONTENT_LENGTH" in environ:
-            environ["CONTENT_LENGTH"] = str(environ["CONTENT_LENGTH"])
-        return app(environ, start_response)
-
-    return wrapped
 
 
 class Scripted:

@@ -23,22 +23,12 @@ from clients.storage import (
     StockItem,
     StorageClient,
 )
+from tests.clients.wsgi import string_content_length
 from tests.conftest import TEST_SERVICE_SECRET
 from tests.factories import storage as factories
 from tests.factories.storage import ProductFactory
 
 BASE = "http://storage.test"
-
-
-def string_content_length(app):
-    """wsgiadapter puts an int in CONTENT_LENGTH; WSGI (and werkzeug) want a str."""
-
-    def wrapped(environ, start_response):
-        if "CONTENT_LENGTH" in environ:
-            environ["CONTENT_LENGTH"] = str(environ["CONTENT_LENGTH"])
-        return app(environ, start_response)
-
-    return wrapped
 
 
 def client_for(app, secret=TEST_SERVICE_SECRET):
