@@ -274,7 +274,8 @@ class StorageClient:
 
         Idempotent per order id (a repeat returns the same reservation), so it is
         retried on transport failures. Raises InsufficientStockError,
-        ProductNotFoundError, ReservationMismatchError or BadRequestError.
+        ProductNotFoundError, ReservationMismatchError, IllegalTransitionError
+        (the order was released already) or BadRequestError.
         """
         body = {
             "order_id": str(order_id),

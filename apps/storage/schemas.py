@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -13,6 +14,9 @@ from apps.storage.services import SORTS
 
 MAX_PRICE = Decimal("9999999999.99")  # numeric(12, 2)
 MAX_QUANTITY = 1_000_000
+
+
+_DECIMAL_TEXT = re.compile(r"-?\d{1,12}(\.\d{1,12})?", re.ASCII)
 
 
 class Money(ma.fields.Field[Decimal]):
@@ -37,6 +41,9 @@ class Money(ma.fields.Field[Decimal]):
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
     ) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self.make_error("invalid")
+        # A plain decimal string only: no exponent, no spaces, ASCII digits.
+        if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
             raise self.make_error("invalid")
         try:
             amount = Decimal(str(value).strip())
@@ -129,7 +136,9 @@ class ProductQueryArgsSchema(ma.Schema):
     sort = ma.fields.String(
         load_default="-created_at", validate=validate.OneOf(list(SORTS))
     )
-    page = ma.fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = ma.fields.Integer(
+        load_default=1, validate=validate.Range(min=1, max=1_000_000)
+    )
     page_size = ma.fields.Integer(
         load_default=20, validate=validate.Range(min=1, max=100)
     )

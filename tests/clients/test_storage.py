@@ -120,7 +120,17 @@ def test_release_and_commit_are_idempotent_and_refuse_illegal_moves(storage):
 
 def test_unknown_reservation_is_a_typed_error(storage):
     with pytest.raises(ReservationNotFoundError):
-        storage.release(uuid.uuid4())
+        storage.commit(uuid.uuid4())
+    with pytest.raises(ReservationNotFoundError):
+        storage.get_reservation(uuid.uuid4())
+
+
+def test_a_reserve_after_its_release_is_a_typed_error(storage):
+    order_id = uuid.uuid4()
+    product = ProductFactory(quantity=3)
+    assert storage.release(order_id).status == "RELEASED"  # overtook the reserve
+    with pytest.raises(IllegalTransitionError):
+        storage.reserve(order_id, [StockItem(product.id, 1)])
 
 
 def test_list_products_passes_filters_and_reads_the_page(storage):

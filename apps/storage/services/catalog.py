@@ -87,13 +87,15 @@ def access_own_product(
     Takes the product's row lock (`FOR UPDATE`) for the rest of the transaction.
     Another seller's product is reported as not found.
     """
+    query = sa.select(Product).where(
+        Product.id == product_id, Product.archived_at.is_(None)
+    )
+    if not user.is_admin:  # never lock another seller's row, even briefly
+        query = query.where(Product.seller_id == user_uuid(user))
     product = session.scalars(
-        sa.select(Product)
-        .where(Product.id == product_id, Product.archived_at.is_(None))
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        query.with_for_update().execution_options(populate_existing=True)
     ).one_or_none()
-    if product is None or not (user.is_admin or product.seller_id == user_uuid(user)):
+    if product is None:
         raise ProductNotFoundError(f"No product {product_id}")
     return product
 

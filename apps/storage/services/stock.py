@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from apps.storage.errors import (
+    IllegalTransitionError,
     InsufficientStockError,
     ProductNotFoundError,
     ReservationMismatchError,
@@ -56,7 +57,9 @@ def reserve_stock(
     """Reserve every line for the order, or nothing at all.
 
     Idempotent per order id: a repeat with the same lines returns the existing
-    reservation (whatever its status); different lines are a conflict. The
+    reservation; different lines are a conflict, and so is any reserve for an
+    order already released (even one released before it ever reserved: a late
+    reserve must not hold stock that nobody will release). The
     reservation row is inserted first (`ON CONFLICT DO NOTHING`, so a concurrent
     repeat waits for the first and then sees it), then each product is taken by
     one statement, in product-id order: a conditional UPDATE feeding the
@@ -130,6 +133,8 @@ def _repeat(
         .options(selectinload(Reservation.items))
         .execution_options(populate_existing=True)
     ).one()
+    if reservation.status == ReservationStatus.RELEASED:
+        raise IllegalTransitionError(f"Order {order_id}'s reservation was released")
     held = {item.product_id: item.quantity for item in reservation.items}
     if held != dict(wanted):
         raise ReservationMismatchError(
@@ -259,13 +264,19 @@ def commit_stock(session: Session, *, order_id: uuid.UUID) -> Reservation:
 def _close(
     session: Session, order_id: uuid.UUID, target: ReservationStatus
 ) -> Reservation:
-    reservation = session.scalars(
-        sa.select(Reservation)
-        .where(Reservation.order_id == order_id)
-        .options(selectinload(Reservation.items))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    reservation = _locked(session, order_id)
+    if reservation is None and target == ReservationStatus.RELEASED:
+        # Released before it reserved (a cancel overtaking the reserve): leave a
+        # RELEASED marker so that a late reserve for the order is refused.
+        session.execute(
+            _OPEN,
+            {
+                "id": uuid.uuid4(),
+                "order": order_id,
+                "status": ReservationStatus.RELEASED,
+            },
+        )
+        reservation = _locked(session, order_id)
     if reservation is None:
         raise ReservationNotFoundError(f"Order {order_id} holds no reservation")
     if not transition(reservation.status, target):
@@ -284,6 +295,8 @@ def _close(
         )
     reservation.status = target
     session.flush()
+    if not reservation.items:
+        return reservation  # a marker: nothing was held, nothing to announce
     event = StockCommitted if sold else StockReleased
     emit(session, event(order_id=str(order_id), items=_event_items(reservation.items)))
     return reservation
@@ -294,3 +307,14 @@ def _event_items(items: Sequence[ReservationItem]) -> tuple[dict[str, Any], ...]
         {"product_id": str(item.product_id), "quantity": item.quantity}
         for item in items
     )
+
+
+def _locked(session: Session, order_id: uuid.UUID) -> Reservation | None:
+    """The order's reservation with its items, its row locked."""
+    return session.scalars(
+        sa.select(Reservation)
+        .where(Reservation.order_id == order_id)
+        .options(selectinload(Reservation.items))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()

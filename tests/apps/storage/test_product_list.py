@@ -181,6 +181,7 @@ def test_available_is_quantity_less_reserved(client):
         ("page_size=1000", "page_size"),
         ("page_size=0", "page_size"),
         ("page=0", "page"),
+        ("page=99999999999999999999", "page"),
         ("sort=title", "sort"),
         ("sort=reserved", "sort"),
         ("condition=mint", "condition"),

@@ -54,6 +54,8 @@ class Model:
 
     def reserve(self, order, lines):
         if order in self.orders:
+            if self.orders[order][0] == "RELEASED":
+                return IllegalTransitionError
             return None if self.orders[order][1] == lines else ReservationMismatchError
         if any(self.quantity[p] - self.reserved[p] < n for p, n in lines.items()):
             return InsufficientStockError
@@ -64,6 +66,9 @@ class Model:
 
     def close(self, order, target):
         if order not in self.orders:
+            if target == "RELEASED":  # a marker that refuses a late reserve
+                self.orders[order] = ("RELEASED", {})
+                return None
             return ReservationNotFoundError
         status, lines = self.orders[order]
         if status == target:

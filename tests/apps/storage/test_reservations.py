@@ -173,17 +173,30 @@ def test_moving_a_closed_reservation_elsewhere_is_a_conflict(
     assert stock(session, a) == before
 
 
-def test_a_reserve_repeated_after_release_returns_the_released_one(
-    client, as_service, session
-):
+def test_a_reserve_repeated_after_release_is_refused(client, as_service, session):
     a = ProductFactory(quantity=5)
     order_id = uuid.uuid4()
     reserve(client, as_service, order_id, (a, 3))
     client.post(f"{URL}/{order_id}/release", headers=as_service)
     again = reserve(client, as_service, order_id, (a, 3))
-    assert again.status_code == 200
-    assert again.json["status"] == "RELEASED"
+    assert again.status_code == 409
+    assert again.json["type"] == "illegal-transition"
     assert stock(session, a) == (5, 0, 0)
+
+
+def test_a_release_that_overtakes_its_reserve_makes_the_late_reserve_fail(
+    client, as_service, session
+):
+    a = ProductFactory(quantity=5)
+    order_id = uuid.uuid4()
+    released = client.post(f"{URL}/{order_id}/release", headers=as_service)
+    assert released.status_code == 200
+    assert released.json["status"] == "RELEASED"
+    late = reserve(client, as_service, order_id, (a, 2))
+    assert late.status_code == 409
+    assert stock(session, a) == (5, 0, 0)
+    commit = client.post(f"{URL}/{order_id}/commit", headers=as_service)
+    assert commit.status_code == 409
 
 
 def test_archived_product_keeps_its_reservations_closable(client, as_service, session):
@@ -202,7 +215,6 @@ def test_unknown_order_has_no_reservation(client, as_service):
     order_id = uuid.uuid4()
     for response in (
         client.get(f"{URL}/{order_id}", headers=as_service),
-        client.post(f"{URL}/{order_id}/release", headers=as_service),
         client.post(f"{URL}/{order_id}/commit", headers=as_service),
     ):
         assert response.status_code == 404
