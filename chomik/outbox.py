@@ -244,41 +244,20 @@ class Relay:
     def publish_batch(self) -> int:
         """Publish one batch; return how many rows were marked sent.
 
-        Raises `PublishError` (after committing what was acknowledged) when the broker
-        refused or did not answer; the rest stays pending.
+        Raises `PublishError` (after committing what was acknowledged) when nothing
+        could be published; the rest stays pending. When only some keys failed, the
+        others are marked sent and the failed keys wait, their order kept.
         """
         with self.engine.connect() as conn, conn.begin():
             rows = self._claim(conn)
             if not rows:
                 return 0
-            producer = self.producer
-            futures = []
             try:
-                for row in rows:
-                    headers = [("event_type", row.type.encode())]
-                    futures.append(
-                        producer.send(
-                            row.topic, key=row.key.encode(), value=bytes(row.payload),
-                            headers=headers,
-                        )
-                    )  # fmt: skip
-                producer.flush(timeout=self.config.flush_timeout)
+                futures = self._send_all(rows)
             except KafkaError as exc:
                 self.close()
                 raise PublishError(f"publishing failed: {exc!r}") from exc
-            sent: list[int] = []
-            failed_keys: set[str] = set()
-            first_error: BaseException | None = None
-            for row, future in zip(rows, futures, strict=True):
-                ok = future.is_done and future.succeeded()
-                if ok and row.key not in failed_keys:
-                    sent.append(row.seq)
-                else:
-                    failed_keys.add(row.key)
-                    if first_error is None:
-                        first_error = (
-                            future.exception if future.is_done else TimeoutError()
-                        )
+            sent, first_error = _acknowledged(rows, futures)
             if sent:
                 conn.execute(
                     sa.text(
@@ -289,12 +268,40 @@ class Relay:
                 )
         OUTBOX_PUBLISHED.inc(len(sent))
         if first_error is not None:
-            self.close()
             missing = len(rows) - len(sent)
-            raise PublishError(
-                f"{missing} of {len(rows)} unacknowledged: {first_error!r}"
-            )
+            message = f"{missing} of {len(rows)} unacknowledged: {first_error!r}"
+            if not sent:  # nothing moved: the broker is away, back off
+                self.close()
+                raise PublishError(message)
+            OUTBOX_PUBLISH_ERRORS.inc()
+            log.warning("relay: %s", message)
         return len(sent)
+
+    def _send_all(self, rows: list[Any]) -> list[Any]:
+        """Hand every row to the producer and wait; a refused row fails alone.
+
+        A refusal at hand-over (too large, a bad topic name) is the row's own fault,
+        so it must not fail other keys. Behind a refused event, its key's later
+        events are not sent at all, so they can never overtake it.
+        """
+        producer = self.producer
+        futures: list[Any] = []
+        refused_keys: set[str] = set()
+        for row in rows:
+            future: Any = None
+            if row.key not in refused_keys:
+                try:
+                    future = producer.send(
+                        row.topic, key=row.key.encode(), value=bytes(row.payload),
+                        headers=[("event_type", row.type.encode())],
+                    )  # fmt: skip
+                except (KafkaError, ValueError, TypeError) as exc:
+                    future = exc
+            if not _delivered_or_pending(future):
+                refused_keys.add(row.key)
+            futures.append(future)
+        producer.flush(timeout=self.config.flush_timeout)
+        return futures
 
     def refresh_metrics(self) -> None:
         """Set `outbox_pending` and `outbox_oldest_age_seconds` from the table."""
@@ -359,3 +366,33 @@ class Relay:
             self.housekeeping()
         except sa.exc.SQLAlchemyError as exc:
             log.warning("outbox housekeeping failed: %s", str(exc))
+
+
+def _delivered_or_pending(future: Any) -> bool:
+    if future is None or isinstance(future, BaseException):
+        return False
+    return not future.is_done or bool(future.succeeded())
+
+
+def _acknowledged(rows: list[Any], futures: list[Any]) -> tuple[list[int], Any]:
+    """The rows the broker acknowledged, in per-key order, and the first error."""
+    sent: list[int] = []
+    failed_keys: set[str] = set()
+    first_error: BaseException | None = None
+    for row, future in zip(rows, futures, strict=True):
+        done = future is not None and not isinstance(future, BaseException)
+        if (
+            done
+            and future.is_done
+            and future.succeeded()
+            and row.key not in failed_keys
+        ):
+            sent.append(row.seq)
+            continue
+        failed_keys.add(row.key)
+        if first_error is None and future is not None:
+            if isinstance(future, BaseException):
+                first_error = future
+            else:
+                first_error = future.exception if future.is_done else TimeoutError()
+    return sent, first_error

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from chomik.infra import KafkaBroker, free_port
 from chomik.kafka import Envelope, ensure_topics, make_producer
 from chomik.logs import request_id_var
-from chomik.outbox import Relay, RelayConfig, emit
+from chomik.outbox import PublishError, Relay, RelayConfig, emit
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     Ping,
@@ -109,6 +109,36 @@ def test_message_is_keyed_by_entity_and_carries_request_id(infra, topic):
     assert record.key == b"k-1"
     assert dict(record.headers)["event_type"] == b"test.ping"
     assert Envelope.from_json(record.value).request_id == "req-123"
+
+
+def test_an_event_the_broker_refuses_holds_back_only_its_own_key(infra, topic):
+    engine = infra.engine("orders")
+    with Session(engine) as session, session.begin():  # oldest row: too large to send
+        emit(session, Ping("poison", 0, fail="x" * 2_000_000), topic=topic)
+        emit(session, Ping("poison", 1), topic=topic)
+    emit_pings(engine, topic, [f"k{n}" for n in range(10)], 3)
+    relay = Relay(engine, infra.kafka)
+    for _ in range(20):  # each batch covers a few shards; the poison's fails alone
+        if pending(engine) == 2:
+            break
+        relay.publish_batch()
+    with pytest.raises(PublishError):  # only the refused key is left: back off
+        relay.publish_batch()
+    relay.close()
+    with engine.connect() as conn:
+        left = (
+            conn.execute(
+                sa.text(
+                    "SELECT key FROM outbox_events WHERE sent_at IS NULL ORDER BY seq"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert left == ["poison", "poison"]  # its later event waits behind it, in order
+    published = envelopes(read_topic(infra.kafka, topic))
+    assert len(published) == 30
+    assert "poison" not in {e.key for e in published}
 
 
 def test_two_relays_keep_per_key_order(infra, topic):
