@@ -180,9 +180,9 @@ class Consumer:
             attempt += 1
             try:
                 applied = self.apply(record.topic, envelope, event)
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-                raise _InfrastructureError(f"database unavailable: {exc}") from exc
-            except Exception as exc:  # noqa: BLE001 - any handler error is the message's
+            except Exception as exc:  # noqa: BLE001 - sorted below: ours or the message's
+                if _is_infrastructure(exc):
+                    raise _InfrastructureError(f"database unavailable: {exc}") from exc
                 if attempt >= self.max_attempts:
                     log.warning(
                         "event %s (%s) failed %d times, dead-lettering: %s",
@@ -306,3 +306,25 @@ class Consumer:
             if self._producer is not None:
                 self._producer.close(timeout=2)
                 self._producer = None
+
+
+# SQLSTATEs a message's own work can cause again and again (statement or lock
+# timeout, deadlock, serialization failure): retried a bounded number of times,
+# then dead-lettered, so they never hold the partition forever.
+_MESSAGE_FAULT_CODES = frozenset({"57014", "55P03", "40P01", "40001"})
+
+
+def _is_infrastructure(exc: BaseException) -> bool:
+    """Tell a database outage (retry without end) from a fault of the message.
+
+    Looks through the whole cause chain, so an outage wrapped by another error
+    (a two-phase commit that failed because a database went away) still counts.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa.exc.TimeoutError):  # connection pool exhausted
+            return True
+        if isinstance(seen, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return getattr(seen.orig, "pgcode", None) not in _MESSAGE_FAULT_CODES
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -261,3 +261,36 @@ def test_envelope_and_events_round_trip_and_bad_input_is_malformed():
             Envelope.from_json(raw)
     with pytest.raises(MalformedMessageError):
         decode(Envelope.from_json(envelope.to_json().replace(b'"order_id"', b'"nope"')))
+
+
+class _DriverError(Exception):
+    def __init__(self, pgcode):
+        super().__init__(pgcode)
+        self.pgcode = pgcode
+
+
+def _wrapped(inner):
+    try:
+        try:
+            raise inner
+        except Exception as exc:
+            raise RuntimeError("prepare failed") from exc
+    except RuntimeError as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (sa.exc.OperationalError("SELECT 1", {}, _DriverError(None)), True),
+        (_wrapped(sa.exc.OperationalError("SELECT 1", {}, _DriverError(None))), True),
+        (sa.exc.TimeoutError("QueuePool limit reached"), True),
+        (sa.exc.OperationalError("SELECT 1", {}, _DriverError("57014")), False),
+        (sa.exc.OperationalError("SELECT 1", {}, _DriverError("40P01")), False),
+        (ValueError("bad data"), False),
+    ],
+)
+def test_outages_are_told_from_faults_of_the_message(error, outage):
+    from chomik.consuming import _is_infrastructure
+
+    assert _is_infrastructure(error) is outage
