@@ -138,6 +138,7 @@ class Branch:
         self.engine = engine
         self.gid = gid
         self.prepared = False
+        self.prepare_sent = False
         self.connection: Connection = engine.connect()
         try:
             self.twophase: TwoPhaseTransaction = self.connection.begin_twophase(gid)
@@ -157,6 +158,7 @@ class Branch:
         """Flush the Session, then PREPARE TRANSACTION (works on an empty one too)."""
         if self._session is not None:
             self._session.flush()
+        self.prepare_sent = True
         self.twophase.prepare()
         self.prepared = True
 
@@ -177,8 +179,9 @@ class Branch:
     def rollback(self) -> bool:
         """Roll the branch back; False when it may still be prepared.
 
-        An unprepared branch always ends rolled back: if the rollback fails the
-        connection is dropped and the server rolls the transaction back itself.
+        An unprepared branch ends rolled back: if the rollback fails the connection
+        is dropped and the server rolls the transaction back itself, unless the
+        PREPARE was sent and its answer lost; then it may be prepared (False).
         """
         if not self.prepared:
             try:
@@ -186,6 +189,7 @@ class Branch:
                     self.twophase.rollback()
             except DBAPIError:
                 self.detach()
+                return not self.prepare_sent
             return True
         try:
             self.twophase.rollback()  # ROLLBACK PREPARED

@@ -142,6 +142,6 @@ class Recovery:
         while not stop.is_set():
             try:
                 self.run_once()
-            except SQLAlchemyError:
+            except Exception:  # noqa: BLE001 - the loop must outlive any one pass
                 logger.exception("txcoord recovery pass failed")
             stop.wait(interval)
