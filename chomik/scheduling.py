@@ -58,13 +58,14 @@ class Job:
 
 
 def jobstore_table(replica_id: str) -> str:
-    """The job-store table of one replica: `apscheduler_jobs_<sanitized id>`."""
+    """The job-store table of one replica: `apscheduler_jobs_<id>_<hash of id>`.
+
+    The hash of the exact id keeps ids that clean up alike (`payment-worker-1`,
+    `Payment_Worker_1`) in tables of their own: a shared job store runs jobs twice.
+    """
     clean = re.sub(r"[^a-z0-9_]", "_", replica_id.lower()).strip("_") or "default"
-    name = JOBSTORE_PREFIX + clean
-    if len(name) > 63:
-        digest = hashlib.sha1(replica_id.encode()).hexdigest()[:10]
-        name = f"{name[:52]}_{digest}"
-    return name
+    digest = hashlib.sha1(replica_id.encode()).hexdigest()[:8]
+    return f"{(JOBSTORE_PREFIX + clean)[:54]}_{digest}"
 
 
 def _table_of(table: sa.Table | type[Any]) -> sa.Table:
