@@ -16,8 +16,10 @@ import logging
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -77,6 +79,45 @@ class _InfrastructureError(RuntimeError):
     """The database or the broker is unavailable: retry later, never dead-letter."""
 
 
+@dataclass(frozen=True)
+class InboxEntry:
+    """The inbox row that marks one event applied by one consumer group."""
+
+    consumer_group: str
+    event_id: uuid.UUID
+    topic: str
+    type: str
+
+
+def record_inbox(session: Session, entry: InboxEntry) -> bool:
+    """Write the inbox row in the caller's transaction; False if already applied.
+
+    A plain INSERT (no NOTIFY, no temporary table), so it may run inside a
+    prepared two-phase branch, committing with the effect or not at all.
+    """
+    inserted = session.execute(
+        insert(_inbox)
+        .values(
+            consumer_group=entry.consumer_group,
+            event_id=entry.event_id,
+            topic=entry.topic,
+            type=entry.type,
+        )
+        .on_conflict_do_nothing()
+        .returning(_inbox.c.event_id)
+    ).first()
+    return inserted is not None
+
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+def owns_transaction(handler: H) -> H:
+    """Mark a handler that opens its own transaction and calls `record_inbox` in it."""
+    handler.chomik_owns_transaction = True  # type: ignore[attr-defined]
+    return handler
+
+
 def handler_table(consumers: Mapping[HandlerKey, Handler]) -> dict[str, Handler]:
     """`{event type string: handler}` from a `CONSUMERS` table."""
     return {
@@ -129,21 +170,19 @@ class Consumer:
     # --- one message ---------------------------------------------------------------
 
     def apply(self, topic: str, envelope: Envelope, event: Any) -> bool:
-        """Run the handler in one transaction with the inbox row; False if duplicate."""
+        """Run the handler in one transaction with the inbox row; False if duplicate.
+
+        A handler marked `@owns_transaction` gets the inbox entry instead of a
+        session and writes it with `record_inbox` in its own transaction (such as
+        one branch of a two-phase commit), returning False for a duplicate.
+        """
         handler = self.handlers[envelope.type]
+        entry = InboxEntry(self.group_id, envelope.id, topic, envelope.type)
+        if getattr(handler, "chomik_owns_transaction", False):
+            owner = cast(Callable[[InboxEntry, Any], bool], handler)
+            return bool(owner(entry, event))
         with self.sessions() as session, session.begin():
-            inserted = session.execute(
-                insert(_inbox)
-                .values(
-                    consumer_group=self.group_id,
-                    event_id=envelope.id,
-                    topic=topic,
-                    type=envelope.type,
-                )
-                .on_conflict_do_nothing()
-                .returning(_inbox.c.event_id)
-            ).first()
-            if inserted is None:
+            if not record_inbox(session, entry):
                 return False
             handler(session, event)
         return True

@@ -294,3 +294,62 @@ def test_outages_are_told_from_faults_of_the_message(error, outage):
     from chomik.consuming import _is_infrastructure
 
     assert _is_infrastructure(error) is outage
+
+
+def test_a_handler_may_record_its_inbox_row_inside_a_two_phase_commit(
+    infra, committed_db
+):
+    from chomik.consuming import owns_transaction, record_inbox
+    from chomik.kafka import envelope_of
+    from txcoord import Coordinator
+
+    engines = {"payment": infra.engine("payment"), "orders": infra.engine("orders")}
+    for engine in engines.values():
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE IF NOT EXISTS test_2pc_effects (id uuid PRIMARY KEY)"
+                )
+            )
+    coordinator = Coordinator(
+        engines, log=infra.engine("txcoord"), prefix=f"t{uuid.uuid4().hex[:6]}"
+    )
+    failures = ["once"]
+
+    @owns_transaction
+    def handler(entry, event):
+        with coordinator.transaction() as tx:
+            if not record_inbox(tx.session("payment"), entry):
+                return False
+            for name in engines:
+                tx.session(name).execute(
+                    sa.text("INSERT INTO test_2pc_effects VALUES (:id)"),
+                    {"id": entry.event_id},
+                )
+            if failures:
+                raise RuntimeError(failures.pop())
+        return True
+
+    consumer = Consumer(
+        group_id="test-2pc",
+        bootstrap_servers=infra.kafka,
+        sessions=make_session_factory(engines["payment"]),
+        consumers={"test.ping": handler},
+    )
+    envelope = envelope_of(Ping("k", 0))
+
+    def effects():
+        counts = []
+        for engine in engines.values():
+            with engine.connect() as conn:
+                counts.append(
+                    conn.scalar(sa.text("SELECT count(*) FROM test_2pc_effects"))
+                )
+        return counts
+
+    with pytest.raises(RuntimeError):  # fails inside the block: nothing at all stays
+        consumer.apply("test.pings", envelope, None)
+    assert effects() == [0, 0]
+    assert consumer.apply("test.pings", envelope, None) is True
+    assert consumer.apply("test.pings", envelope, None) is False  # the inbox row held
+    assert effects() == [1, 1]
