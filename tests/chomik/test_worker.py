@@ -54,6 +54,22 @@ def log_lines(path):
     return lines
 
 
+def committed_offsets(bootstrap, group, topic, partitions=3):
+    """The sum of the group's committed offsets on the topic (no group join)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    reader = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        offsets = [
+            reader.committed(TopicPartition(topic, p)) for p in range(partitions)
+        ]
+    finally:
+        reader.close()
+    return sum(offset or 0 for offset in offsets)
+
+
 def test_worker_relays_consumes_and_stops_gracefully_on_sigterm(
     infra, engine, tmp_path
 ):
@@ -76,6 +92,10 @@ def test_worker_relays_consumes_and_stops_gracefully_on_sigterm(
         assert wait_or_kill(worker) == 0
     finally:
         wait_or_kill(worker, 0.1)
+    # Whatever it applied before stopping, it committed: nothing is read twice.
+    applied = count(engine, "SELECT count(*) FROM test_effects")
+    committed = committed_offsets(infra.kafka, f"chomik-{env['TEST_APP']}", topic)
+    assert applied <= committed <= applied + 1  # + the poison, if it got that far
     worker = spawn("tests.chomik.worker_child", env, log, "full")
     try:
         wait_until(
