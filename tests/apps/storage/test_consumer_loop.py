@@ -117,6 +117,8 @@ def test_every_stock_change_is_in_the_outbox_and_failures_emit_nothing(session):
         services.reserve_stock(
             session, order_id=uuid.uuid4(), lines=[StockLine(product.id, 1)]
         )
+    # Looked at before the rollback, which would hide anything it had written.
+    assert session.scalar(sa.text("SELECT count(*) FROM outbox_events")) == 1
     savepoint.rollback()
     services.release_stock(session, order_id=order_id)
     services.release_stock(session, order_id=order_id)  # a repeat emits nothing
