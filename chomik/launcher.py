@@ -37,6 +37,10 @@ class Shutdown(Exception):  # noqa: N818 - a request to stop, not an error
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    # One-shot: a second Ctrl-C or SIGTERM while stopping would interrupt the
+    # stop and leave children running with nobody to stop them.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise Shutdown(signal.Signals(signum).name)
 
 

@@ -93,6 +93,7 @@ def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
         assert len(family) >= len(APPS) + 2  # web processes, PostgreSQL, Tansu at least
     finally:
         launcher.send_signal(signal.SIGTERM)
+        launcher.send_signal(signal.SIGINT)  # an impatient second signal
         output = launcher.communicate(timeout=60)[0]
     assert launcher.returncode == 0, output
     time.sleep(0.5)
