@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from chomik import migrating
 from chomik.consuming import Consumer
 from chomik.db import utcnow
-from chomik.infra import KafkaBroker, PostgresCluster, free_port
+from chomik.infra import KafkaBroker, free_port, private_cluster
 from chomik.kafka import Envelope, Event, ensure_topics, envelope_of, make_producer
 from chomik.outbox import Relay, emit, emit_envelope
 
@@ -193,13 +190,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="chomik-bench-events-"))
-    base.chmod(0o755)
-    cluster = PostgresCluster(base_dir=base / "pg", port=free_port(), durable=False)
-    broker = KafkaBroker(port=free_port(), log_path=base / "tansu.log")
-    cluster.start()
-    try:
-        broker.start()
+    with (
+        private_cluster("chomik-bench-events-", durable=False) as cluster,
+        KafkaBroker(
+            port=free_port(), log_path=cluster.base_dir.parent / "tansu.log"
+        ) as broker,
+    ):
         cluster.create_databases(["chomik_orders"])
         url = cluster.url("chomik_orders")
         migrating.upgrade("orders", url)
@@ -224,10 +220,6 @@ def main() -> None:
             print(f"emit->handler, {replicas} relay{'s' if replicas > 1 else ' '}    "
                   f"p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   ({n} events at {args.rate:.0f}/s)")  # fmt: skip
         engine.dispose()
-    finally:
-        broker.stop()
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

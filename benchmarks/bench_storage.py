@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -36,7 +33,7 @@ from apps.storage import services
 from apps.storage.models import Product, ProductCondition
 from apps.storage.services import ProductFilters, StockLine
 from chomik import migrating
-from chomik.infra import PostgresCluster, free_port
+from chomik.infra import private_cluster
 
 CLIENTS = (1, 8, 32)
 SPREAD = 1_000
@@ -183,11 +180,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="chomik-bench-", dir="/tmp"))
-    base.chmod(0o755)  # as root, postgres must traverse it
-    cluster = PostgresCluster(base_dir=base / "pg", port=free_port())
-    cluster.start()
-    try:
+    with private_cluster("chomik-bench-storage-") as cluster:
         cluster.create_databases(["chomik_storage"])
         url = cluster.url("chomik_storage")
         migrating.upgrade("storage", url)
@@ -212,9 +205,6 @@ def main() -> None:
         )
         time_lists(engine)
         engine.dispose()
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from chomik import migrating
-from chomik.infra import PostgresCluster, free_port
+from chomik.infra import private_cluster
 from txcoord import Coordinator
 
 ROWS = 10_000
@@ -92,11 +89,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="bench-txcoord-"))
-    base.chmod(0o755)  # as root, postgres must traverse it
-    cluster = PostgresCluster(base_dir=base / "pg", port=free_port(), durable=True)
-    cluster.start()
-    try:
+    with private_cluster("chomik-bench-txcoord-") as cluster:
         cluster.create_databases(["bench_a", "bench_b", "bench_log"])
         migrating.upgrade("txcoord", cluster.url("bench_log"))
         size = args.clients + 5
@@ -172,9 +165,6 @@ def main() -> None:
         )
         for engine in (a, b, log):
             engine.dispose()
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,6 +186,35 @@ class PostgresCluster:
         ensure_databases(self.url(), names)
 
 
+@contextlib.contextmanager
+def private_cluster(
+    prefix: str,
+    *,
+    durable: bool = True,
+    max_prepared_transactions: int = MAX_PREPARED_TRANSACTIONS,
+) -> Iterator[PostgresCluster]:
+    """A throwaway cluster on a free port, in a temporary directory, removed after.
+
+    The directory is made reachable (mode 755) for `postgres`, which runs the
+    server when the caller is root. Its parent holds nothing else, so a caller
+    may put a broker's log beside the cluster (`cluster.base_dir.parent`).
+    """
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    cluster = PostgresCluster(
+        base_dir=base / "pg",
+        port=free_port(),
+        durable=durable,
+        max_prepared_transactions=max_prepared_transactions,
+    )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def ensure_databases(server_url: str, names: Iterable[str]) -> None:
     """Create each named database on the server unless it exists."""
     dsn = server_url.replace("postgresql+psycopg2://", "postgresql://")
@@ -243,6 +272,13 @@ class KafkaBroker:
                 f"Kafka broker did not come up on port {self.port} "
                 f"(log: {self.log_path})"
             )
+
+    def __enter__(self) -> KafkaBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         """Stop the broker; its messages are gone with it."""

@@ -23,7 +23,7 @@ from chomik.auth import (
     issue_service_token,
     key_id,
 )
-from chomik.infra import KafkaBroker, PostgresCluster, free_port
+from chomik.infra import KafkaBroker, PostgresCluster, free_port, private_cluster
 from chomik.settings import Settings
 from chomik.web import runtime
 
@@ -60,26 +60,21 @@ def infra() -> Iterator[Infra]:
 
     As root, `postgres` must reach the data directory, so it lives under /tmp.
     """
-    base = Path(tempfile.mkdtemp(prefix="chomik-test-"))
-    base.chmod(0o755)
-    cluster = PostgresCluster(base_dir=base / "pg", port=free_port(), durable=False)
-    broker = KafkaBroker(port=free_port(), log_path=base / "tansu.log")
-    cluster.start()
-    try:
-        broker.start()
+    with (
+        private_cluster("chomik-test-", durable=False) as cluster,
+        KafkaBroker(
+            port=free_port(), log_path=cluster.base_dir.parent / "tansu.log"
+        ) as broker,
+    ):
         names = [migrating.database_name(n) for n in migrating.DATABASES]
         cluster.create_databases(names)
         urls = {n: cluster.url(migrating.database_name(n)) for n in migrating.DATABASES}
         for name, url in urls.items():
             migrating.upgrade(name, url)
-        state = Infra(base, cluster, broker, urls)
+        state = Infra(cluster.base_dir.parent, cluster, broker, urls)
         yield state
         for engine in state.engines.values():
             engine.dispose()
-    finally:
-        broker.stop()
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 class Databases:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chomik import migrating
-from chomik.infra import PostgresCluster, free_port
+from chomik.infra import private_cluster
 from tests.txcoord.conftest import leave_prepared, rollback_all_prepared
 from txcoord import (
     ConfigurationError,
@@ -211,26 +208,16 @@ def test_out_of_prepared_slots_is_a_clear_error_and_rolls_back(txdb, prefix):
 
 
 def test_server_without_prepared_transactions_fails_at_construction(txdb):
-    base = Path(tempfile.mkdtemp(prefix="txcoord-noprep-"))
-    base.chmod(0o755)
-    cluster = PostgresCluster(
-        base_dir=base / "pg",
-        port=free_port(),
-        durable=False,
-        max_prepared_transactions=0,
-    )
-    cluster.start()
-    engine = sa.create_engine(cluster.url())
-    try:
+    with private_cluster(
+        "txcoord-noprep-", durable=False, max_prepared_transactions=0
+    ) as cluster:
+        engine = sa.create_engine(cluster.url())
         with pytest.raises(
             ConfigurationError, match="max_prepared_transactions = 0"
         ) as e:
             Coordinator({"a": txdb.engines["a"], "nope": engine}, txdb.log)
         assert "set max_prepared_transactions" in str(e.value)
-    finally:
         engine.dispose()
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_prometheus_observer_counts_and_times(txdb, prefix):
