@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +23,7 @@ import requests
 
 from chomik import migrating
 from chomik.auth import generate_key_pair
-from chomik.infra import PostgresCluster, free_port, stop_process
+from chomik.infra import PostgresCluster, free_port, private_cluster, stop_process
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "benchmark password"
@@ -153,79 +151,84 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="chomik-bench-"))
-    base.chmod(0o755)
-    cluster = PostgresCluster(base_dir=base / "pg", port=free_port(), durable=False)
     processes: list[subprocess.Popen[bytes]] = []
-    try:
-        cluster.start()
-        cluster.create_databases(["chomik_gateway", "chomik_storage"])
-        for name in ("gateway", "storage"):
-            migrating.upgrade(name, cluster.url(f"chomik_{name}"))
-        private, public = generate_key_pair()
-        (base / "jwt-private.pem").write_bytes(private)
-        (base / "jwt-public.pem").write_bytes(public)
-        storage_port, gateway_port = free_port(), free_port()
-        common = {
-            **os.environ,
-            "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
-            "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
-            "LOG_LEVEL": "WARNING",
-            "PASSWORD_HASH_TIME_COST": "1",
-            "PASSWORD_HASH_MEMORY_KIB": "1024",
-        }
-        storage_env = {
-            **common,
-            "DATABASE_URL": cluster.url("chomik_storage"),
-            "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-storage"),
-        }
-        gateway_env = {
-            **common,
-            "DATABASE_URL": cluster.url("chomik_gateway"),
-            "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-gateway"),
-            "STORAGE_URL": f"http://127.0.0.1:{storage_port}",
-        }
-        processes.append(
-            start_web("storage", storage_port, storage_env, base / "storage.log")
-        )
-        processes.append(
-            start_web("gateway", gateway_port, gateway_env, base / "gateway.log")
-        )
-        storage, gateway = (
-            f"http://127.0.0.1:{storage_port}",
-            f"http://127.0.0.1:{gateway_port}",
-        )
-        wait_ready(storage)
-        wait_ready(gateway)
-        token = seed(gateway)
-        path = "/api/v1/products?page_size=20"
-        for target in (storage, gateway):  # warm pools, caches and workers
-            load(f"{target}{path}", token, 300, args.concurrency)
+    with private_cluster("chomik-bench-gateway-", durable=False) as cluster:
+        try:
+            return run(cluster, processes, args)
+        finally:
+            for process in processes:
+                stop_process(process)
 
-        print(
-            f"GET {path} with a bearer token, {args.concurrency} concurrent clients, "
-            f"gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers each"
-        )
-        print(f"{'target':<22} {'reqs':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9}")
-        direct = measure(
-            "storage (direct)",
-            lambda: load(f"{storage}{path}", token, args.requests, args.concurrency),
-        )
-        proxied = measure(
-            "gateway -> storage",
-            lambda: load(f"{gateway}{path}", token, args.requests, args.concurrency),
-        )
-        print(
-            f"ratio gateway/direct: p50 x{proxied['p50'] / direct['p50']:.2f}, "
-            f"p99 x{proxied['p99'] / direct['p99']:.2f}, "
-            f"throughput x{proxied['rps'] / direct['rps']:.2f}"
-        )
-        return 0
-    finally:
-        for process in processes:
-            stop_process(process)
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+
+def run(
+    cluster: PostgresCluster,
+    processes: list[subprocess.Popen[bytes]],
+    args: argparse.Namespace,
+) -> int:
+    """Start storage and the gateway on the cluster, then measure both."""
+    base = cluster.base_dir.parent
+    cluster.create_databases(["chomik_gateway", "chomik_storage"])
+    for name in ("gateway", "storage"):
+        migrating.upgrade(name, cluster.url(f"chomik_{name}"))
+    private, public = generate_key_pair()
+    (base / "jwt-private.pem").write_bytes(private)
+    (base / "jwt-public.pem").write_bytes(public)
+    storage_port, gateway_port = free_port(), free_port()
+    common = {
+        **os.environ,
+        "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
+        "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
+        "LOG_LEVEL": "WARNING",
+        "PASSWORD_HASH_TIME_COST": "1",
+        "PASSWORD_HASH_MEMORY_KIB": "1024",
+    }
+    storage_env = {
+        **common,
+        "DATABASE_URL": cluster.url("chomik_storage"),
+        "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-storage"),
+    }
+    gateway_env = {
+        **common,
+        "DATABASE_URL": cluster.url("chomik_gateway"),
+        "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-gateway"),
+        "STORAGE_URL": f"http://127.0.0.1:{storage_port}",
+    }
+    processes.append(
+        start_web("storage", storage_port, storage_env, base / "storage.log")
+    )
+    processes.append(
+        start_web("gateway", gateway_port, gateway_env, base / "gateway.log")
+    )
+    storage, gateway = (
+        f"http://127.0.0.1:{storage_port}",
+        f"http://127.0.0.1:{gateway_port}",
+    )
+    wait_ready(storage)
+    wait_ready(gateway)
+    token = seed(gateway)
+    path = "/api/v1/products?page_size=20"
+    for target in (storage, gateway):  # warm pools, caches and workers
+        load(f"{target}{path}", token, 300, args.concurrency)
+
+    print(
+        f"GET {path} with a bearer token, {args.concurrency} concurrent clients, "
+        f"gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers each"
+    )
+    print(f"{'target':<22} {'reqs':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9}")
+    direct = measure(
+        "storage (direct)",
+        lambda: load(f"{storage}{path}", token, args.requests, args.concurrency),
+    )
+    proxied = measure(
+        "gateway -> storage",
+        lambda: load(f"{gateway}{path}", token, args.requests, args.concurrency),
+    )
+    print(
+        f"ratio gateway/direct: p50 x{proxied['p50'] / direct['p50']:.2f}, "
+        f"p99 x{proxied['p99'] / direct['p99']:.2f}, "
+        f"throughput x{proxied['rps'] / direct['rps']:.2f}"
+    )
+    return 0
 
 
 if __name__ == "__main__":
