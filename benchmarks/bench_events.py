@@ -28,11 +28,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from chomik import migrating
-from chomik.consuming import Consumer
 from chomik.db import utcnow
 from chomik.infra import KafkaBroker, free_port, private_cluster
-from chomik.kafka import Envelope, Event, ensure_topics, envelope_of, make_producer
-from chomik.outbox import Relay, emit, emit_envelope
+from chomik.messaging.consuming import Consumer
+from chomik.messaging.kafka import (
+    Envelope,
+    Event,
+    ensure_topics,
+    envelope_of,
+    make_producer,
+)
+from chomik.messaging.outbox import Relay, emit, emit_envelope
 
 TOPIC = "bench.events"
 WARM_UP = "bench.warm-up"

@@ -20,12 +20,12 @@ from typing import Any
 from kafka.errors import KafkaError
 from prometheus_client import start_http_server
 
-from chomik.consuming import Consumer, Handler, HandlerKey, topics_of
 from chomik.db import make_engine, make_session_factory
-from chomik.kafka import ensure_topics
+from chomik.jobs.scheduling import Job, Scheduler
 from chomik.logs import configure_logging
-from chomik.outbox import Relay, RelayConfig
-from chomik.scheduling import Job, Scheduler
+from chomik.messaging.consuming import Consumer, Handler, HandlerKey, topics_of
+from chomik.messaging.kafka import ensure_topics
+from chomik.messaging.outbox import Relay, RelayConfig
 from chomik.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The Kafka contract: topic names, the envelope, one frozen dataclass per event type.
 
-Producers build these types and hand them to `chomik.outbox.emit`; consumers receive
+Producers build these types and hand them to `chomik.messaging.outbox.emit`; consumers receive
 them in their handlers. No topic or event-type string appears anywhere else.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chomik.kafka import Envelope, Event, MalformedMessageError, dlq
+from chomik.messaging.kafka import Envelope, Event, MalformedMessageError, dlq
 
 __all__ = [
     "ALL_TOPICS",

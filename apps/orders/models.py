@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import DeclarativeBase
 
 from chomik.db import TYPE_ANNOTATION_MAP, new_metadata
-from chomik.outbox import install_messaging
+from chomik.messaging.outbox import install_messaging
 
 
 class Base(DeclarativeBase):

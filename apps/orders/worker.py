@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from apps.orders.settings import OrdersSettings
-from chomik.consuming import Handler, HandlerKey
-from chomik.scheduling import Job
+from chomik.jobs.scheduling import Job
+from chomik.messaging.consuming import Handler, HandlerKey
 from chomik.worker import Worker
 
 CONSUMERS: dict[HandlerKey, Handler] = {}

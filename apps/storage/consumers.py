@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from apps.storage import services
 from apps.storage.errors import ReservationNotFoundError
-from chomik.consuming import Handler, HandlerKey
+from chomik.messaging.consuming import Handler, HandlerKey
 from clients.events import OrderCancelled, OrderExpired, OrderPaid
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from chomik.db import TYPE_ANNOTATION_MAP, TimestampMixin, UTCDateTime, new_metadata
-from chomik.outbox import install_messaging
+from chomik.messaging.outbox import install_messaging
 
 
 class Base(DeclarativeBase):

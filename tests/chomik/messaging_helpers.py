@@ -19,7 +19,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from chomik.kafka import Envelope, Event
+from chomik.messaging.kafka import Envelope, Event
 
 ROOT = Path(__file__).resolve().parents[2]
 

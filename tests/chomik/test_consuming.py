@@ -13,10 +13,16 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from chomik.consuming import Consumer
 from chomik.db import make_session_factory
-from chomik.kafka import Envelope, dlq, ensure_topics, envelope_of, make_producer
-from chomik.outbox import emit
+from chomik.messaging.consuming import Consumer
+from chomik.messaging.kafka import (
+    Envelope,
+    dlq,
+    ensure_topics,
+    envelope_of,
+    make_producer,
+)
+from chomik.messaging.outbox import emit
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     FAST_GROUP,
@@ -237,7 +243,7 @@ def test_two_consumer_processes_apply_each_event_once_in_per_key_order(
 def test_envelope_and_events_round_trip_and_bad_input_is_malformed():
     from decimal import Decimal
 
-    from chomik.kafka import MalformedMessageError, decode
+    from chomik.messaging.kafka import MalformedMessageError, decode
     from clients.events import OrderPaid, PaymentSucceeded
 
     paid = OrderPaid("o-1", items=({"product_id": "p-1", "quantity": 2},))
@@ -291,7 +297,7 @@ def _wrapped(inner):
     ],
 )
 def test_outages_are_told_from_faults_of_the_message(error, outage):
-    from chomik.consuming import _is_infrastructure
+    from chomik.messaging.consuming import _is_infrastructure
 
     assert _is_infrastructure(error) is outage
 
@@ -299,8 +305,8 @@ def test_outages_are_told_from_faults_of_the_message(error, outage):
 def test_a_handler_may_record_its_inbox_row_inside_a_two_phase_commit(
     infra, committed_db
 ):
-    from chomik.consuming import owns_transaction, record_inbox
-    from chomik.kafka import envelope_of
+    from chomik.messaging.consuming import owns_transaction, record_inbox
+    from chomik.messaging.kafka import envelope_of
     from txcoord import Coordinator
 
     engines = {"payment": infra.engine("payment"), "orders": infra.engine("orders")}

@@ -15,9 +15,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
 from chomik.infra import KafkaBroker, free_port
-from chomik.kafka import Envelope, ensure_topics, make_producer
 from chomik.logs import request_id_var
-from chomik.outbox import PublishError, Relay, RelayConfig, emit
+from chomik.messaging.kafka import Envelope, ensure_topics, make_producer
+from chomik.messaging.outbox import PublishError, Relay, RelayConfig, emit
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     Ping,
@@ -188,8 +188,8 @@ def test_sent_rows_are_pruned_after_the_retention(infra, topic):
 def test_relay_killed_mid_batch_delivers_at_least_once_and_effects_once(
     infra, topic, tmp_path
 ):
-    from chomik.consuming import Consumer
     from chomik.db import make_session_factory
+    from chomik.messaging.consuming import Consumer
 
     engine = infra.engine("orders")
     keys = [f"k{i}" for i in range(20)]

@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 
 from chomik import migrating
 from chomik.db import make_session_factory, utcnow
-from chomik.scheduling import Job, Scheduler, claim_due, complete_claim, jobstore_table
+from chomik.jobs.scheduling import (
+    Job,
+    Scheduler,
+    claim_due,
+    complete_claim,
+    jobstore_table,
+)
 from chomik.settings import Settings
 from tests.chomik.messaging_helpers import (
     DUE_ITEMS,

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from chomik.kafka import ensure_topics
 from chomik.logs import request_id_var
-from chomik.outbox import emit
+from chomik.messaging.kafka import ensure_topics
+from chomik.messaging.outbox import emit
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     Ping,

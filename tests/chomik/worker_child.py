@@ -20,10 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from chomik.db import utcnow
-from chomik.kafka import make_producer
+from chomik.jobs.scheduling import Job, JobContext, claim_due, complete_claim
 from chomik.logs import configure_logging
-from chomik.outbox import Relay, RelayConfig
-from chomik.scheduling import Job, JobContext, claim_due, complete_claim
+from chomik.messaging.kafka import make_producer
+from chomik.messaging.outbox import Relay, RelayConfig
 from chomik.settings import Settings
 from chomik.worker import Worker
 from tests.chomik.messaging_helpers import DUE_ITEMS, FAST_GROUP, Ping, record_effect

@@ -34,7 +34,11 @@ from tests.deploy.manifests import (
 from txcoord import PrometheusObserver
 
 # The kit modules that define business metrics (outbox, consumers, scheduler).
-METRIC_MODULES = ("chomik.outbox", "chomik.consuming", "chomik.scheduling")
+METRIC_MODULES = (
+    "chomik.messaging.outbox",
+    "chomik.messaging.consuming",
+    "chomik.jobs.scheduling",
+)
 HTTP_SERIES = ("flask_http_request_duration_seconds_bucket", "flask_http_request_total")
 
 

@@ -30,7 +30,7 @@ from apps.storage.errors import (
 )
 from apps.storage.models import Product, Reservation, ReservationItem, ReservationStatus
 from apps.storage.states import transition
-from chomik.outbox import emit
+from chomik.messaging.outbox import emit
 from chomik.problems import ValidationProblem
 from clients.events import StockCommitted, StockReleased, StockReserved
 

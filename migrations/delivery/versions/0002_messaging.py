@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-25
 """
 
-from chomik.messaging_migrations import downgrade_messaging, upgrade_messaging
+from chomik.messaging.migrations import downgrade_messaging, upgrade_messaging
 
 revision = "0002"
 down_revision = "0001"

@@ -10,8 +10,8 @@ from apps.storage.consumers import CONSUMERS
 from apps.storage.errors import IllegalTransitionError, InsufficientStockError
 from apps.storage.models import Product
 from apps.storage.services import StockLine
-from chomik.consuming import Consumer
-from chomik.kafka import envelope_of
+from chomik.messaging.consuming import Consumer
+from chomik.messaging.kafka import envelope_of
 from clients.events import OrderCancelled, OrderExpired, OrderPaid
 from tests.factories.storage import ProductFactory
 

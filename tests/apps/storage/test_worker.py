@@ -14,7 +14,7 @@ from apps.storage.models import Product, Reservation, ReservationStatus
 from apps.storage.services import StockLine
 from apps.storage.settings import StorageSettings
 from apps.storage.worker import build_worker
-from chomik.kafka import envelope_of, make_producer
+from chomik.messaging.kafka import envelope_of, make_producer
 from chomik.worker import Worker
 from clients.events import ORDERS_EVENTS, STOCK_EVENTS, OrderPaid
 from tests.factories.storage import ProductFactory

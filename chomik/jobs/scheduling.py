@@ -203,7 +203,7 @@ class Scheduler:
                 stored.remove()
         for job in self.jobs.values():
             scheduler.add_job(
-                "chomik.scheduling:_run_job",
+                "chomik.jobs.scheduling:_run_job",
                 "interval",
                 seconds=job.seconds,
                 jitter=job.jitter,

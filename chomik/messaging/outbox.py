@@ -24,8 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from chomik.db import UTCDateTime
-from chomik.kafka import Envelope, Event, envelope_of, make_producer
 from chomik.logs import current_request_id
+from chomik.messaging.kafka import Envelope, Event, envelope_of, make_producer
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from chomik.kafka import (
+from chomik.logs import request_id_var
+from chomik.messaging.kafka import (
     Envelope,
     Event,
     MalformedMessageError,
@@ -39,8 +40,7 @@ from chomik.kafka import (
     make_consumer,
     make_producer,
 )
-from chomik.logs import request_id_var
-from chomik.outbox import backoff_delay
+from chomik.messaging.outbox import backoff_delay
 
 log = logging.getLogger(__name__)
 
