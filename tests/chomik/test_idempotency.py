@@ -10,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 import sqlalchemy as sa
+from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from werkzeug.serving import make_server
 
-from chomik.auth import require_role
+from chomik.auth import current_user, require_role, require_service
 from chomik.db import utcnow
 from chomik.idempotency import idempotent, prune_idempotency_keys
 from chomik.problems import ConflictError
@@ -45,32 +46,61 @@ class Gate:
 gate = Gate()
 
 
+def create_thing() -> dict[str, object]:
+    """The effect: one row per request that runs."""
+    body = request.get_json()
+    caller = g.chomik_service.id if "chomik_service" in g else current_user().id
+    thing_id = (
+        db_session()
+        .execute(
+            sa.text(
+                "INSERT INTO idem_things (name, caller) VALUES (:n, :c) RETURNING id"
+            ),
+            {"n": body["name"], "c": caller},
+        )
+        .scalar_one()
+    )
+    if body["name"] == "slow":
+        gate.entered.set()
+        assert gate.release.wait(30)
+    if body.get("pause"):
+        threading.Event().wait(body["pause"])
+    if body["name"] == "refused":
+        raise ConflictError("refused after writing")
+    lock_timeout = db_session().execute(sa.text("SHOW lock_timeout")).scalar_one()
+    return {
+        "id": thing_id,
+        "name": body["name"],
+        "token": uuid.uuid4().hex,
+        "lock_timeout": lock_timeout,
+    }
+
+
 @blp.route("")
 class Things(MethodView):
     @blp.response(201)
     @require_role()
     @idempotent("things.create")
     def post(self) -> dict[str, object]:
-        from flask import request
+        return create_thing()
 
-        from chomik.auth import current_user
 
-        body = request.get_json()
-        session = db_session()
-        thing_id = session.execute(
-            sa.text(
-                "INSERT INTO idem_things (name, caller) VALUES (:n, :c) RETURNING id"
-            ),
-            {"n": body["name"], "c": current_user().id},
-        ).scalar_one()
-        if body["name"] == "slow":
-            gate.entered.set()
-            assert gate.release.wait(30)
-        if body.get("pause"):
-            threading.Event().wait(body["pause"])
-        if body["name"] == "refused":
-            raise ConflictError("refused after writing")
-        return {"id": thing_id, "name": body["name"], "token": uuid.uuid4().hex}
+@blp.route("/copies")
+class ThingCopies(MethodView):
+    @blp.response(201)
+    @require_role()
+    @idempotent("things.copy")
+    def post(self) -> dict[str, object]:
+        return create_thing()
+
+
+@blp.route("/internal")
+class InternalThings(MethodView):
+    @blp.response(201)
+    @require_service
+    @idempotent("things.create")
+    def post(self) -> dict[str, object]:
+        return create_thing()
 
 
 @pytest.fixture
@@ -126,6 +156,12 @@ def test_a_repeated_request_replays_the_stored_answer_with_one_effect(
     assert len(things(committed_db)) == 1
 
 
+def test_the_bounded_wait_does_not_outlive_the_key_insert(make_app, buyer):
+    client = make_app(idempotency_wait=0.3).test_client()
+    response = post(client, buyer, "key-1", {"name": "a"})
+    assert response.get_json()["lock_timeout"] == "0"  # the server default again
+
+
 def test_the_same_key_with_another_body_is_refused(client, buyer, committed_db):
     assert post(client, buyer, "key-1", {"name": "a"}).status_code == 201
     response = post(client, buyer, "key-1", {"name": "b"})
@@ -164,6 +200,35 @@ def test_keys_are_scoped_per_caller(client, buyer, make_token, committed_db):
     assert (mine.status_code, theirs.status_code) == (201, 201)
     assert mine.get_json()["id"] != theirs.get_json()["id"]
     assert len({t.caller for t in things(committed_db)}) == 2
+
+
+def test_keys_are_scoped_per_operation(client, buyer, committed_db):
+    create = post(client, buyer, "shared", {"name": "a"})
+    copy = client.post(
+        "/api/v1/things/copies",
+        json={"name": "a"},
+        headers={**buyer, "Idempotency-Key": "shared"},
+    )
+    assert (create.status_code, copy.status_code) == (201, 201)
+    assert len(things(committed_db)) == 2
+
+
+def test_a_service_caller_has_keys_of_its_own(
+    client, buyer, service_token, committed_db
+):
+    def internal():
+        return client.post(
+            "/api/v1/things/internal",
+            json={"name": "a"},
+            headers={**auth(service_token), "Idempotency-Key": "shared"},
+        )
+
+    user = post(client, buyer, "shared", {"name": "a"})
+    first, again = internal(), internal()
+    assert (user.status_code, first.status_code, again.status_code) == (201, 201, 200)
+    assert again.get_json() == first.get_json()
+    assert "service:tests" in {t.caller for t in things(committed_db)}
+    assert len(things(committed_db)) == 2
 
 
 def test_an_anonymous_request_is_refused_before_its_key_is_read(client):
