@@ -211,10 +211,8 @@ def _insert_or_take_over(
 
 
 def _set_lock_timeout(session: Session, value: str) -> None:
-    # SET LOCAL takes no bind parameters; set_config(..., true) is its equivalent.
-    session.execute(
-        sa.select(sa.func.set_config("lock_timeout", value, sa.true()))
-    )  # fmt: skip
+    """Set `lock_timeout` until the transaction ends (SET LOCAL takes no parameter)."""
+    session.execute(sa.select(sa.func.set_config("lock_timeout", value, sa.true())))
 
 
 def _retry_after(wait: float) -> int:
@@ -239,7 +237,7 @@ def prune_idempotency_keys(session: Session, *, now: dt.datetime | None = None) 
 
 
 def parse_key(header: str | None) -> str:
-    """The key of an `Idempotency-Key` header value; 400 problems when unusable."""
+    """Read the key from an `Idempotency-Key` header value; 400 when unusable."""
     if header is None:
         raise IdempotencyKeyMissingError(f"This operation requires an {HEADER} header")
     key = header
@@ -260,7 +258,7 @@ def _unquote(inner: str) -> str:
 
 
 def request_fingerprint() -> str:
-    """sha256 of the current request's method, rule, arguments and canonical body."""
+    """Hash the request's method, rule, arguments and canonical body (sha256)."""
     body: Any = request.get_json(silent=True) if request.is_json else None
     if body is None:
         body = {"raw-sha256": hashlib.sha256(request.get_data()).hexdigest()}
@@ -360,10 +358,12 @@ def _document(view: Any) -> None:
     apidoc["arguments"] = arguments
     response = dict(apidoc.get("response", {}))
     responses = {k: list(v) for k, v in response.get("responses", {}).items()}
+    # flask-smorest lets the innermost description of a status win, so each one
+    # also covers what the view's own answer of that status may mean.
     for status, description in (
         (400, "Idempotency-Key missing or invalid"),
-        (409, "A request with this key is still running (see Retry-After)"),
-        (422, "Idempotency-Key reused with another request"),
+        (409, "A conflict, or this Idempotency-Key's request still running"),
+        (422, "Invalid input, or this Idempotency-Key used for another request"),
     ):
         responses.setdefault(status, []).append(
             {
