@@ -94,6 +94,16 @@ class Settings:
     metrics_port: int = env(
         "METRICS_PORT", 0, doc="port a worker serves /metrics on (0: not served)"
     )
+    idempotency_key_ttl: int = env(
+        "IDEMPOTENCY_KEY_TTL",
+        86400,
+        doc="seconds an Idempotency-Key and its answer are remembered",
+    )
+    idempotency_wait: float = env(
+        "IDEMPOTENCY_WAIT",
+        2.0,
+        doc="seconds a repeated request waits for the first before 409",
+    )
 
     def __post_init__(self) -> None:
         if not self.database_url:

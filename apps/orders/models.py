@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import DeclarativeBase
 
 from chomik.db import TYPE_ANNOTATION_MAP, new_metadata
+from chomik.idempotency import install_idempotency
 from chomik.messaging.outbox import install_messaging
 
 
@@ -14,3 +15,4 @@ class Base(DeclarativeBase):
 
 
 install_messaging(Base.metadata)
+install_idempotency(Base.metadata)
