@@ -13,8 +13,11 @@ durations are `_seconds`, and every label takes a bounded set of values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
+
+Aggregate = Literal["livesum", "livemax", "livemin", "liveall", "sum", "max", "min"]
 
 # Latency buckets from 5 ms to 30 s: a request, a job run or an event's trip.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -41,7 +44,7 @@ def gauge(
     documentation: str,
     labels: Sequence[str] = (),
     *,
-    aggregate: str = "livesum",
+    aggregate: Aggregate = "livesum",
 ) -> Gauge:
     """Declare a gauge; `aggregate` says how web worker processes add up."""
     return Gauge(name, documentation, list(labels), multiprocess_mode=aggregate)
