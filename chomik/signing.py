@@ -7,9 +7,11 @@ rotated without downtime: add the new one, let senders switch, drop the old one.
 A sender signs with the first secret of its list.
 
 A valid signature can still be sent twice. `remember_signature` records the
-signed message in the receiver's own transaction and refuses it the second time;
-a row only needs to outlive the tolerance window, past which `verify` refuses the
-message anyway, so `prune_seen_signatures` deletes expired rows.
+signed message (`VerifiedSignature.replay_key`) in the receiver's own transaction
+and refuses it the second time. A row only needs to outlive the tolerance window,
+past which `verify` refuses the message anyway, so `prune_seen_signatures` deletes
+expired rows; a consumer that verifies a queued message as of when it was received
+keeps them longer (its `grace`), for as long as it may lag behind its topic.
 
 SignatureError
 ├── MalformedSignatureError     no header, unparseable, no t or no v1
@@ -204,10 +206,20 @@ def remember_signature(
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def prune_seen_signatures(session: Session, *, now: dt.datetime | None = None) -> int:
-    """Delete remembered signatures past their expiry; return how many."""
-    moment = now or dt.datetime.now(dt.UTC)
-    result = session.execute(sa.delete(_GUARD).where(_GUARD.c.expires_at <= moment))
+def prune_seen_signatures(
+    session: Session,
+    *,
+    now: dt.datetime | None = None,
+    grace: dt.timedelta = dt.timedelta(0),
+) -> int:
+    """Delete remembered signatures expired for longer than `grace`; return how many.
+
+    A receiver that verifies with the time the message was received (a consumer
+    behind on its topic) still accepts it past its expiry; such a receiver keeps
+    rows for as long as it may lag, as `grace`.
+    """
+    cutoff = (now or dt.datetime.now(dt.UTC)) - grace
+    result = session.execute(sa.delete(_GUARD).where(_GUARD.c.expires_at <= cutoff))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -212,3 +212,16 @@ def test_expired_signatures_are_pruned_and_live_ones_kept(dbs):
     assert remember_signature(
         session, expired.replay_key, expires_at=expired.expires_at
     )
+
+
+def test_a_grace_period_keeps_expired_signatures_for_lagging_receivers(dbs):
+    session = dbs.session("delivery")
+    verified = check(sign(BODY, NEW, now=NOW))
+    remember_signature(session, verified.replay_key, expires_at=verified.expires_at)
+    later = verified.expires_at + dt.timedelta(minutes=30)
+
+    assert prune_seen_signatures(session, now=later, grace=dt.timedelta(hours=1)) == 0
+    assert not remember_signature(
+        session, verified.replay_key, expires_at=verified.expires_at
+    )
+    assert prune_seen_signatures(session, now=later, grace=dt.timedelta(0)) == 1
