@@ -82,6 +82,11 @@ class Settings:
         secret=True,
         doc="HMAC key of service tokens",
     )
+    signature_tolerance: int = env(
+        "SIGNATURE_TOLERANCE",
+        300,
+        doc="seconds a signed callback's timestamp may be off from now, either way",
+    )
     http_timeout: float = env(
         "HTTP_TIMEOUT", 5.0, doc="seconds for every outgoing call"
     )

@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chomik.db import TYPE_ANNOTATION_MAP, TimestampMixin, UTCDateTime, new_metadata
 from chomik.messaging.outbox import install_messaging
+from chomik.signing import install_signatures
 
 
 class Base(DeclarativeBase):
@@ -18,6 +19,7 @@ class Base(DeclarativeBase):
 
 
 install_messaging(Base.metadata)
+install_signatures(Base.metadata)
 
 
 class Address(TimestampMixin, Base):

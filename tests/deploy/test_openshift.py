@@ -162,3 +162,16 @@ def test_every_variable_set_is_read_by_the_code(document):
     for container in containers(document):
         unknown = container_variables(document, container) - known
         assert not unknown, f"{container['name']}: {sorted(unknown)}"
+
+
+def test_the_gateway_gets_the_callback_secrets_from_parameters(document):
+    names = ("BANK_CALLBACK_SECRETS", "CARRIER_CALLBACK_SECRETS")
+    secret = objects(document, "Secret")["chomik-callback-secrets"]["stringData"]
+    assert secret == {name: f"${{{name}}}" for name in names}
+    required = {p["name"] for p in document["parameters"] if p.get("required")}
+    assert set(names) <= required
+    gateway = only_container(objects(document, "Deployment")["gateway"])
+    env = {e["name"]: e for e in gateway["env"]}
+    for name in names:
+        reference = env[name]["valueFrom"]["secretKeyRef"]
+        assert reference == {"name": "chomik-callback-secrets", "key": name}

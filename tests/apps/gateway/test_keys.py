@@ -25,6 +25,8 @@ def test_production_refuses_to_start_without_a_key(tmp_path):
     settings = GatewaySettings(
         environment="production",
         service_token_secret="a-real-secret-of-the-deployment-0123456789",
+        bank_callback_secrets="a-real-bank-secret-0123456789",
+        carrier_callback_secrets="a-real-carrier-secret-0123456789",
         jwt_private_key_file=str(tmp_path / "missing.pem"),
     )
     with pytest.raises(SettingsError, match="JWT_PRIVATE_KEY_FILE"):
