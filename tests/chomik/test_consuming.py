@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import http.server
 import json
 import logging
@@ -11,7 +10,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +23,6 @@ from chomik.messaging.kafka import (
     dlq,
     ensure_topics,
     envelope_of,
-    make_producer,
 )
 from chomik.messaging.outbox import emit
 from clients._http import (
@@ -41,6 +38,10 @@ from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     FAST_GROUP,
     Ping,
+    consuming,
+    effects,
+    metric,
+    publish,
     read_topic,
     record_effect,
     scratch_tables,
@@ -63,53 +64,6 @@ def topic(infra):
     name = f"test.consume.{uuid.uuid4().hex[:8]}"
     ensure_topics(infra.kafka, [name], partitions=1)
     return name
-
-
-def publish(bootstrap, topic, values, headers=None):
-    """Send raw message values (bytes) or envelopes, keyed, and wait for the acks."""
-    producer = make_producer(bootstrap)
-    try:
-        for value in values:
-            if isinstance(value, Envelope):
-                key, raw = value.key.encode(), value.to_json()
-            else:
-                key, raw = b"raw", value
-            producer.send(topic, key=key, value=raw, headers=headers or [])
-        producer.flush(10)
-    finally:
-        producer.close()
-
-
-def effects(engine):
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.text("SELECT key, n FROM test_effects ORDER BY serial")
-        ).all()
-
-
-def metric(name, **labels):
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@contextlib.contextmanager
-def consuming(infra, engine, topic, handlers, **options) -> Iterator[Consumer]:
-    consumer = Consumer(
-        group_id=f"test-{uuid.uuid4().hex[:8]}",
-        bootstrap_servers=infra.kafka,
-        sessions=make_session_factory(engine),
-        consumers=handlers,
-        topics=[topic],
-        **{"consumer_options": FAST_GROUP, **options},
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=consumer.run, args=(stop,))
-    thread.start()
-    try:
-        yield consumer
-    finally:
-        stop.set()
-        thread.join(15)
-        assert not thread.is_alive()
 
 
 def test_duplicate_is_skipped_and_lag_falls_to_zero(infra, engine, topic):
