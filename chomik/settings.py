@@ -96,14 +96,15 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        if self.environment == "production":
+            self._refuse_default_secrets()
+            self._refuse_embedded_database()
         if not self.database_url:
             object.__setattr__(
                 self, "database_url", embedded_database_url(self.database)
             )
         if not self.scheduler_replica_id:
             object.__setattr__(self, "scheduler_replica_id", socket.gethostname())
-        if self.environment == "production":
-            self._refuse_default_secrets()
 
     @property
     def database(self) -> str:
@@ -118,6 +119,15 @@ class Settings:
                     f"{f.metadata['env']} is left at its development default: "
                     "set it before starting with ENVIRONMENT=production"
                 )
+
+    def _refuse_embedded_database(self) -> None:
+        # The embedded cluster is `chomik run`'s; a production process falling back
+        # to it would write its data to a database nobody backs up.
+        if not self.database_url:
+            raise SettingsError(
+                "DATABASE_URL is not set: with ENVIRONMENT=production there is no "
+                "fallback to the embedded development cluster"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
