@@ -4,6 +4,11 @@ User access tokens are RS256 JWTs signed by the gateway; services verify them wi
 the public key only (a PEM file, or the gateway's JWKS fetched and cached by kid).
 Service tokens, for internal endpoints, are short HS256 JWTs under a shared secret;
 each kind is checked with its own algorithm list, so one can never pass as the other.
+
+A view declares who may call it with `require_role`, `require_service` or
+`optional_token`. The declaration is recorded on the view (`Access`), and the web
+factory checks it before flask-smorest parses the request's body or query: a request
+without a valid token is a 401 even when its input is invalid too.
 """
 
 from __future__ import annotations

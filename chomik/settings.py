@@ -59,7 +59,11 @@ class Settings:
     environment: str = env(
         "ENVIRONMENT", "development", doc="development or production"
     )
-    database_url: str = env("DATABASE_URL", "", doc="this process's own database")
+    database_url: str = env(
+        "DATABASE_URL",
+        "",
+        doc="this process's own database (required with ENVIRONMENT=production)",
+    )
     kafka_bootstrap_servers: str = env(
         "KAFKA_BOOTSTRAP_SERVERS",
         f"127.0.0.1:{EMBEDDED_KAFKA_PORT}",
@@ -89,10 +93,14 @@ class Settings:
         "SCHEDULER_REPLICA_ID", "", doc="stable replica id (default: host name)"
     )
     metrics_host: str = env(
-        "METRICS_HOST", "127.0.0.1", doc="address a worker serves /metrics on"
+        "METRICS_HOST",
+        "127.0.0.1",
+        doc="address a worker serves /metrics and /health/* on",
     )
     metrics_port: int = env(
-        "METRICS_PORT", 0, doc="port a worker serves /metrics on (0: not served)"
+        "METRICS_PORT",
+        0,
+        doc="port a worker serves /metrics and /health/* on (0: not served)",
     )
 
     def __post_init__(self) -> None:
