@@ -130,12 +130,15 @@ class Settings:
 
     def _refuse_embedded_database(self) -> None:
         # The embedded cluster is `chomik run`'s; a production process falling back
-        # to it would write its data to a database nobody backs up.
-        if not self.database_url:
-            raise SettingsError(
-                "DATABASE_URL is not set: with ENVIRONMENT=production there is no "
-                "fallback to the embedded development cluster"
-            )
+        # to it would write its data to a database nobody backs up. Apps' own
+        # database URL fields (`*DATABASE_URL`) get the same rule.
+        for f in dataclasses.fields(self):
+            name = f.metadata.get("env", "")
+            if name.endswith("DATABASE_URL") and not getattr(self, f.name):
+                raise SettingsError(
+                    f"{name} is not set: with ENVIRONMENT=production there is no "
+                    "fallback to the embedded development cluster"
+                )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
