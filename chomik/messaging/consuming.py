@@ -1,6 +1,8 @@
 """The Kafka consumer loop: one DB transaction per message, inbox dedupe, retries, DLQ.
 
-An app hands over its `CONSUMERS` table, `{event class (or type string): handler}`.
+An app hands over its `CONSUMERS` table, `{event class (or type string): handler}`;
+its classes are also the table that messages are decoded with (a handler keyed by a
+type string receives the `Envelope`).
 For each message the loop opens one transaction holding the inbox row (unique per
 consumer group and event id), the handler's effect and the outbox rows the handler
 emits; offsets are committed only after that transaction committed. A duplicate is
@@ -63,6 +65,7 @@ from chomik.messaging.kafka import (
     MalformedMessageError,
     decode,
     dlq,
+    event_table,
     make_consumer,
     make_producer,
 )
@@ -159,6 +162,11 @@ def handler_table(consumers: Mapping[HandlerKey, Handler]) -> dict[str, Handler]
     }
 
 
+def event_types_of(consumers: Mapping[HandlerKey, Handler]) -> dict[str, type[Event]]:
+    """The event classes a `CONSUMERS` table handles: what its messages decode to."""
+    return event_table(*(key for key in consumers if not isinstance(key, str)))
+
+
 def topics_of(
     consumers: Mapping[HandlerKey, Handler], extra: Iterable[str] = ()
 ) -> list[str]:
@@ -185,11 +193,16 @@ class Consumer:
         outage_backoff_max: float = 5.0,
         consumer_options: Mapping[str, Any] | None = None,
         producer_factory: Callable[[], KafkaProducer] | None = None,
+        event_types: Mapping[str, type[Event]] | None = None,
     ) -> None:
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
         self.sessions = sessions
         self.handlers = handler_table(consumers)
+        # What messages decode to: the table's event classes unless given.
+        self.event_types = dict(
+            event_types_of(consumers) if event_types is None else event_types
+        )
         self.topics = topics_of(consumers, topics)
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
@@ -203,6 +216,12 @@ class Consumer:
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
+
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        """The partitions the group gave this member (none before it joined)."""
+        consumer = self._consumer
+        return frozenset() if consumer is None else frozenset(consumer.assignment())
 
     # --- one message ---------------------------------------------------------------
 
@@ -236,7 +255,7 @@ class Consumer:
             if envelope.type not in self.handlers:
                 IGNORED.labels(*labels).inc()
                 return
-            event = decode(envelope)
+            event = decode(envelope, self.event_types)
         except MalformedMessageError as exc:
             log.warning("unparseable message at %s:%d", record.topic, record.offset)
             self.dead_letter(record, exc, attempts=0)

@@ -245,7 +245,7 @@ def consuming(
         sessions=make_session_factory(engine),
         consumers=handlers,
         topics=[topic],
-        **{"consumer_options": FAST_GROUP, **options},
+        **{"consumer_options": FAST_GROUP, "event_types": {Ping.type: Ping}, **options},
     )
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,))

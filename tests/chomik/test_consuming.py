@@ -312,29 +312,46 @@ def test_envelope_and_events_round_trip_and_bad_input_is_malformed():
     from decimal import Decimal
 
     from chomik.messaging.kafka import MalformedMessageError, decode
-    from clients.events import OrderPaid, PaymentSucceeded
+    from clients.events import EVENT_TYPES, OrderItem, PaymentSucceeded
+    from tests.factories.events import order_paid
 
-    paid = OrderPaid("o-1", items=({"product_id": "p-1", "quantity": 2},))
+    paid = order_paid("o-1", items=(OrderItem("p-1", 2),))
     envelope = envelope_of(paid, request_id="req-1")
     again = Envelope.from_json(envelope.to_json())
     assert again == envelope
-    assert decode(again) == paid
+    assert decode(again, EVENT_TYPES) == paid
     assert again.key == "o-1"
 
     payment = PaymentSucceeded("pay-1", "o-1", Decimal("12.50"))
-    decoded = decode(Envelope.from_json(envelope_of(payment).to_json()))
+    decoded = decode(Envelope.from_json(envelope_of(payment).to_json()), EVENT_TYPES)
     assert decoded == payment
     assert decoded.key == "pay-1"
 
     unknown = Envelope.from_json(
         envelope_of(paid).to_json().replace(b"order.paid", b"other.type")
     )
-    assert decode(unknown) == unknown
+    assert decode(unknown, EVENT_TYPES) == unknown
+    assert decode(again, {}) == again  # only the table given decides
     for raw in (b"", b"[]", b'{"id": "x"}', envelope.to_json().replace(b"+00:00", b"")):
         with pytest.raises(MalformedMessageError):
             Envelope.from_json(raw)
+    renamed = envelope.to_json().replace(b'"order_id"', b'"nope"')
     with pytest.raises(MalformedMessageError):
-        decode(Envelope.from_json(envelope.to_json().replace(b'"order_id"', b'"nope"')))
+        decode(Envelope.from_json(renamed), EVENT_TYPES)
+
+
+def test_the_consumer_decodes_with_the_classes_of_its_consumers_table():
+    from chomik.messaging.consuming import event_types_of
+    from clients.events import OrderCancelled, OrderPaid
+
+    def handler(session, event):
+        raise AssertionError("not called")
+
+    table = {OrderPaid: handler, OrderCancelled: handler, "other.raw": handler}
+    assert event_types_of(table) == {
+        "order.paid": OrderPaid,
+        "order.cancelled": OrderCancelled,
+    }
 
 
 class _DriverError(Exception):
@@ -444,6 +461,7 @@ def test_a_handler_may_record_its_inbox_row_inside_a_two_phase_commit(
         bootstrap_servers=infra.kafka,
         sessions=make_session_factory(engines["payment"]),
         consumers={"test.ping": handler},
+        event_types={Ping.type: Ping},
     )
     envelope = envelope_of(Ping("k", 0))
 

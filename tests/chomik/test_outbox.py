@@ -333,6 +333,7 @@ def test_relay_killed_mid_batch_delivers_at_least_once_and_effects_once(
         bootstrap_servers=infra.kafka,
         sessions=make_session_factory(engine),
         consumers={Ping.type: record_effect},
+        event_types={Ping.type: Ping},
         topics=[topic],
         consumer_options={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
     )
