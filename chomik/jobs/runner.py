@@ -86,7 +86,9 @@ class ClaimedRun:
             )  # fmt: skip
             for index, row in enumerate(rows):
                 if context.stopping.is_set():
-                    counts["given_back"] += self._give_back(context, rows[index:])
+                    given_back = self._give_back(context, rows[index:])
+                    counts["given_back"] += given_back
+                    JOB_ROWS.labels(self.name, "given_back").inc(given_back)
                     return counts
                 outcome = self._run_row(context, row)
                 counts[outcome] += 1

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from chomik import migrating
 from chomik.db import make_session_factory, utcnow
-from chomik.jobs.housekeeping import drop_stale_jobstores
+from chomik.jobs.housekeeping import KIT_JOBS, drop_stale_jobstores
 from chomik.jobs.runner import claimed, exclusive, try_lock
 from chomik.jobs.scheduling import (
     Job,
@@ -26,6 +26,7 @@ from chomik.jobs.scheduling import (
     jobstore_table,
 )
 from chomik.settings import Settings
+from chomik.worker import Worker
 from tests.chomik.messaging_helpers import (
     DUE_ITEMS,
     SCHEDULE_DDL,
@@ -422,3 +423,18 @@ def test_the_job_store_of_a_replica_not_seen_for_a_day_is_dropped(infra):
     assert dropped == [jobstore_table("dead-pod-x7k2")]
     assert live.table in left, "a running replica's table stays"
     assert {jobstore_table(n) for n in ("half-dead", "just-starting", "me")} <= left
+
+
+def test_every_worker_runs_the_kit_jobs_beside_its_own(infra):
+    settings = Settings(database_url=infra.urls["orders"])
+    own = Job("tick", lambda context: None, seconds=60)
+    worker = Worker("orders", settings, jobs=[own], relay=False)
+    try:
+        assert [job.name for job in worker.jobs] == [
+            *(job.name for job in KIT_JOBS),
+            "tick",
+        ]
+    finally:
+        worker.engine.dispose()
+    with pytest.raises(ValueError, match="repeat"):
+        Worker("orders", settings, jobs=[own, own], relay=False)
