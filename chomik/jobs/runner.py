@@ -7,7 +7,9 @@
   handler that raises is rolled back, and its row released: due again after
   `retry_after` (logged, counted). The run stops between rows when the worker stops,
   giving back the rows it claimed but did not reach, and otherwise claims batches
-  until none is due. The handler must not delete its row.
+  until none is due. The handler must not delete its row. Only what it writes
+  through its session is undone with a stale claim: an effect committed elsewhere
+  (a txcoord transaction, a remote call) must be idempotent.
 * `exclusive(...)`: work on a whole table at once (the prunes). The run takes
   `pg_try_advisory_xact_lock` on the job's name in its transaction; a replica that
   finds it taken skips the run, so two replicas never run the same job at once.

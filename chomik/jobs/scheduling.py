@@ -145,7 +145,8 @@ def complete_claim(
     the row stays locked until the caller commits, so nobody re-claims it meanwhile.
     If the lease ran out and another replica re-claimed the row, the session is
     rolled back (the caller's effect with it) and `StaleClaimError` is raised. Call
-    it last in the transaction, after the effect.
+    it after the effect: its row lock, taken first, would block an effect that
+    updates the same row through another connection (a txcoord branch).
     """
     target = table_of(table)
     (pk,) = target.primary_key.columns
