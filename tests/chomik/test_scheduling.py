@@ -252,6 +252,22 @@ def test_an_exclusive_job_runs_on_one_replica_at_a_time(engine, sessions, contex
                         tables=("test_due_items", "no_such_table"))  # fmt: skip
     assert missing.func(context) is None
     assert ran == ["test-replica"]
+    present = exclusive("prune_more", lambda s, c: ran.append("more"), seconds=60,
+                        tables=("test_due_items",))  # fmt: skip
+    present.func(context)
+    assert ran == ["test-replica", "more"]
+
+
+def test_the_message_prune_skips_a_database_without_messaging_tables(infra):
+    (prune,) = [job for job in KIT_JOBS if job.name == "prune_messages"]
+    gateway = JobContext(
+        Settings(), make_session_factory(infra.engine("gateway")), "gateway-test"
+    )
+    orders = JobContext(
+        Settings(), make_session_factory(infra.engine("orders")), "orders-test"
+    )
+    assert prune.func(gateway) is None
+    assert prune.func(orders) == (0, 0)
 
 
 def test_concurrent_claims_never_overlap(engine):
