@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
+from chomik.db import utcnow
 from chomik.jobs.scheduling import (
     Job,
     JobContext,
@@ -80,11 +81,14 @@ class ClaimedRun:
     def __call__(self, context: JobContext) -> dict[str, int]:
         """Handle every due row once; return the count of each outcome."""
         counts = {"done": 0, "stale": 0, "failed": 0, "given_back": 0}
+        # Only rows due when the run started: one the handler makes due again at
+        # once waits for the next run instead of keeping this one going forever.
+        due_by_start = table_of(self.table).c[self.due_column] <= utcnow()
         while not context.stopping.is_set():
             rows = claim_due(
                 context.sessions, self.table, limit=self.batch, lease=self.lease,
                 due_column=self.due_column, token_column=self.token_column,
-                where=self.where,
+                where=[*self.where, due_by_start],
             )  # fmt: skip
             for index, row in enumerate(rows):
                 if context.stopping.is_set():

@@ -195,6 +195,24 @@ def test_runner_runs_each_due_row_once(engine, context):
     )
 
 
+def test_a_run_handles_only_rows_due_when_it_started(engine, context):
+    add_items(engine, 4)
+
+    def again_at_once(session, row):
+        record_run(session, row)
+        return utcnow()
+
+    job = claimed("sweep", DUE_ITEMS, again_at_once, seconds=1, lease=LEASE, batch=2)
+    guard = threading.Timer(10, context.stopping.set)  # a run that never ends fails
+    guard.start()
+    try:
+        assert job.func(context)["done"] == 4
+    finally:
+        guard.cancel()
+    assert sorted(runs(engine)) == [1, 2, 3, 4]
+    assert job.func(context)["done"] == 4, "the next run takes them again"
+
+
 def test_runner_releases_a_failing_row_and_retries_it_later(engine, context):
     add_items(engine, 3)
     broken = {2}
