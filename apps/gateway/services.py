@@ -217,8 +217,6 @@ def log_out(
         .values(jti=principal.jti, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
-    # Expired entries can never match a valid token again: drop them as we go.
-    session.execute(sa.delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
     families = [f for f in [_as_uuid(family_id)] if f is not None]
     if refresh_token:
         families.extend(
@@ -280,7 +278,8 @@ def prune_refresh_tokens(session: Session, *, older_than: dt.timedelta) -> int:
     check reads. A spent token of a live family stays until it expires: presenting
     it again is how a stolen token is found out (the family is revoked), and
     within the refresh grace window it answers the retry. Families left with no
-    token go last; the deny-list loses the entries of expired access tokens.
+    token go last. Deny-list entries go once their access token has expired: they
+    can never match a valid token again.
     """
     cutoff = utcnow() - older_than
     revoked = session.execute(
