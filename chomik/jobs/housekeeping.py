@@ -49,7 +49,7 @@ def drop_stale_jobstores(
             continue
         stale = session.scalar(
             sa.text(
-                f"SELECT max(next_run_time) < extract(epoch FROM now()) - :keep"
+                "SELECT max(next_run_time) < extract(epoch FROM now()) - :keep"
                 f" FROM {quote(name)}"
             ),
             {"keep": older_than.total_seconds()},
