@@ -49,7 +49,7 @@ def test_old_decisions_go_but_never_one_with_a_branch_still_prepared(txdb, prefi
 
     pruned = prune_decisions(txdb.engines, txdb.log, prefix=prefix, older_than=WEEK)
 
-    assert pruned == 2
+    assert pruned >= 2  # older rows of other tests sharing the log may go too
     assert logged(txdb, *every) == {in_doubt, young, elsewhere}
     # Recovery still finds the decision and commits the branch; then it can go.
     report = txdb.coordinator(prefix).recovery(abort_after=3600).run_once()
@@ -68,3 +68,5 @@ def test_an_unreachable_participant_prunes_nothing(txdb, prefix, infra):
         )
     gone.dispose()
     assert logged(txdb, old) == {old}
+    prune_decisions(txdb.engines, txdb.log, prefix=prefix, older_than=WEEK)
+    assert logged(txdb, old) == set(), "with every participant reachable, it goes"
