@@ -2,8 +2,8 @@
 
 `KIT_JOBS` is the one list: the Worker adds it to every app's jobs. Each entry is
 an `exclusive` job (one replica at a time) with its retention in the settings; a
-job whose tables a database lacks is skipped there. Prunes of kit tables that other
-kit modules own (idempotency keys, seen signatures) go into this list, one line each.
+job whose tables a database lacks is skipped there. Kit tables that other kit
+modules own (idempotency keys, seen signatures) are pruned here too.
 """
 
 from __future__ import annotations
@@ -14,13 +14,19 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from chomik.idempotency import IDEMPOTENCY_TABLE, prune_idempotency_keys
 from chomik.jobs.runner import exclusive
 from chomik.jobs.scheduling import JOBSTORE_PREFIX, Job, JobContext, jobstore_table
 from chomik.messaging.outbox import INBOX_TABLE, OUTBOX_TABLE, prune_messages
+from chomik.signing import SEEN_SIGNATURES_TABLE, prune_seen_signatures
 
 log = logging.getLogger(__name__)
 
 HOUR = 3600.0
+
+# A consumer verifies a callback against the time the gateway received it, so a
+# remembered signature must outlive its expiry by as long as a consumer may lag.
+SIGNATURE_GRACE = dt.timedelta(days=1)
 
 
 def drop_stale_jobstores(
@@ -79,6 +85,14 @@ def _prune_messages(session: Session, context: JobContext) -> tuple[int, int]:
     )
 
 
+def _prune_idempotency_keys(session: Session, context: JobContext) -> int:
+    return prune_idempotency_keys(session)
+
+
+def _prune_seen_signatures(session: Session, context: JobContext) -> int:
+    return prune_seen_signatures(session, grace=SIGNATURE_GRACE)
+
+
 KIT_JOBS: tuple[Job, ...] = (
     exclusive("drop_stale_jobstores", _drop_stale_jobstores, seconds=HOUR, jitter=60),
     exclusive(
@@ -88,5 +102,18 @@ KIT_JOBS: tuple[Job, ...] = (
         jitter=30,
         tables=(OUTBOX_TABLE, INBOX_TABLE),
     ),  # fmt: skip
-    # Idempotency keys and seen signatures: one `exclusive(...)` line each.
+    exclusive(
+        "prune_idempotency_keys",
+        _prune_idempotency_keys,
+        seconds=300,
+        jitter=30,
+        tables=(IDEMPOTENCY_TABLE,),
+    ),
+    exclusive(
+        "prune_seen_signatures",
+        _prune_seen_signatures,
+        seconds=300,
+        jitter=30,
+        tables=(SEEN_SIGNATURES_TABLE,),
+    ),
 )

@@ -13,6 +13,7 @@ from chomik.db import make_session_factory
 from chomik.jobs.housekeeping import KIT_JOBS, drop_stale_jobstores
 from chomik.jobs.scheduling import Job, JobContext, Scheduler, jobstore_table
 from chomik.settings import Settings
+from chomik.signing import remember_signature
 from chomik.worker import Worker
 
 pytestmark = pytest.mark.usefixtures("committed_db")
@@ -91,3 +92,53 @@ def test_every_worker_runs_the_kit_jobs_beside_its_own(infra):
         worker.engine.dispose()
     with pytest.raises(ValueError, match="repeat"):
         Worker("orders", settings, jobs=[own, own], relay=False)
+
+
+def _kit_job(name):
+    (job,) = [job for job in KIT_JOBS if job.name == name]
+    return job
+
+
+def test_the_kit_jobs_prune_expired_idempotency_keys_and_signatures(infra):
+    """Orders keeps idempotency keys, payment seen signatures: each pruned where held."""
+    now = dt.datetime.now(dt.UTC)
+    orders, payment = infra.engine("orders"), infra.engine("payment")
+    scope = f"test.prune:{uuid.uuid4()}"
+    with orders.begin() as conn:
+        for key, expires in (
+            ("old", now - dt.timedelta(hours=1)),
+            ("live", now + dt.timedelta(hours=1)),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO idempotency_keys (scope, key, fingerprint, expires_at)"
+                    " VALUES (:scope, :key, 'f', :expires)"
+                ),
+                {"scope": scope, "key": key, "expires": expires},
+            )
+    with make_session_factory(payment).begin() as session:
+        assert remember_signature(
+            session, f"t=1,v1={uuid.uuid4().hex}", expires_at=now - dt.timedelta(days=2)
+        )
+        assert remember_signature(
+            session,
+            f"t=2,v1={uuid.uuid4().hex}",
+            expires_at=now - dt.timedelta(hours=1),
+        )
+
+    def run(job, engine, app):
+        return job.func(JobContext(Settings(), make_session_factory(engine), app))
+
+    assert run(_kit_job("prune_idempotency_keys"), orders, "orders") >= 1
+    assert run(_kit_job("prune_idempotency_keys"), payment, "payment") is None
+    assert run(_kit_job("prune_seen_signatures"), payment, "payment") >= 1
+    assert run(_kit_job("prune_seen_signatures"), orders, "orders") is None
+    with orders.connect() as conn:
+        left = conn.scalars(
+            sa.text("SELECT key FROM idempotency_keys WHERE scope = :scope"),
+            {"scope": scope},
+        ).all()
+    assert left == ["live"]
+    with payment.connect() as conn:
+        # Expired an hour ago: kept through the grace for consumers that lag.
+        assert conn.scalar(sa.text("SELECT count(*) FROM seen_signatures")) >= 1
