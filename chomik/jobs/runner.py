@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
 from chomik.db import utcnow
@@ -41,14 +40,10 @@ from chomik.jobs.scheduling import (
     release_claim,
     table_of,
 )
+from chomik.metrics import JOB_ROWS
 
 log = logging.getLogger(__name__)
 
-JOB_ROWS = Counter(
-    "scheduler_job_rows",
-    "Rows claimed jobs handled, and exclusive runs, by outcome",
-    ["job", "outcome"],
-)
 
 # Advisory-lock namespace of exclusive jobs (the outbox relay's shards use 0x0C40).
 _EXCLUSIVE_LOCK_NAMESPACE = 0x0C41

@@ -28,16 +28,15 @@ import sqlalchemy as sa
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from chomik.metrics import JOB_DURATION, JOB_RUNS
 from chomik.settings import Settings
 
 log = logging.getLogger(__name__)
 
 JOBSTORE_PREFIX = "apscheduler_jobs_"
-JOB_RUNS = Counter("scheduler_job_runs", "Job runs", ["job", "outcome"])
 
 
 @dataclass(frozen=True)
@@ -196,7 +195,8 @@ def _run_job(replica_id: str, name: str) -> None:
     if job is None:
         return
     try:
-        job.func(context)
+        with JOB_DURATION.labels(name).time():
+            job.func(context)
     except Exception:
         JOB_RUNS.labels(name, "error").inc()
         log.exception("job %s failed", name)

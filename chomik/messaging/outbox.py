@@ -38,32 +38,24 @@ from kafka.errors import (
     RecordListTooLargeError,
     UnsupportedForMessageFormatError,
 )
-from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from chomik.db import UTCDateTime
 from chomik.logs import current_request_id
 from chomik.messaging.kafka import Envelope, Event, envelope_of, make_producer
+from chomik.metrics import (
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PARKED,
+    OUTBOX_PARKED_EVENTS,
+    OUTBOX_PENDING,
+    OUTBOX_PUBLISH_ERRORS,
+    OUTBOX_PUBLISHED,
+    OUTBOX_REFUSED,
+)
 
 log = logging.getLogger(__name__)
 
-OUTBOX_PENDING = Gauge("outbox_pending", "Outbox rows not yet published")
-OUTBOX_OLDEST_AGE = Gauge(
-    "outbox_oldest_age_seconds",
-    "Age of the oldest unpublished outbox row (0: none)",
-)
-OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox rows published to Kafka")
-OUTBOX_PUBLISH_ERRORS = Counter(
-    "outbox_publish_errors", "Relay batches that failed (broker down, send errors)"
-)
-OUTBOX_REFUSED = Counter(
-    "outbox_refused", "Sends of outbox rows the broker refused for good"
-)
-OUTBOX_PARKED_EVENTS = Counter(
-    "outbox_parked_events", "Outbox rows parked after repeated refusals"
-)
-OUTBOX_PARKED = Gauge("outbox_parked", "Parked outbox rows (refused, kept)")
 
 # What says "this record can never be accepted as it is": counted against the row.
 # Anything else (no broker, timeouts, leader moves) is the broker's state, not the
