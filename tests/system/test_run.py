@@ -1,6 +1,7 @@
 """`chomik run` brings the whole system up and takes all of it down again."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,9 +47,10 @@ def alive(pid):
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def launch(env_extra):
-    data_dir = tempfile.mkdtemp(prefix="chomik-run-")
-    os.chmod(data_dir, 0o755)
+def launch(env_extra, data_dir=None):
+    if data_dir is None:
+        data_dir = tempfile.mkdtemp(prefix="chomik-run-")
+        os.chmod(data_dir, 0o755)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.update(CHOMIK_DATA_DIR=data_dir, **env_extra)
@@ -64,6 +66,71 @@ def ports():
         "EMBEDDED_PG_PORT": str(free_port()),
         "EMBEDDED_KAFKA_PORT": str(free_port()),
     }
+
+
+def wait_up(launcher, timeout=150):
+    """Read the launcher's output until it says it is up; return the lines."""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = launcher.stdout.readline()
+        assert line, f"launcher exited early: {''.join(lines)}"
+        lines.append(line)
+        if "Press Ctrl-C to stop" in line:
+            return lines
+    raise AssertionError(f"not up in {timeout}s: {''.join(lines)}")
+
+
+def postmaster(data_dir):
+    """The pid of the embedded PostgreSQL server (pg_ctl re-parents it to init)."""
+    pid_file = Path(data_dir) / "pg" / "pgdata" / "postmaster.pid"
+    return int(pid_file.read_text().split()[0])
+
+
+def gone_within(pids, ports, timeout):
+    """Wait until none of the pids lives and every port is free; return what is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid in pids if alive(pid)]
+        left += [f"port {port}" for port in ports if not port_is_free(port)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def test_a_killed_launcher_takes_everything_with_it_and_the_next_start_works(ports):
+    for spec in APPS:
+        assert port_is_free(spec.port), f"port {spec.port} busy before the test"
+    every_port = [spec.port for spec in APPS] + [int(p) for p in ports.values()]
+    data_dir = tempfile.mkdtemp(prefix="chomik-run-")
+    os.chmod(data_dir, 0o755)
+    first = launch(ports, data_dir)
+    try:
+        wait_up(first)
+        family = descendants(first.pid) | {postmaster(data_dir)}
+        assert len(family) >= len(APPS) + 3  # web processes, workers, Tansu, ...
+        first.kill()
+        first.wait(10)
+        first.stdout.close()
+        assert gone_within(family, every_port, timeout=30) == []
+    finally:
+        first.kill()
+
+    second = launch(ports, data_dir)
+    try:
+        wait_up(second)
+        for spec in APPS:
+            response = requests.get(
+                f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
+            )
+            assert response.status_code == 200, spec.name
+        family = descendants(second.pid) | {postmaster(data_dir)}
+    finally:
+        second.send_signal(signal.SIGTERM)
+        output = second.communicate(timeout=60)[0]
+    assert second.returncode == 0, output
+    assert gone_within(family, every_port, timeout=5) == []
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
