@@ -133,6 +133,56 @@ def test_a_killed_launcher_takes_everything_with_it_and_the_next_start_works(por
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def watchdog_of(launcher):
+    """The launcher's watchdog child (chomik.watchdog)."""
+    for pid in descendants(launcher.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"chomik.watchdog" in cmdline:
+            return pid
+    raise AssertionError("the launcher runs no watchdog")
+
+
+def test_the_next_start_stops_what_a_killed_launcher_and_its_watchdog_left(ports):
+    every_port = [spec.port for spec in APPS] + [int(p) for p in ports.values()]
+    data_dir = tempfile.mkdtemp(prefix="chomik-run-")
+    os.chmod(data_dir, 0o755)
+    first = launch(ports, data_dir)
+    try:
+        wait_up(first)
+        server = postmaster(data_dir)
+        os.kill(watchdog_of(first), signal.SIGKILL)
+        first.kill()
+        first.wait(10)
+        first.stdout.close()
+        time.sleep(1)
+        assert alive(server)  # daemonized by pg_ctl: nobody left to stop it
+    finally:
+        first.kill()
+
+    second = launch(ports, data_dir)
+    try:
+        lines = wait_up(second)
+        leftovers = [line for line in lines if "earlier run left running" in line]
+        assert leftovers, "".join(lines)
+        assert "postgres" in leftovers[0]
+        assert not alive(server)
+        for spec in APPS:
+            response = requests.get(
+                f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
+            )
+            assert response.status_code == 200, spec.name
+        family = descendants(second.pid) | {postmaster(data_dir)}
+    finally:
+        second.send_signal(signal.SIGTERM)
+        output = second.communicate(timeout=60)[0]
+    assert second.returncode == 0, output
+    assert gone_within(family, every_port, timeout=5) == []
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
     for spec in APPS:
         assert port_is_free(spec.port), f"port {spec.port} busy before the test"
