@@ -233,12 +233,15 @@ def _start_watchdog(run_dir: Path, lock: int) -> subprocess.Popen[bytes]:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
             start_new_session=True, pass_fds=(lock,), cwd=PROJECT_DIR,
         )  # fmt: skip
+    assert guard.stdin is not None
     assert guard.stdout is not None
-    readable, _, _ = select.select([guard.stdout], [], [], 30.0)
-    if not readable or guard.stdout.readline().decode().strip() != watchdog.READY:
+    with guard.stdout:
+        readable, _, _ = select.select([guard.stdout], [], [], 30.0)
+        ready = readable and guard.stdout.readline().decode().strip()
+    if ready != watchdog.READY:
+        guard.stdin.close()
         stop_process(guard)
         raise InfraError(f"the watchdog did not start (log: {run_dir}/watchdog.log)")
-    guard.stdout.close()
     return guard
 
 
