@@ -47,10 +47,7 @@ def alive(pid):
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def launch(env_extra, data_dir=None):
-    if data_dir is None:
-        data_dir = tempfile.mkdtemp(prefix="chomik-run-")
-        os.chmod(data_dir, 0o755)
+def launch(env_extra, data_dir):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.update(CHOMIK_DATA_DIR=data_dir, **env_extra)
@@ -58,6 +55,15 @@ def launch(env_extra, data_dir=None):
         [sys.executable, "-m", "chomik.cli", "run"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+@pytest.fixture
+def data_dir():
+    """A data directory for the launcher (reachable by `postgres`), removed after."""
+    path = tempfile.mkdtemp(prefix="chomik-run-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -98,12 +104,12 @@ def gone_within(pids, ports, timeout):
         time.sleep(0.2)
 
 
-def test_a_killed_launcher_takes_everything_with_it_and_the_next_start_works(ports):
+def test_a_killed_launcher_takes_everything_with_it_and_the_next_start_works(
+    ports, data_dir
+):
     for spec in APPS:
         assert port_is_free(spec.port), f"port {spec.port} busy before the test"
     every_port = [spec.port for spec in APPS] + [int(p) for p in ports.values()]
-    data_dir = tempfile.mkdtemp(prefix="chomik-run-")
-    os.chmod(data_dir, 0o755)
     first = launch(ports, data_dir)
     try:
         wait_up(first)
@@ -130,7 +136,6 @@ def test_a_killed_launcher_takes_everything_with_it_and_the_next_start_works(por
         output = second.communicate(timeout=60)[0]
     assert second.returncode == 0, output
     assert gone_within(family, every_port, timeout=5) == []
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def watchdog_of(launcher):
@@ -145,20 +150,25 @@ def watchdog_of(launcher):
     raise AssertionError("the launcher runs no watchdog")
 
 
-def test_the_next_start_stops_what_a_killed_launcher_and_its_watchdog_left(ports):
-    every_port = [spec.port for spec in APPS] + [int(p) for p in ports.values()]
-    data_dir = tempfile.mkdtemp(prefix="chomik-run-")
-    os.chmod(data_dir, 0o755)
+def test_the_next_start_stops_what_a_killed_launcher_and_its_watchdog_left(
+    ports, data_dir
+):
+    served = [spec.port for spec in APPS] + [int(ports["EMBEDDED_KAFKA_PORT"])]
+    every_port = [*served, int(ports["EMBEDDED_PG_PORT"])]
     first = launch(ports, data_dir)
     try:
         wait_up(first)
         server = postmaster(data_dir)
-        os.kill(watchdog_of(first), signal.SIGKILL)
+        guard = watchdog_of(first)
+        children = descendants(first.pid) - {guard}
+        os.kill(guard, signal.SIGKILL)
         first.kill()
         first.wait(10)
         first.stdout.close()
-        time.sleep(1)
-        assert alive(server)  # daemonized by pg_ctl: nobody left to stop it
+        # The launcher's own children go by their parent-death signal ...
+        assert gone_within(children, served, timeout=30) == []
+        # ... but the server pg_ctl daemonized has nobody left to stop it.
+        assert alive(server)
     finally:
         first.kill()
 
@@ -180,13 +190,12 @@ def test_the_next_start_stops_what_a_killed_launcher_and_its_watchdog_left(ports
         output = second.communicate(timeout=60)[0]
     assert second.returncode == 0, output
     assert gone_within(family, every_port, timeout=5) == []
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
+def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports, data_dir):
     for spec in APPS:
         assert port_is_free(spec.port), f"port {spec.port} busy before the test"
-    launcher = launch(ports)
+    launcher = launch(ports, data_dir)
     lines = []
     try:
         deadline = time.monotonic() + 150
@@ -219,12 +228,12 @@ def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
         assert port_is_free(port), f"port {port} still taken"
 
 
-def test_a_taken_port_is_a_one_line_error(ports):
+def test_a_taken_port_is_a_one_line_error(ports, data_dir):
     with socket.socket() as blocker:
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", 17003))
         blocker.listen()
-        launcher = launch(ports)
+        launcher = launch(ports, data_dir)
         output = launcher.communicate(timeout=120)[0]
     assert launcher.returncode == 1
     assert "port 17003 (orders) is already in use" in output
