@@ -209,8 +209,12 @@ def owning(base_dir: Path) -> Iterator[None]:
     the lock too, so the next start waits until it has cleaned up after a crash.
     """
     records = RunRecords(base_dir / "run")
+    # The watchdog's clean-up takes at most a stop of every group (15 s) and a
+    # PostgreSQL shutdown: wait for it rather than fail.
     with exclusive(
-        records.directory / "launcher.lock", what=f"chomik run on {base_dir}"
+        records.directory / "launcher.lock",
+        what=f"chomik run on {base_dir}",
+        timeout=90.0,
     ) as lock:
         left = records.stop_all()
         if left:
