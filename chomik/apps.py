@@ -65,7 +65,7 @@ APPS: tuple[AppSpec, ...] = (
         worker_replicas=2,
     ),
     AppSpec("carrier", 17005, "mocks.carrier:create_app"),
-    AppSpec("bank", 17006, "mocks.bank:create_app"),
+    AppSpec("bank", 17006, "mocks.bank:create_app", "mocks.bank.worker:build_worker"),
 )
 
 
