@@ -36,7 +36,8 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from chomik.db import UTCDateTime, utcnow
-from chomik.jobs.scheduling import claim_due, complete_claim
+from chomik.jobs.scheduling import JobContext, claim_due, complete_claim
+from chomik.settings import Settings
 from chomik.signing import HEADER, sign
 
 log = logging.getLogger(__name__)
@@ -310,6 +311,24 @@ class Sender:
                 return  # the lease ran out: another sender has the row now
             if sent:
                 _release_held(session, row)
+
+
+def sender_job(
+    configure: Callable[[Settings], tuple[str, Faults]],
+    config: SenderConfig | None = None,
+) -> Callable[[JobContext], None]:
+    """A job function sending due callbacks; `configure` gives (secret, faults)."""
+    senders: dict[str, Sender] = {}  # one per replica, so connections are pooled
+
+    def send_callbacks(context: JobContext) -> None:
+        sender = senders.get(context.replica_id)
+        if sender is None:
+            secret, faults = configure(context.settings)
+            sender = Sender(context.sessions, secret, faults, config or SenderConfig())
+            senders[context.replica_id] = sender
+        sender.send_due(context.stopping.is_set)
+
+    return send_callbacks
 
 
 def _release_held(session: Session, row: Any) -> None:
