@@ -1,8 +1,8 @@
 """Signed outgoing callbacks: a durable queue, a sender that never gives up, fault switches.
 
 An outside-system stand-in (bank, carrier) calls `install_callbacks(metadata)` once,
-`enqueue_callback(session, url, payload, key=...)` in the transaction that changes a
-record's state, and runs `send_due_callbacks` from a job. Each row is POSTed with an
+`enqueue_callback(session, url, payload, key=..., event_id=...)` in the transaction
+that changes a record's state, and runs `callback_job(secret, faults)` in its worker. Each row is POSTed with an
 `X-Signature` (`chomik.signing.sign`, the first secret) until the receiver answers
 2xx; failures wait with capped exponential backoff. Rows are claimed with row leases
 (`claim_due`), so any number of senders may run; a sender that dies mid-batch loses
@@ -33,11 +33,11 @@ import requests
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from chomik.db import UTCDateTime, utcnow
-from chomik.jobs.scheduling import JobContext, claim_due, complete_claim
-from chomik.settings import Settings
+from chomik.jobs.runner import claimed
+from chomik.jobs.scheduling import Job
 from chomik.signing import HEADER, sign
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,9 @@ FAULT_NAMES = tuple(f.name for f in dataclasses.fields(Faults))
 class SenderConfig:
     """Tuning of the sender; the defaults suit the development system."""
 
-    batch_size: int = 50
-    lease: dt.timedelta = dt.timedelta(seconds=30)
+    # A batch's sends must end within the lease: batch_size x timeout < lease.
+    batch_size: int = 10
+    lease: dt.timedelta = dt.timedelta(seconds=60)
     timeout: float = 5.0
     backoff_base: float = 1.0
     backoff_max: float = 60.0
@@ -202,74 +203,54 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
 
-@dataclass
-class Sender:
-    """Sends due callbacks; one `send_due` call is one job run."""
+@dataclass(frozen=True)
+class CallbackSender:
+    """The row handler of the sending job: one POST per due callback, faults applied.
 
-    sessions: sessionmaker[Session]
+    It runs in the row's transaction (`chomik.jobs.claimed`) and returns when the row
+    is due again (None: done). The POST happens before that transaction commits, so
+    a sender that dies, or whose lease ran out, may send a callback again: at least
+    once, with the same `event_id`.
+    """
+
     secret: str
-    defaults: Faults = dataclasses.field(default_factory=Faults)
-    config: SenderConfig = dataclasses.field(default_factory=SenderConfig)
+    defaults: Faults = Faults()
+    config: SenderConfig = SenderConfig()
     http: requests.Session = dataclasses.field(default_factory=requests.Session)
     chance: Callable[[], float] = random.random
 
-    def send_due(self, should_stop: Callable[[], bool] = lambda: False) -> int:
-        """Send batches of due callbacks until none is due; return how many were tried."""
-        total = 0
-        while not should_stop():
-            with self.sessions() as session:
-                faults = current_faults(session, self.defaults)
-                delay = dt.timedelta(seconds=faults.delay)
-                rows = claim_due(
-                    session,
-                    _callbacks,
-                    limit=self.config.batch_size,
-                    lease=self.config.lease,
-                    due_column="next_attempt_at",
-                    where=[_callbacks.c.created_at <= sa.func.now() - delay],
-                )
-            if not rows:
-                return total
-            for row in rows:
-                self._handle(row, faults)
-            total += len(rows)
-        return total
-
-    def _handle(self, row: Any, faults: Faults) -> None:
+    def __call__(self, session: Session, row: Any) -> dt.datetime | None:
+        faults = current_faults(session, self.defaults)
+        created: dt.datetime = row.created_at
+        not_before = created + dt.timedelta(seconds=faults.delay)
+        if not_before > utcnow():
+            return not_before  # the delay switch: not even an attempt yet
         first = row.attempts == 0
         reorder = first and not row.held and self.chance() < faults.reorder
-        if reorder and not self._behind_held(row):
-            self._finish(row, next_due=_later(self.config.reorder_hold), held=True)
-            return
+        if reorder and not _behind_held(session, row):
+            _update(session, row, held=True)
+            return _later(self.config.reorder_hold)
         if first and self.chance() < faults.drop:
             log.info("callback %s dropped (fault switch)", row.event_id)
-            self._finish(row, next_due=None, sent=True, error="dropped (fault)")
-            return
+            _update(
+                session, row, sent_at=utcnow(), attempts=1, last_error="dropped (fault)"
+            )
+            return None
         error = self._post(row)
-        if error is None and self.chance() < faults.duplicate:
+        if error is not None:
+            wait = backoff(
+                row.attempts + 1, self.config.backoff_base, self.config.backoff_max
+            )
+            log.warning("callback %s to %s failed: %s", row.event_id, row.url, error)
+            _update(session, row, attempts=row.attempts + 1, last_error=error)
+            return _later(wait)
+        if self.chance() < faults.duplicate:
             self._post(row)  # the second copy's fate does not matter
-        if error is None:
-            self._finish(row, next_due=None, sent=True)
-            return
-        wait = backoff(
-            row.attempts + 1, self.config.backoff_base, self.config.backoff_max
+        _update(
+            session, row, sent_at=utcnow(), attempts=row.attempts + 1, last_error=None
         )
-        log.warning("callback %s to %s failed: %s", row.event_id, row.url, error)
-        self._finish(row, next_due=_later(wait), error=error, attempted=True)
-
-    def _behind_held(self, row: Any) -> bool:
-        """True if an earlier callback of the row's key is held back for it."""
-        with self.sessions() as session:
-            return bool(
-                session.scalar(
-                    sa.select(sa.exists().where(
-                        _callbacks.c.key == row.key,
-                        _callbacks.c.id < row.id,
-                        _callbacks.c.held.is_(True),
-                        _callbacks.c.sent_at.is_(None),
-                    ))
-                )
-            )  # fmt: skip
+        _release_held(session, row)
+        return None
 
     def _post(self, row: Any) -> str | None:
         """POST one callback; None on a 2xx, else what went wrong."""
@@ -286,49 +267,51 @@ class Sender:
             return None
         return f"HTTP {response.status_code}"
 
-    def _finish(
-        self,
-        row: Any,
-        *,
-        next_due: dt.datetime | None,
-        sent: bool = False,
-        held: bool | None = None,
-        error: str | None = None,
-        attempted: bool = False,
-    ) -> None:
-        values: dict[str, Any] = {"last_error": error}
-        if sent:
-            values.update(sent_at=utcnow(), attempts=row.attempts + 1)
-        elif attempted:
-            values["attempts"] = row.attempts + 1
-        if held is not None:
-            values["held"] = held
-        with self.sessions() as session, session.begin():
-            if not complete_claim(
-                session, _callbacks, row.id, row.claim_token,
-                due_column="next_attempt_at", next_due=next_due, values=values,
-            ):  # fmt: skip
-                return  # the lease ran out: another sender has the row now
-            if sent:
-                _release_held(session, row)
 
-
-def sender_job(
-    configure: Callable[[Settings], tuple[str, Faults]],
+def callback_job(
+    secret: str,
+    faults: Faults,
+    *,
     config: SenderConfig | None = None,
-) -> Callable[[JobContext], None]:
-    """A job function sending due callbacks; `configure` gives (secret, faults)."""
-    senders: dict[str, Sender] = {}  # one per replica, so connections are pooled
+    name: str = "send_callbacks",
+    seconds: float = 0.5,
+    chance: Callable[[], float] = random.random,
+) -> Job:
+    """The job sending due callbacks, signed with `secret`, `faults` as configured."""
+    config = config or SenderConfig()
+    sender = CallbackSender(secret, faults, config, chance=chance)
+    return claimed(
+        name,
+        _callbacks,
+        sender,
+        seconds=seconds,
+        lease=config.lease,
+        batch=config.batch_size,
+        retry_after=dt.timedelta(seconds=config.backoff_base),
+        due_column="next_attempt_at",
+    )
 
-    def send_callbacks(context: JobContext) -> None:
-        sender = senders.get(context.replica_id)
-        if sender is None:
-            secret, faults = configure(context.settings)
-            sender = Sender(context.sessions, secret, faults, config or SenderConfig())
-            senders[context.replica_id] = sender
-        sender.send_due(context.stopping.is_set)
 
-    return send_callbacks
+def _update(session: Session, row: Any, **values: Any) -> None:
+    session.execute(
+        sa.update(_callbacks).where(_callbacks.c.id == row.id).values(**values)
+    )
+
+
+def _behind_held(session: Session, row: Any) -> bool:
+    """True if an earlier callback of the row's key is held back for it."""
+    return bool(
+        session.scalar(
+            sa.select(
+                sa.exists().where(
+                    _callbacks.c.key == row.key,
+                    _callbacks.c.id < row.id,
+                    _callbacks.c.held.is_(True),
+                    _callbacks.c.sent_at.is_(None),
+                )
+            )
+        )
+    )
 
 
 def _release_held(session: Session, row: Any) -> None:

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from chomik.jobs import Job
-from chomik.settings import Settings
-from chomik.webhooks import Faults, sender_job
+from chomik.webhooks import callback_job
 from mocks.bank.settings import BankSettings
 
 
-def _callback_config(settings: Settings) -> tuple[str, Faults]:
-    assert isinstance(settings, BankSettings)
-    return settings.signing_secret, settings.faults
-
-
-send_callbacks = sender_job(_callback_config)
-
-JOBS = [Job("send_callbacks", send_callbacks, seconds=0.5)]
+def jobs(settings: BankSettings) -> list[Job]:
+    """The bank worker's jobs, configured by its settings."""
+    return [callback_job(settings.signing_secret, settings.faults)]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from chomik.worker import Worker
-from mocks.bank.jobs import JOBS
+from mocks.bank.jobs import jobs
 from mocks.bank.settings import BankSettings
 
 
 def build_worker(settings: BankSettings | None = None) -> Worker:
     """Build the bank worker process (`chomik worker bank`)."""
-    return Worker("bank", settings or BankSettings.from_env(), jobs=JOBS, relay=False)
+    settings = settings or BankSettings.from_env()
+    return Worker("bank", settings, jobs=jobs(settings), relay=False)

@@ -3,42 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from chomik.db import transaction
-from chomik.jobs import Job, JobContext
-from chomik.settings import Settings
-from chomik.webhooks import Faults, sender_job
+from sqlalchemy.orm import Session
+
+from chomik.jobs import Job, claimed
+from chomik.webhooks import callback_job
 from mocks.carrier import services
+from mocks.carrier.models import Shipment
 from mocks.carrier.settings import CarrierSettings
 
 
-def _settings(settings: Settings) -> CarrierSettings:
-    assert isinstance(settings, CarrierSettings)
-    return settings
+def advance_due_shipments(step: dt.timedelta) -> Job:
+    """The timer: every shipment whose step is due moves one status on."""
+
+    def advance(session: Session, row: Any) -> dt.datetime | None:
+        return services.step_due_shipment(session, shipment_id=row.id, step=step)
+
+    return claimed(
+        "advance_due_shipments",
+        Shipment,
+        advance,
+        seconds=min(1.0, step.total_seconds()),
+        lease=dt.timedelta(seconds=30),
+        due_column="next_step_at",
+    )
 
 
-def _callback_config(settings: Settings) -> tuple[str, Faults]:
-    carrier = _settings(settings)
-    return carrier.signing_secret, carrier.faults
-
-
-def advance_due_shipments(context: JobContext) -> None:
-    """Move on every shipment whose timer is due (one transaction per batch)."""
-    seconds = _settings(context.settings).carrier_step_seconds
-    if seconds <= 0:
-        return
-    while not context.stopping.is_set():
-        with transaction(context.sessions) as session:
-            moved = services.advance_due_shipments(
-                session, step=dt.timedelta(seconds=seconds)
-            )
-        if moved == 0:
-            return
-
-
-send_callbacks = sender_job(_callback_config)
-
-JOBS = [
-    Job("advance_due_shipments", advance_due_shipments, seconds=0.5),
-    Job("send_callbacks", send_callbacks, seconds=0.5),
-]
+def jobs(settings: CarrierSettings) -> list[Job]:
+    """The carrier worker's jobs, configured by its settings."""
+    found = [callback_job(settings.signing_secret, settings.faults)]
+    if settings.carrier_step_seconds > 0:
+        step = dt.timedelta(seconds=settings.carrier_step_seconds)
+        found.append(advance_due_shipments(step))
+    return found

@@ -62,5 +62,7 @@ class Shipment(TimestampMixin, Base):
             values_callable=lambda members: [m.value for m in members],
         )
     )
-    # When the timer moves it on next (None: delivered, or no timer).
+    # When the timer moves it on next (None: delivered, or no timer), and the
+    # timer's lease on the row while it does.
     next_step_at: Mapped[dt.datetime | None]
+    claim_token: Mapped[uuid.UUID | None]

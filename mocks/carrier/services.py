@@ -129,8 +129,8 @@ def advance_shipment(
 ) -> Shipment:
     """Move a shipment one status on now (tests); a delivered one is a 409.
 
-    Locks the shipment row, so a timer tick at the same moment waits and then
-    sees the new status.
+    Locks the shipment row and takes the timer's claim away, so a timer run that
+    claimed it meanwhile is rolled back instead of moving it a second step.
     """
     shipment = session.get(
         Shipment, shipment_id, with_for_update=True, populate_existing=True
@@ -142,28 +142,26 @@ def advance_shipment(
             f"the shipment is {shipment.status.value}",
             shipment_status=shipment.status.value,
         )
+    shipment.claim_token = None  # a timer run holding it now must not step it too
     _step(session, shipment, step)
     return shipment
 
 
-def advance_due_shipments(
-    session: Session, *, step: dt.timedelta, limit: int = 100
-) -> int:
-    """Move every shipment whose timer is due one status on; return how many.
+def step_due_shipment(
+    session: Session, *, shipment_id: uuid.UUID, step: dt.timedelta
+) -> dt.datetime | None:
+    """The timer's move of one claimed shipment; return when it is due again.
 
-    Claims due rows with `FOR UPDATE SKIP LOCKED`, so replicas share the work and a
-    row being advanced by hand is skipped until the next tick.
+    Runs in the claimed row's transaction (`chomik.jobs.claimed`): a shipment moved
+    by hand meanwhile has lost the claim, so this move is rolled back.
     """
-    due = session.scalars(
-        sa.select(Shipment)
-        .where(Shipment.next_step_at <= sa.func.now())
-        .order_by(Shipment.next_step_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for shipment in due:
-        _step(session, shipment, step)
-    return len(due)
+    shipment = session.get(
+        Shipment, shipment_id, with_for_update=True, populate_existing=True
+    )
+    if shipment is None or shipment.status not in NEXT_STATUS:
+        return None
+    _step(session, shipment, step)
+    return shipment.next_step_at
 
 
 def _step(session: Session, shipment: Shipment, step: dt.timedelta | None) -> None:

@@ -1,5 +1,6 @@
 """The signed callback queue: durable, retried until a 2xx, and its fault switches."""
 
+import datetime as dt
 import json
 import uuid
 
@@ -7,12 +8,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
+from chomik.jobs import JobContext
+from chomik.settings import Settings
 from chomik.signing import HEADER, verify
 from chomik.webhooks import (
     Faults,
-    Sender,
     SenderConfig,
     backoff,
+    callback_job,
     clear_faults,
     current_faults,
     enqueue_callback,
@@ -47,8 +50,21 @@ def enqueue(sessions, url, *, key="k1", **payload):
     return event_id
 
 
+class Sender:
+    """The callback job run by hand: `send_due()` is one run."""
+
+    def __init__(self, sessions, faults=None, config=QUICK, chance=0.0):
+        self.job = callback_job(
+            SECRET, faults or Faults(), config=config, chance=lambda: chance
+        )
+        self.context = JobContext(Settings(), sessions, "webhook-test")
+
+    def send_due(self):
+        return sum(self.job.func(self.context).values())
+
+
 def sender(sessions, faults=None, chance=0.0):
-    return Sender(sessions, SECRET, faults or Faults(), QUICK, chance=lambda: chance)
+    return Sender(sessions, faults, chance=chance)
 
 
 def rows(sessions):
@@ -109,7 +125,7 @@ def test_a_failing_receiver_is_retried_until_it_answers_2xx(sessions, receiver):
 
 def test_an_unreachable_receiver_is_recorded_and_retried_later(sessions):
     enqueue(sessions, "http://127.0.0.1:9/nobody-listens")
-    Sender(sessions, SECRET, config=SenderConfig(backoff_base=60)).send_due()
+    Sender(sessions, config=SenderConfig(backoff_base=60)).send_due()
     (row,) = rows(sessions)
     assert row.sent_at is None
     assert row.attempts == 1
@@ -143,6 +159,7 @@ def test_a_reordered_callback_goes_after_a_later_one_of_its_key(sessions, receiv
     assert receiver.calls == []  # held back, waiting for a later one
     second = enqueue(sessions, receiver.url, key="tx")
     other = enqueue(sessions, receiver.url, key="another")
+    send.send_due()  # the later one goes, and releases the held one
     send.send_due()
     assert event_ids(receiver)[:2] == [str(second), str(first)]
     assert set(event_ids(receiver)) == {str(first), str(second)}
@@ -151,7 +168,15 @@ def test_a_reordered_callback_goes_after_a_later_one_of_its_key(sessions, receiv
 
 def test_a_delay_holds_callbacks_back(sessions, receiver):
     enqueue(sessions, receiver.url)
-    assert sender(sessions, Faults(delay=60)).send_due() == 0
+    sender(sessions, Faults(delay=60)).send_due()
+    assert receiver.calls == []
+    (row,) = rows(sessions)
+    assert row.attempts == 0
+    assert row.next_attempt_at >= row.created_at + dt.timedelta(seconds=59)
+    with sessions.begin() as session:  # the row's time comes
+        session.execute(
+            sa.text("UPDATE outgoing_callbacks SET next_attempt_at = now()")
+        )
     assert sender(sessions, Faults(delay=0)).send_due() == 1
     assert len(receiver.calls) == 1
 

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("callback_url", sa.String(length=2000), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("next_step_at", UTCDateTime(), nullable=True),
+        sa.Column("claim_token", sa.Uuid(), nullable=True),
         sa.Column(
             "created_at", UTCDateTime(), server_default=sa.text("now()"), nullable=False
         ),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
+from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -32,10 +35,26 @@ blp = Blueprint(
 )
 
 MERCHANT: dict[str, Any] = {"security": [{"bearerAuth": []}]}
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def merchant_only(view: Callable[P, R]) -> Callable[P, R]:
+    """Refuse a request without a merchant's token (401) before its input is parsed."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        merchant_account()
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def merchant_account() -> uuid.UUID:
     """The account of the merchant whose token the request carries; else 401."""
+    if "bank_merchant" in g:
+        account: uuid.UUID = g.bank_merchant
+        return account
     token = bearer_token() or ""
     found = None
     for known, account in settings_of(BankSettings).merchants().items():
@@ -44,6 +63,7 @@ def merchant_account() -> uuid.UUID:
             found = account
     if found is None:
         raise UnknownMerchantError("A merchant's bearer token is required")
+    g.bank_merchant = found
     return found
 
 
@@ -64,6 +84,7 @@ def shown(transaction: Transaction) -> dict[str, Any]:
 
 @blp.route("")
 class Transactions(MethodView):
+    @merchant_only
     @blp.doc(**MERCHANT)
     @blp.arguments(TransactionCreateSchema)
     @blp.response(201, TransactionSchema)
@@ -88,6 +109,7 @@ class Transactions(MethodView):
         )
         return shown(transaction), 201 if created else 200
 
+    @merchant_only
     @blp.doc(**MERCHANT)
     @blp.arguments(TransactionQueryArgsSchema, location="query")
     @blp.response(200, TransactionSchema)
@@ -105,6 +127,7 @@ class Transactions(MethodView):
 
 @blp.route("/<uuid:transaction_id>")
 class TransactionById(MethodView):
+    @merchant_only
     @blp.doc(**MERCHANT)
     @blp.response(200, TransactionSchema)
     @blp.alt_response(401, schema=ProblemSchema, description="No merchant token")
@@ -138,6 +161,7 @@ class TransactionPay(MethodView):
 
 @blp.route("/<uuid:transaction_id>/refund")
 class TransactionRefund(MethodView):
+    @merchant_only
     @blp.doc(**MERCHANT)
     @blp.response(200, PayResultSchema)
     @blp.alt_response(401, schema=ProblemSchema, description="No merchant token")

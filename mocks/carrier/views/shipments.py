@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
+from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -25,10 +28,26 @@ from mocks.carrier.views import shown, step
 blp = Blueprint("shipments", __name__, url_prefix="/shipments", description="Shipments")
 
 MERCHANT: dict[str, Any] = {"security": [{"bearerAuth": []}]}
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def merchant_only(view: Callable[P, R]) -> Callable[P, R]:
+    """Refuse a request without a merchant's token (401) before its input is parsed."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        merchant()
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def merchant() -> str:
     """The merchant whose token the request carries (401 if none); 503 while down."""
+    if "carrier_merchant" in g:
+        name: str = g.carrier_merchant
+        return name
     token = bearer_token() or ""
     settings = settings_of(CarrierSettings)
     found = None
@@ -39,11 +58,13 @@ def merchant() -> str:
     if found is None:
         raise UnknownMerchantError("A merchant's bearer token is required")
     services.refuse_if_unavailable(db_session(), settings.faults)
+    g.carrier_merchant = found
     return found
 
 
 @blp.route("")
 class Shipments(MethodView):
+    @merchant_only
     @blp.doc(**MERCHANT)
     @blp.arguments(ShipmentCreateSchema)
     @blp.response(201, ShipmentSchema)
@@ -69,6 +90,7 @@ class Shipments(MethodView):
         )
         return shown(shipment), 201 if created else 200
 
+    @merchant_only
     @blp.doc(**MERCHANT)
     @blp.arguments(ShipmentQueryArgsSchema, location="query")
     @blp.response(200, ShipmentSchema)
@@ -86,6 +108,7 @@ class Shipments(MethodView):
 
 @blp.route("/<uuid:shipment_id>")
 class ShipmentById(MethodView):
+    @merchant_only
     @blp.doc(**MERCHANT)
     @blp.response(200, ShipmentSchema)
     @blp.alt_response(401, schema=ProblemSchema, description="No merchant token")

@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from chomik.jobs import JobContext
 from chomik.signing import HEADER, split_secrets, verify
 from mocks.bank import create_app
-from mocks.bank.jobs import send_callbacks
+from mocks.bank.jobs import jobs
 from mocks.bank.worker import build_worker
 from tests.mocks.bank.conftest import MERCHANT, new_account, new_transaction
 from tests.receiver import Receiver
@@ -72,7 +72,8 @@ def test_the_sender_job_posts_each_change_signed_with_the_bank_secret(
     pay(client, tx["id"], payer["id"])
     client.post(f"/api/v1/transactions/{tx['id']}/refund", headers=merchant)
     sessions = sessionmaker(bind=committed_db.engine("bank"))
-    send_callbacks(JobContext(bank_settings, sessions, f"bank-test-{uuid.uuid4()}"))
+    (send_callbacks,) = jobs(bank_settings)
+    send_callbacks.func(JobContext(bank_settings, sessions, f"bank-{uuid.uuid4()}"))
     assert len(receiver.calls) == 2
     secrets = split_secrets(bank_settings.bank_callback_secrets)
     bodies = []

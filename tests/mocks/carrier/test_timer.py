@@ -48,16 +48,17 @@ def test_the_timer_moves_a_shipment_one_step_per_interval(
     context = JobContext(
         timed_settings, sessionmaker(bind=committed_db.engine("carrier")), "t"
     )
-    advance_due_shipments(context)
+    job = advance_due_shipments(dt.timedelta(seconds=0.2))
+    job.func(context)
     assert status(client, merchant, shipment["id"]) == "CREATED"  # not due yet
     time.sleep(0.25)
-    advance_due_shipments(context)
+    job.func(context)
     assert status(client, merchant, shipment["id"]) == "IN_TRANSIT"
-    advance_due_shipments(context)
+    job.func(context)
     assert status(client, merchant, shipment["id"]) == "IN_TRANSIT"
     time.sleep(0.25)
-    advance_due_shipments(context)
-    advance_due_shipments(context)
+    job.func(context)
+    job.func(context)
     assert status(client, merchant, shipment["id"]) == "DELIVERED"
 
 
