@@ -36,8 +36,9 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
 from chomik.db import UTCDateTime, utcnow
-from chomik.jobs.runner import claimed
-from chomik.jobs.scheduling import Job
+from chomik.jobs.runner import claimed, exclusive
+from chomik.jobs.scheduling import Job, JobContext
+from chomik.metrics import CALLBACK_ATTEMPTS
 from chomik.signing import HEADER, sign
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class SenderConfig:
     timeout: float = 5.0
     backoff_base: float = 1.0
     backoff_max: float = 60.0
+    # How long sent callbacks are kept (for looking into what was sent).
+    retention: dt.timedelta = dt.timedelta(days=1)
     # The longest a held-back callback waits for a later one of its key (a later
     # one sent releases it at once); longer than a carrier's default step.
     reorder_hold: float = 10.0
@@ -229,12 +232,14 @@ class CallbackSender:
         reorder = first and not row.held and self.chance() < faults.reorder
         if reorder and not _behind_held(session, row):
             _update(session, row, held=True)
+            CALLBACK_ATTEMPTS.labels("held").inc()
             return _later(self.config.reorder_hold)
         if first and self.chance() < faults.drop:
             log.info("callback %s dropped (fault switch)", row.event_id)
             _update(
                 session, row, sent_at=utcnow(), attempts=1, last_error="dropped (fault)"
             )
+            CALLBACK_ATTEMPTS.labels("dropped").inc()
             return None
         error = self._post(row)
         if error is not None:
@@ -243,9 +248,12 @@ class CallbackSender:
             )
             log.warning("callback %s to %s failed: %s", row.event_id, row.url, error)
             _update(session, row, attempts=row.attempts + 1, last_error=error)
+            CALLBACK_ATTEMPTS.labels("failed").inc()
             return _later(wait)
+        CALLBACK_ATTEMPTS.labels("sent").inc()
         if self.chance() < faults.duplicate:
             self._post(row)  # the second copy's fate does not matter
+            CALLBACK_ATTEMPTS.labels("duplicated").inc()
         _update(
             session, row, sent_at=utcnow(), attempts=row.attempts + 1, last_error=None
         )
@@ -266,6 +274,29 @@ class CallbackSender:
         if 200 <= response.status_code < 300:
             return None
         return f"HTTP {response.status_code}"
+
+
+def callback_jobs(secret: str, faults: Faults) -> list[Job]:
+    """The jobs of a stand-in's worker: send due callbacks, prune old sent ones."""
+    config = SenderConfig()
+
+    def prune(session: Session, context: JobContext) -> int:
+        return prune_sent_callbacks(session, older_than=config.retention)
+
+    return [
+        callback_job(secret, faults, config=config),
+        exclusive(
+            "prune_sent_callbacks", prune, seconds=3600, tables=[CALLBACKS_TABLE]
+        ),
+    ]
+
+
+def prune_sent_callbacks(session: Session, *, older_than: dt.timedelta) -> int:
+    """Delete callbacks sent longer than `older_than` ago; return how many."""
+    result = session.execute(
+        sa.delete(_callbacks).where(_callbacks.c.sent_at < utcnow() - older_than)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def callback_job(

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from chomik.jobs import Job, claimed
-from chomik.webhooks import callback_job
+from chomik.webhooks import callback_jobs
 from mocks.carrier import services
 from mocks.carrier.models import Shipment
 from mocks.carrier.settings import CarrierSettings
@@ -32,7 +32,7 @@ def advance_due_shipments(step: dt.timedelta) -> Job:
 
 def jobs(settings: CarrierSettings) -> list[Job]:
     """The carrier worker's jobs, configured by its settings."""
-    found = [callback_job(settings.signing_secret, settings.faults)]
+    found = callback_jobs(settings.signing_secret, settings.faults)
     if settings.carrier_step_seconds > 0:
         step = dt.timedelta(seconds=settings.carrier_step_seconds)
         found.append(advance_due_shipments(step))

@@ -1,5 +1,6 @@
 """The signed callback queue: durable, retried until a 2xx, and its fault switches."""
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -19,6 +20,7 @@ from chomik.webhooks import (
     clear_faults,
     current_faults,
     enqueue_callback,
+    prune_sent_callbacks,
     set_faults,
 )
 from tests.receiver import Receiver
@@ -197,3 +199,37 @@ def test_run_time_switches_override_the_settings_until_cleared(sessions):
 def test_unknown_switches_are_refused(sessions):
     with sessions() as session, pytest.raises(ValueError, match="nonsense"):
         set_faults(session, {"nonsense": 1.0})
+
+
+def test_sent_callbacks_are_pruned_after_their_retention(sessions, receiver):
+    enqueue(sessions, receiver.url)
+    pending = enqueue(sessions, "http://127.0.0.1:9/nobody-listens")
+    sender(sessions).send_due()
+    with sessions.begin() as session:
+        assert prune_sent_callbacks(session, older_than=dt.timedelta(hours=1)) == 0
+        assert prune_sent_callbacks(session, older_than=dt.timedelta(0)) == 1
+    assert [row.event_id for row in rows(sessions)] == [pending]
+
+
+def test_a_lost_lease_undoes_the_row_update_but_the_callback_went_out(
+    sessions, receiver
+):
+    """At least once: another sender took the row over, so it is sent again."""
+    enqueue(sessions, receiver.url)
+    job = Sender(sessions).job
+
+    def take_over(session, row):
+        with sessions.begin() as other:
+            other.execute(
+                sa.text("UPDATE outgoing_callbacks SET claim_token = gen_random_uuid()")
+            )
+        return handler(session, row)
+
+    handler = job.func.handle
+    stolen = dataclasses.replace(job.func, handle=take_over)
+    counts = stolen(JobContext(Settings(), sessions, "webhook-test"))
+    assert counts["stale"] == 1
+    (row,) = rows(sessions)
+    assert row.sent_at is None
+    assert row.attempts == 0
+    assert len(receiver.calls) == 1

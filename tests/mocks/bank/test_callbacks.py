@@ -37,6 +37,24 @@ def pay(client, transaction_id, account_id):
     )
 
 
+def test_parallel_creations_with_one_reference_make_one_transaction(client, merchant):
+    barrier = threading.Barrier(4)
+    answers = []
+
+    def create():
+        barrier.wait()
+        response = new_transaction(client, merchant, reference="same-everywhere")
+        answers.append((response.status_code, response.json["id"]))
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(code for code, _ in answers) == [200, 200, 200, 201]
+    assert len({tx_id for _, tx_id in answers}) == 1
+
+
 def test_parallel_payments_never_overdraw_an_account(client, merchant):
     payer = new_account(client, "50.00")
     transactions = [
@@ -72,7 +90,7 @@ def test_the_sender_job_posts_each_change_signed_with_the_bank_secret(
     pay(client, tx["id"], payer["id"])
     client.post(f"/api/v1/transactions/{tx['id']}/refund", headers=merchant)
     sessions = sessionmaker(bind=committed_db.engine("bank"))
-    (send_callbacks,) = jobs(bank_settings)
+    send_callbacks = {job.name: job for job in jobs(bank_settings)}["send_callbacks"]
     send_callbacks.func(JobContext(bank_settings, sessions, f"bank-{uuid.uuid4()}"))
     assert len(receiver.calls) == 2
     secrets = split_secrets(bank_settings.bank_callback_secrets)

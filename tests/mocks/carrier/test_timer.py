@@ -1,5 +1,6 @@
 """The carrier for real: the status timer, and the worker's signed callbacks."""
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -106,3 +107,23 @@ def test_duplicated_and_reordered_callbacks_keep_their_event_ids(
         "DELIVERED", "DELIVERED", "IN_TRANSIT", "IN_TRANSIT",
     ]  # fmt: skip
     assert len({b["event_id"] for b in bodies}) == 2
+
+
+def test_advancing_by_hand_takes_the_timer_claim_so_no_step_is_taken_twice(
+    client, merchant, committed_db, timed_settings
+):
+    shipment = new_shipment(client, merchant).json
+    sessions = sessionmaker(bind=committed_db.engine("carrier"))
+    context = JobContext(timed_settings, sessions, "t")
+    job = advance_due_shipments(dt.timedelta(seconds=0.2))
+    time.sleep(0.25)
+
+    def hand_first(session, row):
+        # The shipment is moved by hand after the timer claimed it.
+        client.post(f"/api/v1/shipments/{row.id}/advance")
+        return timer_step(session, row)
+
+    timer_step = job.func.handle
+    counts = dataclasses.replace(job.func, handle=hand_first)(context)
+    assert counts["stale"] == 1
+    assert status(client, merchant, shipment["id"]) == "IN_TRANSIT"
