@@ -2,44 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
 
 import marshmallow as ma
 from marshmallow import validate
 
+from chomik.schemas import Money
 from mocks.bank.models import TransactionStatus
-
-MAX_AMOUNT = Decimal("9999999999.99")  # numeric(12, 2)
-_DECIMAL_TEXT = re.compile(r"\d{1,10}(\.\d{1,2})?", re.ASCII)
-
-
-class Money(ma.fields.Field[Decimal]):
-    """A decimal string with at most two places ("129.90"); never a float."""
-
-    default_error_messages = {
-        "invalid": 'Not a decimal string such as "129.90" (at most two places).',
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        metadata = {"type": "string", "format": "decimal", "example": "129.90"}
-        super().__init__(metadata=metadata, **kwargs)
-
-    def _serialize(
-        self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any
-    ) -> str | None:
-        return None if value is None else str(value.quantize(Decimal("0.01")))
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> Decimal:
-        if not isinstance(value, str) or not _DECIMAL_TEXT.fullmatch(value):
-            raise self.make_error("invalid")
-        try:
-            return Decimal(value)
-        except InvalidOperation as exc:  # pragma: no cover - the pattern rules it out
-            raise self.make_error("invalid") from exc
 
 
 class AccountCreateSchema(ma.Schema):
@@ -60,7 +29,7 @@ class AccountSchema(ma.Schema):
 class TransactionCreateSchema(ma.Schema):
     """The body of POST /transactions."""
 
-    amount = Money(required=True, validate=validate.Range(min=Decimal("0.01")))
+    amount = Money(required=True, minimum=Decimal("0.01"))
     currency = ma.fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$"))
     merchant_account_id = ma.fields.UUID(required=True)
     callback_url = ma.fields.Url(

@@ -101,7 +101,7 @@ def test_a_merchant_cannot_create_for_another_merchant_account(client):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("amount", "0.00"), ("amount", 10), ("currency", "rub"), ("reference", ""),
+    [("amount", "0.00"), ("amount", 10.5), ("currency", "rub"), ("reference", ""),
      ("callback_url", "ftp://x/y"), ("merchant_account_id", "nope")],
 )  # fmt: skip
 def test_a_bad_transaction_field_is_refused(client, merchant, field, value):
