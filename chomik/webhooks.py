@@ -2,12 +2,13 @@
 
 An outside-system stand-in (bank, carrier) calls `install_callbacks(metadata)` once,
 `enqueue_callback(session, url, payload, key=..., event_id=...)` in the transaction
-that changes a record's state, and runs `callback_job(secret, faults)` in its worker. Each row is POSTed with an
+that changes a record's state, and runs `callback_jobs(secret, faults)` in its worker
+(its migration calls `chomik.webhooks_migrations`). Each row is POSTed with an
 `X-Signature` (`chomik.signing.sign`, the first secret) until the receiver answers
 2xx; failures wait with capped exponential backoff. Rows are claimed with row leases
-(`claim_due`), so any number of senders may run; a sender that dies mid-batch loses
-nothing: its rows come due again when the lease ends (at least once, the same
-`event_id` every time).
+(`chomik.jobs.claimed`), so any number of senders may run; a sender that dies
+mid-batch loses nothing: its rows come due again when the lease ends (at least once,
+the same `event_id` every time).
 
 `Faults` make the sender misbehave for tests, as real outside systems do: drop a
 callback (counted as sent, never sent), send it twice, hold it back so a later
@@ -31,7 +32,6 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
@@ -362,47 +362,3 @@ def _release_held(session: Session, row: Any) -> None:
 
 def _later(seconds: float) -> dt.datetime:
     return utcnow() + dt.timedelta(seconds=seconds)
-
-
-# --- migrations -------------------------------------------------------------------------
-
-
-def upgrade_callbacks() -> None:
-    """Create `outgoing_callbacks` and `fault_switches` (version 1): from a migration."""
-    op.create_table(
-        CALLBACKS_TABLE,
-        sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
-        sa.Column("event_id", sa.Uuid(), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("url", sa.String(length=2000), nullable=False),
-        sa.Column("body", JSONB(), nullable=False),
-        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("held", sa.Boolean(), server_default=sa.false(), nullable=False),
-        sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
-        sa.Column("claim_token", sa.Uuid(), nullable=True),
-        sa.Column("sent_at", UTCDateTime(), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column(
-            "created_at", UTCDateTime(), server_default=sa.text("now()"), nullable=False
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outgoing_callbacks")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_outgoing_callbacks_event_id")),
-    )
-    op.create_index(
-        "ix_outgoing_callbacks_next_attempt_at", CALLBACKS_TABLE, ["next_attempt_at"]
-    )
-    op.create_index("ix_outgoing_callbacks_key", CALLBACKS_TABLE, ["key", "id"])
-    op.create_table(
-        FAULTS_TABLE,
-        sa.Column("name", sa.String(length=50), nullable=False),
-        sa.Column("value", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_fault_switches")),
-    )
-
-
-def downgrade_callbacks() -> None:
-    """Drop `outgoing_callbacks` and `fault_switches` (version 1)."""
-    op.drop_table(FAULTS_TABLE)
-    op.drop_index("ix_outgoing_callbacks_key", table_name=CALLBACKS_TABLE)
-    op.drop_index("ix_outgoing_callbacks_next_attempt_at", table_name=CALLBACKS_TABLE)
-    op.drop_table(CALLBACKS_TABLE)

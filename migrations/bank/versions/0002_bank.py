@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from chomik.db import UTCDateTime
-from chomik.webhooks import downgrade_callbacks, upgrade_callbacks
+from chomik.webhooks_migrations import downgrade_callbacks, upgrade_callbacks
 
 revision = "0002"
 down_revision = "0001"

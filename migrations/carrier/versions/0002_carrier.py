@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from chomik.db import UTCDateTime
-from chomik.webhooks import downgrade_callbacks, upgrade_callbacks
+from chomik.webhooks_migrations import downgrade_callbacks, upgrade_callbacks
 
 revision = "0002"
 down_revision = "0001"
