@@ -127,3 +127,30 @@ def test_the_bank_worker_sends_callbacks_until_the_receiver_takes_them(
     assert [json.loads(c.body)["transaction_id"] for c in receiver.calls] == [
         tx["id"]
     ] * 2
+
+
+def test_switches_changed_at_run_time_reach_the_sender(
+    client, merchant, receiver, committed_db, bank_settings
+):
+    payer = new_account(client, "100.00")
+    sessions = sessionmaker(bind=committed_db.engine("bank"))
+    send = {job.name: job for job in jobs(bank_settings)}["send_callbacks"]
+    context = JobContext(bank_settings, sessions, f"bank-{uuid.uuid4()}")
+
+    def pay_new(reference):
+        tx = new_transaction(
+            client, merchant, reference=reference, callback_url=receiver.url
+        ).json
+        pay(client, tx["id"], payer["id"])
+        send.func(context)
+        return tx["id"]
+
+    client.put("/api/v1/admin/faults", json={"drop": 1.0})
+    pay_new("dropped")
+    assert receiver.calls == []
+    client.put("/api/v1/admin/faults", json={"drop": 0.0, "duplicate": 1.0})
+    twice = pay_new("twice")
+    assert [json.loads(c.body)["transaction_id"] for c in receiver.calls] == [twice] * 2
+    client.delete("/api/v1/admin/faults")
+    once = pay_new("once")
+    assert [json.loads(c.body)["transaction_id"] for c in receiver.calls][2:] == [once]
