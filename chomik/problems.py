@@ -23,6 +23,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from chomik.logs import current_request_id
+from chomik.transient import is_outage
 
 PROBLEM_MIMETYPE = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -246,10 +247,29 @@ def _without_location(messages: Any) -> Any:
     return messages
 
 
+# Seconds a client is told to wait when something the request needs is down.
+OUTAGE_RETRY_AFTER = 5
+
+
 def internal_error(error: BaseException) -> Response:
-    """A generic 500 problem carrying the request id; the traceback goes to the log."""
+    """A generic 500 problem carrying the request id; the traceback goes to the log.
+
+    An outage of something the request needs (the database, another service: see
+    `chomik.transient.is_outage`) is no bug of ours: it is a 503 with `Retry-After`,
+    so the client retries (safely, for an unsafe request, with its Idempotency-Key).
+    """
     original = getattr(error, "original_exception", None) or error
     request_id = current_request_id()
+    if is_outage(original):
+        log.warning("request failed on an outage: %r", original)
+        return problem_response(
+            503,
+            "unavailable",
+            "Service unavailable",
+            "A service this request needs is unavailable; try again shortly",
+            {"Retry-After": str(OUTAGE_RETRY_AFTER)},
+            request_id=request_id,
+        )
     if not isinstance(original, InternalServerError):
         log.error("unhandled error", exc_info=original)
     return problem_response(

@@ -252,7 +252,9 @@ class CallbackSender:
             return _later(wait)
         CALLBACK_ATTEMPTS.labels("sent").inc()
         if self.chance() < faults.duplicate:
-            self._post(row)  # the second copy's fate does not matter
+            # Signed a second later, as a real resend would be: a receiver must
+            # know the copy by its event_id, not by a replayed signature.
+            self._post(row, now=time.time() + 1)  # the copy's fate does not matter
             CALLBACK_ATTEMPTS.labels("duplicated").inc()
         _update(
             session, row, sent_at=utcnow(), attempts=row.attempts + 1, last_error=None
@@ -260,10 +262,11 @@ class CallbackSender:
         _release_held(session, row)
         return None
 
-    def _post(self, row: Any) -> str | None:
+    def _post(self, row: Any, *, now: float | None = None) -> str | None:
         """POST one callback; None on a 2xx, else what went wrong."""
         body = body_bytes(row.body)
-        headers = {"Content-Type": "application/json", HEADER: sign(body, self.secret)}
+        signature = sign(body, self.secret, now=now)
+        headers = {"Content-Type": "application/json", HEADER: signature}
         try:
             response = self.http.post(
                 row.url, data=body, headers=headers, timeout=self.config.timeout

@@ -79,7 +79,7 @@ from chomik.metrics import (
     OUTAGE_WAITS,
     RETRIES,
 )
-from chomik.transient import TransientError, causes
+from chomik.transient import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -429,34 +429,3 @@ class Consumer:
             if self._producer is not None:
                 self._producer.close(timeout=2)
                 self._producer = None
-
-
-# SQLSTATEs retried for as long as they last: deadlock and serialization failure
-# depend on what other transactions did, not on the message; the server going away
-# (class 08 connection, 53 out of resources, 57P01-57P03 shutting down or not yet
-# accepting connections, 58 system error) is an outage. Every other SQLSTATE, such
-# as a statement or lock timeout (57014, 55P03) or a value too large for an index
-# (class 54), may be the message's own doing: retried a bounded number of times, then
-# dead-lettered, so it never holds the partition forever.
-_TRANSIENT_CODES = frozenset({"40P01", "40001", "57P01", "57P02", "57P03"})
-_OUTAGE_CLASSES = frozenset({"08", "53", "58"})
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Tell an outage (retry without end) from a fault of the message (the table above).
-
-    Looks through the whole cause chain, so an outage wrapped by another error (a
-    two-phase commit that failed because a database went away, a domain error
-    raised from a client's `TransportError`) still counts.
-    """
-    for error in causes(exc):
-        if isinstance(error, TransientError | sa.exc.TimeoutError):
-            return True
-        if isinstance(error, sa.exc.DBAPIError):
-            code = getattr(error.orig, "pgcode", None)
-            if code:
-                return code in _TRANSIENT_CODES or code[:2] in _OUTAGE_CLASSES
-            # No SQLSTATE: the server never answered (connection refused or lost).
-            if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
-                return True
-    return False

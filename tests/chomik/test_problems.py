@@ -4,6 +4,7 @@ import logging
 
 import marshmallow as ma
 import pytest
+import sqlalchemy as sa
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -11,6 +12,7 @@ from chomik.auth import require_role
 from chomik.problems import ConflictError
 from chomik.settings import Settings
 from chomik.web import create_app
+from clients._http import TransportError
 from tests.conftest import auth
 
 blp = Blueprint("things", __name__, url_prefix="/things")
@@ -39,6 +41,13 @@ class Things(MethodView):
             raise ConflictError("That name is taken")
         if body["name"] == "boom":
             raise RuntimeError("secret internals")
+        if body["name"] == "remote-down":
+            try:
+                raise TransportError("GET http://storage/x: connection refused")
+            except TransportError as exc:
+                raise LookupError("the price could not be read") from exc
+        if body["name"] == "database-down":
+            raise sa.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError())
         return body, 201
 
 
@@ -150,6 +159,17 @@ def test_unexpected_error_is_a_500_problem_with_request_id_and_no_trace(
     assert any(
         "secret internals" in (r.exc_text or str(r.exc_info)) for r in caplog.records
     )
+
+
+@pytest.mark.parametrize("name", ["remote-down", "database-down"])
+def test_an_outage_of_what_a_request_needs_is_a_503_to_retry(client, make_token, name):
+    response = client.post(
+        "/api/v1/things",
+        json={"name": name, "size": 1},
+        headers=auth(make_token("u", "seller")),
+    )
+    assert_problem(response, 503, "unavailable")
+    assert response.headers["Retry-After"] == "5"
 
 
 def test_too_large_body_is_a_payload_too_large_problem(client, make_token):

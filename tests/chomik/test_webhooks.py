@@ -152,6 +152,12 @@ def test_a_duplicated_callback_arrives_twice_with_one_event_id(sessions, receive
     event_id = enqueue(sessions, receiver.url)
     sender(sessions, Faults(duplicate=1.0)).send_due()
     assert event_ids(receiver) == [str(event_id)] * 2
+    # A resend, not a replay: each copy verifies, and their signatures differ.
+    first, second = (
+        verify(call.headers[HEADER], call.body, [SECRET], tolerance=10)
+        for call in receiver.calls
+    )
+    assert first.replay_key != second.replay_key
 
 
 def test_a_reordered_callback_goes_after_a_later_one_of_its_key(sessions, receiver):
