@@ -26,11 +26,17 @@ __all__ = [
     "Event",
     "MalformedMessageError",
     "OrderCancelled",
+    "OrderDelivered",
     "OrderExpired",
     "OrderPaid",
     "OrderPaymentFailed",
+    "OrderPaymentPending",
+    "OrderPlaced",
+    "OrderShipped",
     "PaymentFailed",
     "PaymentSucceeded",
+    "ShipmentDelivered",
+    "ShipmentInTransit",
     "ShipmentStatusChanged",
     "StockCommitted",
     "StockReleased",
@@ -59,6 +65,34 @@ Items = tuple[dict[str, Any], ...]
 
 
 # --- orders.events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderPlaced(Event):
+    """An order was placed with its stock reserved; it awaits payment."""
+
+    type = "order.placed"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str
+    address_id: str
+    currency: str
+    total: Decimal
+    items: Items
+
+
+@dataclass(frozen=True)
+class OrderPaymentPending(Event):
+    """A payment for the order was started at the bank."""
+
+    type = "order.payment_pending"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str
+    total: Decimal
+    currency: str
 
 
 @dataclass(frozen=True)
@@ -105,6 +139,28 @@ class OrderPaymentFailed(Event):
 
     order_id: str
     payment_id: str = ""
+
+
+@dataclass(frozen=True)
+class OrderShipped(Event):
+    """The carrier has the order's parcel on its way."""
+
+    type = "order.shipped"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str
+
+
+@dataclass(frozen=True)
+class OrderDelivered(Event):
+    """The carrier delivered the order."""
+
+    type = "order.delivered"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str
 
 
 # --- stock.events --------------------------------------------------------------------
@@ -186,6 +242,30 @@ class ShipmentStatusChanged(Event):
     shipment_id: str
     order_id: str
     status: str
+
+
+@dataclass(frozen=True)
+class ShipmentInTransit(Event):
+    """The carrier picked the order's parcel up: the order is shipped."""
+
+    type = "shipment.in_transit"
+    topic = DELIVERY_EVENTS
+    key_field = "order_id"
+
+    shipment_id: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class ShipmentDelivered(Event):
+    """The carrier delivered the order's parcel."""
+
+    type = "shipment.delivered"
+    topic = DELIVERY_EVENTS
+    key_field = "order_id"
+
+    shipment_id: str
+    order_id: str
 
 
 # --- callbacks from the outside world (published by the gateway) ---------------------

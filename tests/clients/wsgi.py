@@ -10,3 +10,13 @@ def string_content_length(app):
         return app(environ, start_response)
 
     return wrapped
+
+
+def mounted(app, base_url):
+    """A requests session whose calls to `base_url` go to `app` in-process."""
+    import requests
+    from wsgiadapter import WSGIAdapter
+
+    session = requests.Session()
+    session.mount(base_url, WSGIAdapter(string_content_length(app)))
+    return session

@@ -1,0 +1,64 @@
+"""Problem types of the orders service.
+
+Problem
+├── NotFoundError
+│   └── OrderNotFoundError          404 order-not-found
+├── ConflictError
+│   ├── InsufficientStockError      409 insufficient-stock (product_ids)
+│   └── IllegalTransitionError      409 illegal-transition (clients.orders)
+└── ValidationProblem               422
+    ├── UnknownProductsError        422 unknown-products (product_ids)
+    ├── MixedCurrenciesError        422 mixed-currencies
+    ├── UnknownAddressError         422 unknown-address
+    └── IdempotencyKeyReusedError   422 idempotency-key-reused
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from chomik.problems import ConflictError, NotFoundError, ValidationProblem
+from clients.orders import IllegalTransitionError
+
+__all__ = [
+    "IdempotencyKeyReusedError",
+    "IllegalTransitionError",
+    "InsufficientStockError",
+    "MixedCurrenciesError",
+    "OrderNotFoundError",
+    "UnknownAddressError",
+    "UnknownProductsError",
+]
+
+
+class OrderNotFoundError(NotFoundError):
+    type, title = "order-not-found", "Order not found"
+
+
+class InsufficientStockError(ConflictError):
+    type, title = "insufficient-stock", "Not enough stock"
+
+
+class UnknownProductsError(ValidationProblem):
+    type, title = "unknown-products", "Unknown or archived products"
+
+    def __init__(self, errors: Mapping[str, list[str]], product_ids: list[str]) -> None:
+        super().__init__(
+            errors, f"Unknown or archived products: {', '.join(product_ids)}"
+        )
+        self.extra["product_ids"] = product_ids
+
+
+class MixedCurrenciesError(ValidationProblem):
+    type, title = "mixed-currencies", "Items in several currencies"
+
+
+class UnknownAddressError(ValidationProblem):
+    type, title = "unknown-address", "Not one of the buyer's addresses"
+
+
+class IdempotencyKeyReusedError(ValidationProblem):
+    type, title = "idempotency-key-reused", "Idempotency-Key used for another request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__({}, detail)

@@ -1,0 +1,116 @@
+"""Moving placed orders: cancel, the events that carry them forward, and expiry.
+
+Every move goes through `clients.orders.move_order`, the one conditional UPDATE
+that payment's two-phase branch uses as well.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from apps.orders.models import Order, PlacementAttempt
+from apps.orders.services.reading import OrderView, access_order, view_of
+from chomik.auth import Principal
+from chomik.db import utcnow
+from clients import storage as stock
+from clients.orders import (
+    EXPIRABLE,
+    IllegalTransitionError,
+    OrderStatus,
+    has_reached,
+    move_order,
+)
+
+log = logging.getLogger(__name__)
+
+
+def cancel_order(
+    session: Session, *, user: Principal, order_id: uuid.UUID
+) -> OrderView:
+    """Cancel an unpaid order (its buyer or an admin); emits order.cancelled.
+
+    Storage releases the stock when it consumes the event. Cancelling a cancelled
+    order changes nothing; once payment started or the order is paid, 409.
+    Locks the order row (through `move_order`) to the end of the transaction.
+    """
+    order = access_order(session, user=user, order_id=order_id)
+    if order.status != OrderStatus.CANCELLED:
+        who = "an admin" if user.is_admin else "the buyer"
+        move_order(
+            session, order_id, to=OrderStatus.CANCELLED, reason=f"cancelled by {who}"
+        )
+        session.refresh(order)
+    return view_of(order)
+
+
+def advance_order(
+    session: Session, *, order_id: uuid.UUID, to: OrderStatus, reason: str
+) -> bool:
+    """Move the order forward to `to`, unless it is there or past it already.
+
+    Monotonic and idempotent: a repeated or stale event changes nothing (False).
+    A move the table refuses for any other reason (a cancelled order paid) raises
+    IllegalTransitionError.
+    """
+    try:
+        move_order(session, order_id, to=to, reason=reason)
+    except IllegalTransitionError:
+        current = session.scalar(
+            sa.select(Order.status).where(Order.id == order_id).with_for_update()
+        )
+        if current is not None and has_reached(current, to):
+            return False
+        raise
+    return True
+
+
+def expire_order(session: Session, *, order_id: uuid.UUID) -> dt.datetime | None:
+    """Expire the order if it is still unpaid past expires_at; emits order.expired.
+
+    Returns when to look at the order again: None once it is expired or no longer
+    waiting for payment. Locks the order row to the end of the transaction.
+    """
+    order = session.scalars(
+        sa.select(Order)
+        .where(Order.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if order is None or order.status not in EXPIRABLE:
+        return None
+    if order.expires_at > utcnow():
+        return order.expires_at
+    move_order(session, order_id, to=OrderStatus.EXPIRED, reason="not paid in time")
+    return None
+
+
+def release_abandoned_placement(
+    session: Session,
+    *,
+    order_id: uuid.UUID,
+    claim: uuid.UUID,
+    storage: stock.StorageClient,
+) -> bool:
+    """Release the stock of a placement that never stored its order; drop its row.
+
+    A placement whose order exists is finished; its row is only removed. Storage
+    answers a release by order id idempotently, and a release with nothing
+    reserved leaves a marker there that refuses a late reserve for that id. The
+    row goes only while `claim` is still its claim token: False when another
+    replica took it over (the caller rolls back).
+    """
+    if session.get(Order, order_id) is None:
+        storage.release(order_id)
+        log.info("order %s was never stored; its reservation was released", order_id)
+    deleted: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        sa.delete(PlacementAttempt).where(
+            PlacementAttempt.order_id == order_id, PlacementAttempt.claim_token == claim
+        )
+    )
+    return bool(deleted.rowcount)
