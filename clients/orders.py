@@ -296,7 +296,6 @@ def move_order(
             status=to,
             updated_at=sa.func.now(),
             next_check_at=orders.c.expires_at if to in EXPIRABLE else None,
-            claim_token=None,
         )
         .returning(
             before.c.status.label("from_status"),

@@ -70,17 +70,19 @@ def release_abandoned_placements(context: JobContext) -> None:
         timeout=settings.http_timeout,
     )
     try:
-        while not context.stopping.is_set() and (
-            rows := _claims(context, PlacementAttempt)
-        ):
-            for row in rows:
-                with (
-                    contextlib.suppress(StaleClaimError),
-                    context.sessions.begin() as s,
-                ):
-                    if not services.release_abandoned_placement(
-                        s, order_id=row.order_id, claim=row.claim_token, storage=storage
-                    ):
-                        raise StaleClaimError(row.order_id)
+        release_abandoned(context, storage)
     finally:
         storage.close()
+
+
+def release_abandoned(context: JobContext, storage: StorageClient) -> None:
+    """The body of `release_abandoned_placements`, with the storage client given."""
+    while not context.stopping.is_set() and (
+        rows := _claims(context, PlacementAttempt)
+    ):
+        for row in rows:
+            with contextlib.suppress(StaleClaimError), context.sessions.begin() as s:
+                if not services.release_abandoned_placement(
+                    s, order_id=row.order_id, claim=row.claim_token, storage=storage
+                ):
+                    raise StaleClaimError(row.order_id)

@@ -20,6 +20,7 @@ from chomik.jobs.scheduling import JobContext
 from clients.storage import StorageClient
 from tests.clients.wsgi import mounted
 from tests.conftest import TEST_SERVICE_SECRET, auth
+from tests.factories import orders as order_factories
 from tests.factories import storage as storage_factories
 
 STORAGE = "http://storage.test"
@@ -44,8 +45,9 @@ class FakeAddresses:
 
 @pytest.fixture
 def session(dbs):
-    """An orders session inside the test's transaction."""
+    """An orders session inside the test's transaction; order factories use it."""
     session = dbs.session("orders")
+    order_factories.bind(session)
     yield session
     session.close()
 

@@ -1,0 +1,206 @@
+"""The leased jobs, run in-process: expiry, and stock no placement left behind."""
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from apps.orders import services
+from apps.orders.jobs import expire_due_orders, release_abandoned
+from apps.orders.models import Order, OrderStatusChange, PlacementAttempt
+from apps.orders.services import OrderRequest
+from apps.storage import create_app as create_storage_app
+from apps.storage.models import Product, Reservation, ReservationStatus
+from apps.storage.settings import StorageSettings
+from chomik.auth import Principal
+from chomik.db import make_session_factory
+from chomik.jobs.scheduling import JobContext
+from chomik.web import runtime
+from clients.orders import OrderStatus, move_order
+from clients.storage import StorageClient
+from tests.apps.orders.conftest import Placing, make_due, stock_of, storage_client
+from tests.conftest import auth
+from tests.factories.orders import OrderFactory
+from tests.factories.storage import ProductFactory
+
+S = OrderStatus
+
+
+def outbox_types(session):
+    return session.scalars(sa.text("SELECT type FROM outbox_events ORDER BY seq")).all()
+
+
+def status_of(session, order_id):
+    session.expire_all()
+    return session.get(Order, order_id).status
+
+
+def test_expiry_expires_each_due_unpaid_order_once(session, job_context):
+    due = [OrderFactory(status=s) for s in (S.AWAITING_PAYMENT, S.PAYMENT_FAILED)]
+    later = OrderFactory(status=S.AWAITING_PAYMENT)
+    paying = OrderFactory(status=S.PAYMENT_PENDING)
+    session.commit()
+    for order in [*due, paying]:
+        make_due(session, order.id)
+    expire_due_orders(job_context)
+    expire_due_orders(job_context)
+    assert [status_of(session, o.id) for o in due] == [S.EXPIRED, S.EXPIRED]
+    assert status_of(session, later.id) == S.AWAITING_PAYMENT
+    assert status_of(session, paying.id) == S.PAYMENT_PENDING
+    assert outbox_types(session) == ["order.expired", "order.expired"]
+    expired = session.scalars(
+        sa.select(OrderStatusChange.order_id).where(
+            OrderStatusChange.to_status == S.EXPIRED
+        )
+    ).all()
+    assert sorted(expired) == sorted(o.id for o in due)
+    assert all(session.get(Order, o.id).next_check_at is None for o in due)
+
+
+def test_an_order_paid_for_after_its_claim_is_not_expired(session, job_context):
+    order = OrderFactory(status=S.AWAITING_PAYMENT)
+    session.commit()
+    make_due(session, order.id)
+    move_order(session, order.id, to=S.PAYMENT_PENDING)  # payment got there first
+    session.commit()
+    session.execute(  # as if claimed just before: a stale due time, a token
+        sa.update(Order)
+        .where(Order.id == order.id)
+        .values(next_check_at=sa.func.now() - sa.text("interval '1 second'"))
+    )
+    session.commit()
+    expire_due_orders(job_context)
+    assert status_of(session, order.id) == S.PAYMENT_PENDING
+    assert session.get(Order, order.id).next_check_at is None
+
+
+def test_an_order_not_yet_expired_is_left_until_its_time(session, job_context):
+    order = OrderFactory(status=S.AWAITING_PAYMENT)
+    session.commit()
+    session.execute(
+        sa.update(Order)
+        .where(Order.id == order.id)
+        .values(next_check_at=sa.func.now() - sa.text("interval '1 second'"))
+    )
+    session.commit()
+    expire_due_orders(job_context)
+    session.expire_all()
+    row = session.get(Order, order.id)
+    assert row.status == S.AWAITING_PAYMENT
+    assert row.next_check_at == row.expires_at
+
+
+class CurrencyChangedMidway(StorageClient):
+    """Storage where a seller switches a product's currency between our read and
+    our reserve (through storage's own API)."""
+
+    product = None
+    seller_headers: dict = {}
+
+    def reserve(self, order_id, items):
+        self.http.request(
+            "PATCH", f"/api/v1/products/{self.product}", json={"currency": "USD"},
+            headers=self.seller_headers,
+        )  # fmt: skip
+        return super().reserve(order_id, items)
+
+
+def test_a_placement_failing_after_its_reserve_releases_the_stock(
+    make_app, storage_app, addresses, as_buyer, make_token, session, storage_session
+):
+    seller = uuid.uuid4()
+    a = ProductFactory(quantity=5)
+    b = ProductFactory(quantity=5, seller_id=seller)
+    raced = storage_client(storage_app, CurrencyChangedMidway)
+    raced.product = b.id
+    raced.seller_headers = auth(make_token(str(seller), "seller"))
+    place = Placing(make_app(raced, addresses).test_client(), addresses)
+    response = place(as_buyer, (a, 2), (b, 1))
+    assert response.status_code == 422
+    assert response.json["type"] == "mixed-currencies"
+    assert stock_of(storage_session, a) == (5, 0, 0)
+    assert stock_of(storage_session, b) == (5, 0, 0)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+
+
+def test_stock_of_a_placement_that_died_before_its_commit_is_released(
+    committed_db, settings, settings_for, addresses
+):
+    """Separate connections, really committed: the attempt row outlives the
+    placement's transaction as it would outlive its process."""
+    orders_db = make_session_factory(committed_db.engine("orders"))
+    product = ProductFactory.build(quantity=5)
+    with Session(committed_db.engine("storage")) as storage_db, storage_db.begin():
+        storage_db.add(product)
+        storage_db.flush()
+        storage_db.expunge(product)
+    storage_app = create_storage_app(settings_for(StorageSettings))
+    storage = storage_client(storage_app)
+    buyer = uuid.uuid4()
+    request = OrderRequest({product.id: 2}, addresses.add(buyer))
+    with orders_db() as session:
+        placed = services.place_order(
+            session,
+            buyer=Principal(str(buyer), frozenset({"buyer"})),
+            request=request,
+            idempotency_key="k",
+            storage=storage,
+            addresses=addresses,
+            attempts=orders_db,
+            ttl=dt.timedelta(minutes=15),
+        )
+        session.rollback()  # the process died: its transaction never committed
+
+    def stock():
+        with Session(committed_db.engine("storage")) as s:
+            row = s.get(Product, product.id)
+            return row.quantity, row.reserved
+
+    context = JobContext(settings, orders_db, "test-replica")
+    with orders_db() as session:
+        assert session.get(Order, placed.order.id) is None
+    assert stock() == (5, 2)
+    release_abandoned(context, storage)  # not due yet: held as an order would be
+    assert stock() == (5, 2)
+    with orders_db.begin() as session:
+        session.execute(
+            sa.update(PlacementAttempt).values(
+                next_check_at=sa.func.now() - sa.text("interval '1 second'")
+            )
+        )
+    release_abandoned(context, storage)
+    assert stock() == (5, 0)
+    with orders_db() as session:
+        assert (
+            session.scalar(sa.select(sa.func.count()).select_from(PlacementAttempt))
+            == 0
+        )
+    with Session(committed_db.engine("storage")) as s:
+        assert (
+            s.scalar(
+                sa.select(Reservation.status).where(
+                    Reservation.order_id == placed.order.id
+                )
+            )
+            == ReservationStatus.RELEASED
+        )
+    storage.close()
+    runtime(storage_app).engine.dispose()
+
+
+def test_a_placement_whose_order_was_stored_keeps_its_stock(
+    session, storage, storage_session, place, as_buyer, job_context
+):
+    product = ProductFactory(quantity=5)
+    order_id = uuid.UUID(place(as_buyer, (product, 2)).json["id"])
+    session.add(  # a leftover row of a placement that did store its order
+        PlacementAttempt(
+            order_id=order_id, buyer_id=as_buyer.id,
+            next_check_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
+        )
+    )  # fmt: skip
+    session.commit()
+    release_abandoned(job_context, storage)
+    assert stock_of(storage_session, product) == (5, 2, 0)
+    assert session.scalar(sa.select(sa.func.count()).select_from(PlacementAttempt)) == 0
