@@ -4,6 +4,11 @@ User access tokens are RS256 JWTs signed by the gateway; services verify them wi
 the public key only (a PEM file, or the gateway's JWKS fetched and cached by kid).
 Service tokens, for internal endpoints, are short HS256 JWTs under a shared secret;
 each kind is checked with its own algorithm list, so one can never pass as the other.
+
+A view declares who may call it with `require_role`, `require_service` or
+`optional_token`. The declaration is recorded on the view (`Access`), and the web
+factory checks it before flask-smorest parses the request's body or query: a request
+without a valid token is a 401 even when its input is invalid too.
 """
 
 from __future__ import annotations
@@ -261,31 +266,78 @@ def current_user() -> Principal:
     return user
 
 
+def user_uuid(user: Principal) -> uuid.UUID:
+    """The caller's user id as a UUID; 403 when the token's subject is not one."""
+    try:
+        return uuid.UUID(user.id)
+    except ValueError as exc:
+        raise ForbiddenError("The token's subject is not a user id") from exc
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call a view: recorded on it and checked before its input is parsed.
+
+    `kind` is "user" (a valid access token holding one of `roles`, any role when
+    empty), "service" (a service token) or "optional" (anonymous, but a presented
+    token must be valid).
+    """
+
+    kind: str
+    roles: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        """Raise 401 or 403 unless the current request satisfies this access."""
+        if self.kind == "optional":
+            optional_user()
+        elif self.kind == "service":
+            token = bearer_token()
+            if token is None:
+                raise UnauthorizedError("A service token is required")
+            if "chomik_service" not in g:
+                g.chomik_service = verifier().verify_service(token)
+        else:
+            user = current_user()
+            if self.roles and not user.has_role(*self.roles):
+                raise ForbiddenError("Your role may not do this")
+
+
+ACCESS_ATTRIBUTE = "chomik_access"
+
+
+def access_of(view: Callable[..., Any]) -> Access | None:
+    """The access recorded on a view (kept through `functools.wraps` decorators)."""
+    access = getattr(view, ACCESS_ATTRIBUTE, None)
+    return access if isinstance(access, Access) else None
+
+
+def _guarded(access: Access, view: Callable[P, R]) -> Callable[P, R]:
+    # The kit's request hook checks the access before flask-smorest parses the
+    # body or query (so a request without a token is a 401, never a 422); the
+    # wrapper checks again for views called some other way.
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        access.check()
+        return view(*args, **kwargs)
+
+    setattr(wrapper, ACCESS_ATTRIBUTE, access)
+    return wrapper
+
+
 def require_role(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Let through only users holding one of the roles (any user when none given)."""
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(view)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            user = current_user()
-            if roles and not user.has_role(*roles):
-                raise ForbiddenError("Your role may not do this")
-            return view(*args, **kwargs)
-
-        return wrapper
+        return _guarded(Access("user", roles), view)
 
     return decorator
 
 
 def require_service(view: Callable[P, R]) -> Callable[P, R]:
     """Let through only other services of the deployment (internal endpoints)."""
+    return _guarded(Access("service"), view)
 
-    @functools.wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        token = bearer_token()
-        if token is None:
-            raise UnauthorizedError("A service token is required")
-        g.chomik_service = verifier().verify_service(token)
-        return view(*args, **kwargs)
 
-    return wrapper
+def optional_token(view: Callable[P, R]) -> Callable[P, R]:
+    """Let anyone through, but refuse a bad token (401) rather than ignore it."""
+    return _guarded(Access("optional"), view)

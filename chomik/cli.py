@@ -1,4 +1,4 @@
-"""The `chomik` command line: web, worker, db, infra, run."""
+"""The `chomik` command line: web, worker, db, dlq, infra, run."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from chomik import launcher, migrating
 from chomik.apps import APPS, app_spec, load
 from chomik.infra import InfraError, KafkaBroker, PostgresCluster, default_base_dir
+from chomik.messaging import dlq
 from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT
 
 GUNICORN_CONF = launcher.PROJECT_DIR / "docker" / "gunicorn.conf.py"
@@ -61,6 +62,31 @@ def cmd_db(args: argparse.Namespace) -> int:
         else:
             migrating.check(name, url)
         print(f"{name}: {args.action} ok")
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """List, show or replay the dead letters of a topic (`chomik.messaging.dlq`)."""
+    servers = args.bootstrap_servers or dlq.bootstrap_servers_from(os.environ)
+    try:
+        letters = dlq.read_dead_letters(servers, args.topic)
+        if args.action == "list":
+            print(f"{len(letters)} dead letter(s) in {dlq.dlq(args.topic)}")
+            for letter in letters:
+                print(dlq.summary(letter))
+        elif args.action == "show":
+            (letter,) = dlq.select(letters, [args.ref])
+            print(dlq.describe(letter))
+        else:
+            if args.all == bool(args.refs):
+                raise dlq.DeadLetterError("name dead letters to replay, or --all")
+            chosen = letters if args.all else dlq.select(letters, args.refs)
+            dlq.replay(servers, chosen)
+            for letter in chosen:
+                print(f"replayed {letter.ref} to {letter.topic}")
+    except dlq.DeadLetterError as exc:
+        print(f"chomik dlq: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -117,6 +143,7 @@ def parser() -> argparse.ArgumentParser:
     )
     db.add_argument("revision", nargs="?")
     db.set_defaults(func=cmd_db)
+    _add_dlq(sub)
     sub.add_parser("infra", help="run embedded PostgreSQL and Kafka").set_defaults(
         func=cmd_infra
     )
@@ -125,6 +152,29 @@ def parser() -> argparse.ArgumentParser:
         task = sub.add_parser(command.name, help=command.help, add_help=False)
         task.set_defaults(func=cmd_app_command, target=command.target)
     return root
+
+
+def _add_dlq(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dead = sub.add_parser("dlq", help="list, show or replay dead letters")
+    dead.set_defaults(func=cmd_dlq)
+    actions = dead.add_subparsers(dest="action", required=True)
+    servers = argparse.ArgumentParser(add_help=False)
+    servers.add_argument(
+        "--bootstrap-servers", help="Kafka brokers (default: KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    servers.add_argument(
+        "topic", help="the source topic (its dead letters: <topic>.dlq)"
+    )
+    actions.add_parser(
+        "list", parents=[servers], help="one line per dead letter, with its error"
+    )
+    show = actions.add_parser("show", parents=[servers], help="one dead letter in full")
+    show.add_argument("ref", metavar="PARTITION:OFFSET")
+    replay = actions.add_parser(
+        "replay", parents=[servers], help="publish dead letters to their topic again"
+    )
+    replay.add_argument("refs", nargs="*", metavar="PARTITION:OFFSET")
+    replay.add_argument("--all", action="store_true", help="every dead letter")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
@@ -45,6 +47,18 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 # Money: exact decimal with two places (numeric(12, 2)), never float.
 Money = sa.Numeric(12, 2, asdecimal=True)
+
+
+def enum_by_value(kind: type[enum.Enum], length: int) -> sa.Enum:
+    """An enum stored by value as a varchar (no PostgreSQL enum type to migrate)."""
+    return sa.Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
 
 TYPE_ANNOTATION_MAP: dict[Any, Any] = {
     dt.datetime: UTCDateTime,
@@ -87,3 +101,27 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """Run a block in one transaction: commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list and the list's total: `{items, page, page_size, total}`."""
+
+    items: Sequence[T]
+    page: int
+    page_size: int
+    total: int
+
+
+def paginate(
+    session: Session, query: sa.Select[tuple[T]], *, page: int, page_size: int
+) -> Page[T]:
+    """Fetch page `page` (from 1) of an ordered query, and count the whole list."""
+    total = session.scalar(
+        sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    )
+    items = session.scalars(query.limit(page_size).offset((page - 1) * page_size))
+    return Page(items.all(), page, page_size, total or 0)

@@ -59,7 +59,11 @@ class Settings:
     environment: str = env(
         "ENVIRONMENT", "development", doc="development or production"
     )
-    database_url: str = env("DATABASE_URL", "", doc="this process's own database")
+    database_url: str = env(
+        "DATABASE_URL",
+        "",
+        doc="this process's own database (required with ENVIRONMENT=production)",
+    )
     kafka_bootstrap_servers: str = env(
         "KAFKA_BOOTSTRAP_SERVERS",
         f"127.0.0.1:{EMBEDDED_KAFKA_PORT}",
@@ -82,6 +86,11 @@ class Settings:
         secret=True,
         doc="HMAC key of service tokens",
     )
+    signature_tolerance: int = env(
+        "SIGNATURE_TOLERANCE",
+        300,
+        doc="seconds a signed callback's timestamp may be off from now, either way",
+    )
     http_timeout: float = env(
         "HTTP_TIMEOUT", 5.0, doc="seconds for every outgoing call"
     )
@@ -89,21 +98,36 @@ class Settings:
         "SCHEDULER_REPLICA_ID", "", doc="stable replica id (default: host name)"
     )
     metrics_host: str = env(
-        "METRICS_HOST", "127.0.0.1", doc="address a worker serves /metrics on"
+        "METRICS_HOST",
+        "127.0.0.1",
+        doc="address a worker serves /metrics and /health/* on",
     )
     metrics_port: int = env(
-        "METRICS_PORT", 0, doc="port a worker serves /metrics on (0: not served)"
+        "METRICS_PORT",
+        0,
+        doc="port a worker serves /metrics and /health/* on (0: not served)",
+    )
+    idempotency_key_ttl: int = env(
+        "IDEMPOTENCY_KEY_TTL",
+        86400,
+        doc="seconds an Idempotency-Key and its answer are remembered",
+    )
+    idempotency_wait: float = env(
+        "IDEMPOTENCY_WAIT",
+        2.0,
+        doc="seconds a repeated request waits for the first before 409",
     )
 
     def __post_init__(self) -> None:
+        if self.environment == "production":
+            self._refuse_default_secrets()
+            self._refuse_embedded_database()
         if not self.database_url:
             object.__setattr__(
                 self, "database_url", embedded_database_url(self.database)
             )
         if not self.scheduler_replica_id:
             object.__setattr__(self, "scheduler_replica_id", socket.gethostname())
-        if self.environment == "production":
-            self._refuse_default_secrets()
 
     @property
     def database(self) -> str:
@@ -117,6 +141,18 @@ class Settings:
                 raise SettingsError(
                     f"{f.metadata['env']} is left at its development default: "
                     "set it before starting with ENVIRONMENT=production"
+                )
+
+    def _refuse_embedded_database(self) -> None:
+        # The embedded cluster is `chomik run`'s; a production process falling back
+        # to it would write its data to a database nobody backs up. Apps' own
+        # database URL fields (`*DATABASE_URL`) get the same rule.
+        for f in dataclasses.fields(self):
+            name = f.metadata.get("env", "")
+            if name.endswith("DATABASE_URL") and not getattr(self, f.name):
+                raise SettingsError(
+                    f"{name} is not set: with ENVIRONMENT=production there is no "
+                    "fallback to the embedded development cluster"
                 )
 
     @classmethod

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from chomik import problems
-from chomik.auth import TokenVerifier
+from chomik.auth import TokenVerifier, access_of
 from chomik.db import make_engine, make_session_factory
 from chomik.logs import (
     REQUEST_ID_HEADER,
@@ -146,6 +146,27 @@ def _bind_request_id() -> None:
     g.request_id_token = request_id_var.set(g.request_id)
 
 
+def _handler() -> Callable[..., Any] | None:
+    """The function that will answer this request (a MethodView's method too)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return view
+    method = getattr(view_class, request.method.lower(), None)
+    if method is None and request.method == "HEAD":
+        method = getattr(view_class, "get", None)
+    return method if callable(method) else None
+
+
+def _authenticate() -> None:
+    # Before flask-smorest parses the body or query inside the view: a request
+    # without a valid token is a 401 even when its input is invalid too.
+    handler = _handler()
+    access = None if handler is None else access_of(handler)
+    if access is not None:
+        access.check()
+
+
 def _refuse_nul_characters() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "chomik_streams_body", False):
@@ -191,8 +212,9 @@ def _cleanup(_exc: BaseException | None) -> None:
 
 
 def _wire_request_cycle(app: Flask) -> None:
-    """Request id, NUL refusal, and the one transaction of each request."""
+    """Request id, authentication, NUL refusal, and the one transaction of each request."""
     app.before_request(_bind_request_id)
+    app.before_request(_authenticate)
     app.before_request(_refuse_nul_characters)
     app.after_request(_finish)
     app.teardown_request(_cleanup)

@@ -6,26 +6,33 @@ the topics it consumes and produces (each with its `.dlq`) if they are missing.
 SIGTERM (or SIGINT) stops it gracefully: the consumer finishes the current message,
 commits its offset and leaves the group, the relay finishes its batch, running jobs
 complete.
+
+With a metrics port set, the worker serves `/health/live`, `/health/ready` and
+`/metrics` there (`chomik.probes`). Ready means: the database answers; the broker
+answers (when the worker relays, consumes or produces); the consumer has partitions
+assigned (when it has consumers); the scheduler is running (when it has jobs).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
+import sqlalchemy as sa
 from kafka.errors import KafkaError
-from prometheus_client import start_http_server
 
 from chomik.db import make_engine, make_session_factory
 from chomik.jobs.scheduling import Job, Scheduler
 from chomik.logs import configure_logging
 from chomik.messaging.consuming import Consumer, Handler, HandlerKey, topics_of
-from chomik.messaging.kafka import ensure_topics
+from chomik.messaging.kafka import Event, ensure_topics, split_servers
 from chomik.messaging.outbox import Relay, RelayConfig
+from chomik.probes import ProbeServer, ReadyCheck
 from chomik.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,7 @@ class Worker:
         consumer_options: Mapping[str, Any] | None = None,
         max_attempts: int = 4,
         metrics_port: int | None = None,
+        event_types: Mapping[str, type[Event]] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -58,12 +66,15 @@ class Worker:
         self.with_relay = relay
         self.relay_config = relay_config
         self.consumer_options = consumer_options
+        self.event_types = event_types
         self.max_attempts = max_attempts
         self.metrics_port = metrics_port or settings.metrics_port or None
         self.group_id = f"chomik-{app}"
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
         self._scheduler: Scheduler | None = None
+        self._consumer: Consumer | None = None
+        self._probes: ProbeServer | None = None
         self._failed = False
         self.engine = make_engine(settings.database_url, pool_size=5, max_overflow=5)
         self.sessions = make_session_factory(self.engine)
@@ -82,7 +93,12 @@ class Worker:
         return body
 
     def start(self) -> None:
-        """Start the relay and consumer threads and the scheduler."""
+        """Start the probe endpoint, the relay and consumer threads and the scheduler."""
+        if self.metrics_port is not None:
+            self._probes = ProbeServer(
+                self.settings.metrics_host, self.metrics_port, self.ready_checks()
+            )
+            self._probes.start()
         if self.topics or self.produces:
             try:
                 ensure_topics(
@@ -109,7 +125,9 @@ class Worker:
                 topics=self.topics,
                 max_attempts=self.max_attempts,
                 consumer_options=self.consumer_options,
+                event_types=self.event_types,
             )
+            self._consumer = consumer
             self._spawn("consumer", consumer.run)
         if self.jobs:
             self._scheduler = Scheduler(
@@ -119,8 +137,46 @@ class Worker:
                 sessions=self.sessions,
             )
             self._scheduler.start()
-        if self.metrics_port is not None:
-            start_http_server(self.metrics_port, addr=self.settings.metrics_host)
+
+    @property
+    def probe_port(self) -> int | None:
+        """The port of `/health/*` and `/metrics`, once started (None: not served)."""
+        return None if self._probes is None else self._probes.port
+
+    def ready_checks(self) -> dict[str, ReadyCheck]:
+        """The readiness checks of this worker's parts, in the order they are run."""
+        checks: dict[str, ReadyCheck] = {"database": self._database_answers}
+        if self.with_relay or self.topics or self.produces:
+            checks["broker"] = self._broker_answers
+        if self.consumers:
+            checks["consumer"] = self._consumer_assigned
+        if self.jobs:
+            checks["scheduler"] = self._scheduler_running
+        return checks
+
+    def _database_answers(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def _broker_answers(self) -> None:
+        errors = []
+        for server in split_servers(self.settings.kafka_bootstrap_servers):
+            host, _, port = server.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+            except OSError as exc:
+                errors.append(f"{server}: {exc}")
+            else:
+                return
+        raise ConnectionError(f"no broker answers ({'; '.join(errors)})")
+
+    def _consumer_assigned(self) -> None:
+        if self._consumer is None or not self._consumer.assigned:
+            raise RuntimeError("the consumer has no partitions assigned yet")
+
+    def _scheduler_running(self) -> None:
+        if self._scheduler is None or not self._scheduler.running:
+            raise RuntimeError("the scheduler is not running")
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(
@@ -140,6 +196,10 @@ class Worker:
             self._scheduler = None
         for thread in self._threads:
             thread.join(timeout)
+        self._consumer = None
+        if self._probes is not None:
+            self._probes.stop()
+            self._probes = None
         self.engine.dispose()
 
     def run(self) -> int:

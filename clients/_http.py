@@ -6,14 +6,21 @@ after a transport failure or a 502/503/504. The caller's request id is passed on
 in `X-Request-Id`. A `problem+json` answer becomes a typed exception:
 
     ClientError
-    ├── TransportError            no answer: connection refused, reset, timeout
+    ├── TransportError            no answer: connection refused, reset, timeout  (T)
     └── ResponseError             an error answer; carries status and problem
         ├── BadRequestError       400, 422
         ├── UnauthorizedError     401
         ├── ForbiddenError        403
         ├── NotFoundError         404
         ├── ConflictError         409
-        └── ServerError           5xx
+        ├── TooManyRequestsError  429                                            (T)
+        ├── ServerError           5xx                                            (T)
+        └── MalformedResponseError  a success answer that is not what was promised
+
+(T): also a `chomik.transient.TransientError`: the remote service is unavailable for
+now, so a consumer retries the message for as long as that lasts instead of
+dead-lettering it. A success answer whose body is not JSON or lacks a field the
+client maps (`decode`) raises `MalformedResponseError`, never a bare `KeyError`.
 
 Each client maps the remote problem `type`s it knows to subclasses of these.
 """
@@ -22,11 +29,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
 from chomik.logs import REQUEST_ID_HEADER, current_request_id
+from chomik.transient import TransientError
 
 __all__ = [
     "BadRequestError",
@@ -34,9 +42,11 @@ __all__ = [
     "ConflictError",
     "ForbiddenError",
     "HttpClient",
+    "MalformedResponseError",
     "NotFoundError",
     "ResponseError",
     "ServerError",
+    "TooManyRequestsError",
     "TransportError",
     "UnauthorizedError",
 ]
@@ -44,12 +54,14 @@ __all__ = [
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 
+T = TypeVar("T")
+
 
 class ClientError(Exception):
     """A call to another service failed."""
 
 
-class TransportError(ClientError):
+class TransportError(ClientError, TransientError):
     """The remote service did not answer (connection failure or timeout)."""
 
 
@@ -84,8 +96,16 @@ class ConflictError(ResponseError):
     """409: the request conflicts with the object's state."""
 
 
-class ServerError(ResponseError):
-    """5xx: the remote service failed."""
+class TooManyRequestsError(ResponseError, TransientError):
+    """429: the remote service is overloaded or rate-limits the caller."""
+
+
+class ServerError(ResponseError, TransientError):
+    """5xx: the remote service failed or is unavailable."""
+
+
+class MalformedResponseError(ResponseError):
+    """A success answer whose body is not JSON or lacks what the client maps."""
 
 
 _BY_STATUS: dict[int, type[ResponseError]] = {
@@ -95,6 +115,7 @@ _BY_STATUS: dict[int, type[ResponseError]] = {
     404: NotFoundError,
     409: ConflictError,
     422: BadRequestError,
+    429: TooManyRequestsError,
 }
 
 
@@ -159,6 +180,19 @@ class HttpClient:
                 response.close()
             time.sleep(self.backoff * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def decode(self, response: requests.Response, build: Callable[[Any], T]) -> T:
+        """Map a success answer's JSON body with `build`; MalformedResponseError if
+        the body is not JSON or not the shape `build` expects."""
+        try:
+            return build(response.json())
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError,
+                ArithmeticError) as exc:  # fmt: skip
+            detail = f"unexpected answer to {response.request.method} {response.url}"
+            raise MalformedResponseError(
+                response.status_code,
+                {"type": "malformed-response", "detail": f"{detail}: {exc!r}"},
+            ) from exc
 
     def _headers(self, authenticated: bool) -> dict[str, str]:
         headers = {"Accept": "application/json, application/problem+json"}

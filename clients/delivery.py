@@ -1,26 +1,86 @@
-"""The typed client of the delivery service: the internal address check for orders.
+"""The typed client of the delivery service: the address check orders makes.
 
-`address_belongs_to` asks delivery whether an address is one of a buyer's, over
-`GET /api/v1/internal/addresses/{id}?buyer_id=` under a service token: 200 means
-yes, 404 (unknown, deleted or another buyer's) means no. Errors are those of
-`clients._http`.
+The check is an internal call under a service token. Delivery's problem types map
+to these exceptions:
+
+    ResponseError
+    └── NotFoundError
+        └── AddressNotFoundError        address-not-found
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import requests
 
 from chomik.auth import issue_service_token
-from clients._http import HttpClient, NotFoundError
+from clients._http import (
+    BadRequestError,
+    ClientError,
+    HttpClient,
+    NotFoundError,
+    ResponseError,
+    TransportError,
+)
 
-__all__ = ["DeliveryClient"]
+__all__ = [
+    "Address",
+    "AddressNotFoundError",
+    "BadRequestError",
+    "ClientError",
+    "DeliveryClient",
+    "NotFoundError",
+    "ResponseError",
+    "TransportError",
+]
+
+
+class AddressNotFoundError(NotFoundError):
+    """The address does not exist, is deleted, or is another buyer's."""
+
+
+PROBLEM_TYPES: Mapping[str, type[ResponseError]] = {
+    "address-not-found": AddressNotFoundError,
+}
+
+
+@dataclass(frozen=True)
+class Address:
+    """A buyer's delivery address."""
+
+    id: uuid.UUID
+    buyer_id: uuid.UUID
+    recipient: str
+    phone: str
+    country: str
+    city: str
+    street: str
+    postal_code: str
+    created_at: dt.datetime
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Address:
+        return cls(
+            id=uuid.UUID(data["id"]),
+            buyer_id=uuid.UUID(data["buyer_id"]),
+            recipient=data["recipient"],
+            phone=data["phone"],
+            country=data["country"],
+            city=data["city"],
+            street=data["street"],
+            postal_code=data["postal_code"],
+            created_at=dt.datetime.fromisoformat(data["created_at"]),
+        )
 
 
 class DeliveryClient:
-    """Calls the delivery service's internal endpoints under a service token."""
+    """Calls the delivery service's internal endpoints."""
 
     TOKEN_TTL = 300
 
@@ -42,6 +102,7 @@ class DeliveryClient:
             timeout=timeout,
             retries=retries,
             session=session,
+            problem_types=PROBLEM_TYPES,
             token=self._service_token,
         )
 
@@ -52,17 +113,27 @@ class DeliveryClient:
             self._token = (token, time.monotonic() + self.TOKEN_TTL / 2)
         return token
 
-    def address_belongs_to(self, buyer_id: uuid.UUID, address_id: uuid.UUID) -> bool:
-        """Tell whether the address exists and is the buyer's."""
+    def get_buyer_address(
+        self, buyer_id: uuid.UUID, address_id: uuid.UUID
+    ) -> Address | None:
+        """The buyer's address, or None if it is unknown, deleted or not theirs.
+
+        Any other failure raises: a 404 without delivery's `address-not-found`
+        type (a wrong base URL, say) is a NotFoundError, not a missing address.
+        """
         try:
-            self.http.request(
+            response = self.http.request(
                 "GET",
                 f"/api/v1/internal/addresses/{address_id}",
                 params={"buyer_id": str(buyer_id)},
             )
-        except NotFoundError:
-            return False
-        return True
+        except AddressNotFoundError:
+            return None
+        return Address.from_json(response.json())
+
+    def address_belongs_to(self, buyer_id: uuid.UUID, address_id: uuid.UUID) -> bool:
+        """Tell whether the address exists, is not deleted and is the buyer's."""
+        return self.get_buyer_address(buyer_id, address_id) is not None
 
     def close(self) -> None:
         """Close the pooled connections."""

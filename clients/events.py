@@ -1,22 +1,31 @@
 """The Kafka contract: topic names, the envelope, one frozen dataclass per event type.
 
 Producers build these types and hand them to `chomik.messaging.outbox.emit`; consumers receive
-them in their handlers. No topic or event-type string appears anywhere else.
+them in their handlers. No topic or event-type string appears anywhere else. Events are
+strict: no field has a default, so an incomplete event cannot be built, emitted or
+decoded. `EVENT_TYPES` lists every event type in one table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-from chomik.messaging.kafka import Envelope, Event, MalformedMessageError, dlq
+from chomik.messaging.kafka import (
+    Envelope,
+    Event,
+    MalformedMessageError,
+    dlq,
+    event_table,
+)
 
 __all__ = [
     "ALL_TOPICS",
     "BANK_CALLBACKS",
     "CARRIER_CALLBACKS",
     "DELIVERY_EVENTS",
+    "EVENT_TYPES",
     "ORDERS_EVENTS",
     "PAYMENTS_EVENTS",
     "STOCK_EVENTS",
@@ -28,6 +37,7 @@ __all__ = [
     "OrderCancelled",
     "OrderDelivered",
     "OrderExpired",
+    "OrderItem",
     "OrderPaid",
     "OrderPaymentFailed",
     "OrderPaymentPending",
@@ -60,8 +70,16 @@ ALL_TOPICS = (
     STOCK_EVENTS,
 )
 
-# An order line as carried in events: {"product_id": str, "quantity": int}.
-Items = tuple[dict[str, Any], ...]
+
+@dataclass(frozen=True)
+class OrderItem:
+    """One order line as carried in events."""
+
+    product_id: str
+    quantity: int
+
+
+Items = tuple[OrderItem, ...]
 
 
 # --- orders.events -------------------------------------------------------------------
@@ -103,9 +121,9 @@ class OrderPaid(Event):
     topic = ORDERS_EVENTS
 
     order_id: str
-    buyer_id: str = ""
-    address_id: str = ""
-    items: Items = field(default_factory=tuple)
+    buyer_id: str
+    address_id: str
+    items: Items
 
 
 @dataclass(frozen=True)
@@ -116,7 +134,7 @@ class OrderCancelled(Event):
     topic = ORDERS_EVENTS
 
     order_id: str
-    items: Items = field(default_factory=tuple)
+    items: Items
 
 
 @dataclass(frozen=True)
@@ -127,7 +145,7 @@ class OrderExpired(Event):
     topic = ORDERS_EVENTS
 
     order_id: str
-    items: Items = field(default_factory=tuple)
+    items: Items
 
 
 @dataclass(frozen=True)
@@ -138,7 +156,7 @@ class OrderPaymentFailed(Event):
     topic = ORDERS_EVENTS
 
     order_id: str
-    payment_id: str = ""
+    payment_id: str
 
 
 @dataclass(frozen=True)
@@ -174,7 +192,7 @@ class StockReserved(Event):
     topic = STOCK_EVENTS
 
     order_id: str
-    items: Items = field(default_factory=tuple)
+    items: Items
 
 
 @dataclass(frozen=True)
@@ -185,7 +203,7 @@ class StockReleased(Event):
     topic = STOCK_EVENTS
 
     order_id: str
-    items: Items = field(default_factory=tuple)
+    items: Items
 
 
 @dataclass(frozen=True)
@@ -196,7 +214,7 @@ class StockCommitted(Event):
     topic = STOCK_EVENTS
 
     order_id: str
-    items: Items = field(default_factory=tuple)
+    items: Items
 
 
 # --- payments.events -----------------------------------------------------------------
@@ -212,7 +230,7 @@ class PaymentSucceeded(Event):
 
     payment_id: str
     order_id: str
-    amount: Decimal = Decimal("0")
+    amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -225,7 +243,7 @@ class PaymentFailed(Event):
 
     payment_id: str
     order_id: str
-    reason: str = ""
+    reason: str
 
 
 # --- delivery.events -----------------------------------------------------------------
@@ -297,3 +315,26 @@ class CarrierCallbackReceived(Event):
     body: str
     signature: str
     timestamp: str
+
+
+# Every event type of the system, in one table (decoding looks types up here).
+EVENT_TYPES: Mapping[str, type[Event]] = event_table(
+    OrderPlaced,
+    OrderPaymentPending,
+    OrderPaid,
+    OrderCancelled,
+    OrderExpired,
+    OrderPaymentFailed,
+    OrderShipped,
+    OrderDelivered,
+    StockReserved,
+    StockReleased,
+    StockCommitted,
+    PaymentSucceeded,
+    PaymentFailed,
+    ShipmentStatusChanged,
+    ShipmentInTransit,
+    ShipmentDelivered,
+    BankCallbackReceived,
+    CarrierCallbackReceived,
+)

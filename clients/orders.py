@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from chomik.auth import issue_service_token
-from chomik.db import UTCDateTime, new_metadata
+from chomik.db import UTCDateTime, enum_by_value, new_metadata
 from chomik.messaging.kafka import Event
 from chomik.messaging.outbox import emit
 from chomik.problems import ConflictError as ConflictProblem
@@ -62,6 +62,7 @@ from clients.events import (
     OrderPaymentPending,
     OrderShipped,
 )
+from clients.events import OrderItem as EventItem
 
 __all__ = [
     "EXPIRABLE",
@@ -154,13 +155,7 @@ def has_reached(current: OrderStatus, target: OrderStatus) -> bool:
 
 def _status_type() -> sa.Enum:
     """The status stored by value as a varchar (no PostgreSQL enum type to migrate)."""
-    return sa.Enum(
-        OrderStatus,
-        native_enum=False,
-        create_constraint=False,
-        length=20,
-        values_callable=lambda members: [m.value for m in members],
-    )
+    return enum_by_value(OrderStatus, 20)
 
 
 @dataclass(frozen=True)
@@ -269,7 +264,12 @@ class OrderMove:
 
 
 def move_order(
-    session: Session, order_id: uuid.UUID, *, to: OrderStatus, reason: str = ""
+    session: Session,
+    order_id: uuid.UUID,
+    *,
+    to: OrderStatus,
+    reason: str = "",
+    payment_id: str | None = None,
 ) -> OrderMove:
     """Move the order to `to` if the table allows it from its current status.
 
@@ -278,7 +278,8 @@ def move_order(
     status-history row and the `order.<status>` outbox row, all in the caller's
     transaction: a plain statement each, so it runs inside a prepared two-phase
     branch too. Raises IllegalTransitionError when no row matched (unknown order,
-    or a status the move is not legal from); nothing is written then.
+    or a status the move is not legal from); nothing is written then. The events
+    are strict: `order.payment_failed` needs the `payment_id`.
     """
     sources = sources_of(to)
     orders, history = _TABLES.orders, _TABLES.history
@@ -312,7 +313,7 @@ def move_order(
             order_id=order_id, from_status=row.from_status, to_status=to, reason=reason
         )
     )
-    event = _event(session, order_id, to, row)
+    event = _event(session, order_id, to, row, payment_id)
     emit(session, event)
     return OrderMove(order_id, OrderStatus(row.from_status), to, event)
 
@@ -332,7 +333,11 @@ def _refusal(
 
 
 def _event(
-    session: Session, order_id: uuid.UUID, to: OrderStatus, row: sa.Row[Any]
+    session: Session,
+    order_id: uuid.UUID,
+    to: OrderStatus,
+    row: sa.Row[Any],
+    payment_id: str | None,
 ) -> Event:
     items = _TABLES.items
     lines = session.execute(
@@ -347,10 +352,11 @@ def _event(
         "currency": row.currency,
         "total": row.total,
         "items": tuple(
-            {"product_id": str(line.product_id), "quantity": line.quantity}
-            for line in lines
+            EventItem(str(line.product_id), line.quantity) for line in lines
         ),
     }
+    if payment_id is not None:
+        values["payment_id"] = payment_id
     kind = _EVENTS[to]
     return kind(
         **{f.name: values[f.name] for f in dataclasses.fields(kind) if f.name in values}

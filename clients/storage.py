@@ -13,6 +13,9 @@ Storage's problem types map to these exceptions:
         ├── ReservationMismatchError    reservation-mismatch
         ├── IllegalTransitionError      illegal-transition
         └── QuantityBelowReservedError  quantity-below-reserved
+
+A success answer that lacks a field these dataclasses need raises
+`MalformedResponseError` (a `ResponseError`), like any other bad answer.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from clients._http import (
     ClientError,
     ConflictError,
     HttpClient,
+    MalformedResponseError,
     NotFoundError,
     ResponseError,
     TransportError,
@@ -44,6 +48,7 @@ __all__ = [
     "ConflictError",
     "IllegalTransitionError",
     "InsufficientStockError",
+    "MalformedResponseError",
     "NotFoundError",
     "Product",
     "ProductNotFoundError",
@@ -159,6 +164,15 @@ class ProductPage:
     page_size: int
     total: int
 
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ProductPage:
+        return cls(
+            items=tuple(Product.from_json(item) for item in body["items"]),
+            page=int(body["page"]),
+            page_size=int(body["page_size"]),
+            total=int(body["total"]),
+        )
+
 
 @dataclass(frozen=True)
 class StockItem:
@@ -252,20 +266,15 @@ class StorageClient:
         response = self.http.request(
             "GET", f"/api/v1/products/{product_id}", authenticated=False
         )
-        return Product.from_json(response.json())
+        return self.http.decode(response, Product.from_json)
 
     def list_products(self, **filters: Any) -> ProductPage:
         """List products with the catalog's filters (q, brand, sort, page, ...)."""
         params = {k: str(v) for k, v in filters.items() if v is not None}
-        body = self.http.request(
+        response = self.http.request(
             "GET", "/api/v1/products", params=params, authenticated=False
-        ).json()
-        return ProductPage(
-            items=tuple(Product.from_json(item) for item in body["items"]),
-            page=int(body["page"]),
-            page_size=int(body["page_size"]),
-            total=int(body["total"]),
         )
+        return self.http.decode(response, ProductPage.from_json)
 
     # --- reservations (internal) -----------------------------------------------------
 
@@ -286,12 +295,12 @@ class StorageClient:
         response = self.http.request(
             "POST", "/api/v1/internal/reservations", json=body, idempotent=True
         )
-        return Reservation.from_json(response.json())
+        return self.http.decode(response, Reservation.from_json)
 
     def get_reservation(self, order_id: uuid.UUID) -> Reservation:
         """Fetch the order's reservation; ReservationNotFoundError if none."""
         response = self.http.request("GET", f"/api/v1/internal/reservations/{order_id}")
-        return Reservation.from_json(response.json())
+        return self.http.decode(response, Reservation.from_json)
 
     def release(self, order_id: uuid.UUID) -> Reservation:
         """Give the order's stock back (idempotent); IllegalTransitionError if sold."""
@@ -308,7 +317,7 @@ class StorageClient:
             f"/api/v1/internal/reservations/{order_id}/{action}",
             idempotent=True,
         )
-        return Reservation.from_json(response.json())
+        return self.http.decode(response, Reservation.from_json)
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -69,6 +69,17 @@ def infra() -> Iterator[Infra]:
         names = [migrating.database_name(n) for n in migrating.DATABASES]
         cluster.create_databases(names)
         urls = {n: cluster.url(migrating.database_name(n)) for n in migrating.DATABASES}
+        # The cluster runs with synchronous_commit off for speed; txcoord refuses a
+        # log database without it.
+        admin = sa.create_engine(cluster.url("postgres"))
+        with admin.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"ALTER DATABASE {migrating.database_name('txcoord')} "
+                    "SET synchronous_commit = on"
+                )
+            )
+        admin.dispose()
         for name, url in urls.items():
             migrating.upgrade(name, url)
         state = Infra(cluster.base_dir.parent, cluster, broker, urls)

@@ -108,13 +108,21 @@ class Coordinator:
     def check_servers(self) -> None:
         """Fail with a clear message when a participant cannot prepare transactions.
 
-        Also checks that the decision table exists in the log database.
+        Also checks that the decision table exists in the log database, and that
+        the log database makes a COMMIT decision durable before it is acted on.
         """
         if not self.log.table_exists():
             raise ConfigurationError(
                 f"txcoord decision table {decisions.name!r} is missing in "
                 f"{self.log.engine.url.render_as_string()}: migrate the log "
                 "database (txcoord.metadata) first"
+            )
+        if self.log.synchronous_commit() == "off":
+            raise ConfigurationError(
+                f"txcoord log database {self.log.engine.url.render_as_string()} runs "
+                "with synchronous_commit = off: a COMMIT decision could be lost in a "
+                "crash after the branches were committed; set synchronous_commit = "
+                "on for this database (ALTER DATABASE ... SET synchronous_commit = on)"
             )
         for name, engine in self.participants.items():
             if max_prepared_transactions(engine) == 0:

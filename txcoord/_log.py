@@ -78,6 +78,11 @@ class DecisionLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def synchronous_commit(self) -> str:
+        """The log database's synchronous_commit, as a new session sees it."""
+        with self.engine.connect() as conn:
+            return str(conn.execute(sa.text("SHOW synchronous_commit")).scalar_one())
+
     def decide(
         self,
         tx_id: str,

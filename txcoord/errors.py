@@ -3,7 +3,8 @@
 Hierarchy::
 
     TxcoordError
-    ├── ConfigurationError            bad names, or a server with max_prepared_transactions = 0
+    ├── ConfigurationError            bad names, a server with max_prepared_transactions = 0,
+    │                                 or a log database with synchronous_commit = off
     ├── TransactionAbortedError       rolled back on every participant: nothing happened
     │   ├── PrepareFailedError        a participant refused PREPARE TRANSACTION
     │   │   └── OutOfPreparedSlotsError   SQLSTATE 53200: every prepared slot is taken

@@ -13,12 +13,12 @@ from apps.gateway.context import build_gateway
 from apps.gateway.keys import load_signing_keys
 from apps.gateway.ratelimit import install_rate_limits
 from apps.gateway.settings import GatewaySettings
-from apps.gateway.views import auth, docs, proxy
+from apps.gateway.views import auth, callbacks, docs, proxy
 from chomik.auth import TokenVerifier
 from chomik.web import create_app as create_web_app
 from chomik.web import runtime
 
-BLUEPRINTS: list[Blueprint] = [auth.blp]
+BLUEPRINTS: list[Blueprint] = [auth.blp, callbacks.blp]
 # Not part of the gateway's own OpenAPI paths: the proxy's paths come from the
 # services' documents, and the docs are the documentation itself.
 PLAIN_BLUEPRINTS = [docs.bp, proxy.bp]

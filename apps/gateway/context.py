@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from apps.gateway.callbacks import CallbackPublisher, CallbackSource, callback_sources
 from apps.gateway.keys import SigningKeys
 from apps.gateway.openapi import ServiceDocuments
 from apps.gateway.passwords import Passwords
@@ -21,6 +22,8 @@ class Gateway:
     issuer: TokenIssuer
     forwarder: Forwarder
     documents: ServiceDocuments
+    callbacks: dict[str, CallbackSource]
+    publisher: CallbackPublisher
 
 
 def gateway() -> Gateway:
@@ -55,5 +58,10 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
             settings.upstreams,
             ttl=settings.openapi_cache_ttl,
             timeout=settings.proxy_connect_timeout,
+        ),
+        callbacks=callback_sources(settings),
+        publisher=CallbackPublisher(
+            settings.kafka_bootstrap_servers,
+            timeout=settings.callback_publish_timeout,
         ),
     )

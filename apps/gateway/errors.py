@@ -7,14 +7,22 @@ Problem
 ├── TooManyRequestsError       429 too-many-requests
 ├── UnknownRouteError          404 not-found
 ├── UpstreamUnavailableError   502 bad-gateway
-└── UpstreamTimeoutError       504 gateway-timeout
+├── UpstreamTimeoutError       504 gateway-timeout
+├── InvalidSignatureError      401 invalid-signature
+└── NotQueuedError             503 unavailable (with Retry-After)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from chomik.problems import ConflictError, NotFoundError, Problem, UnauthorizedError
+from chomik.problems import (
+    ConflictError,
+    NotFoundError,
+    Problem,
+    UnauthorizedError,
+    UnavailableError,
+)
 
 
 class EmailTakenError(ConflictError):
@@ -51,3 +59,18 @@ class UpstreamUnavailableError(_UpstreamError):
 
 class UpstreamTimeoutError(_UpstreamError):
     status, type, title = 504, "gateway-timeout", "Service timed out"
+
+
+class InvalidSignatureError(Problem):
+    status, type, title = 401, "invalid-signature", "Signature refused"
+
+    def __init__(self, detail: str) -> None:
+        # 401 requires a challenge; the scheme is our signature header, not a token.
+        super().__init__(detail, headers={"WWW-Authenticate": "X-Signature"})
+
+
+class NotQueuedError(UnavailableError):
+    title = "Callback not queued"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})

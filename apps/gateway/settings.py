@@ -7,6 +7,9 @@ from typing import ClassVar
 
 from chomik.settings import Settings, env
 
+DEV_BANK_CALLBACK_SECRET = "dev-only-bank-callback-secret-change-me"
+DEV_CARRIER_CALLBACK_SECRET = "dev-only-carrier-callback-secret-change-me"
+
 
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings(Settings):
@@ -75,6 +78,24 @@ class GatewaySettings(Settings):
     )
     openapi_cache_ttl: float = env(
         "OPENAPI_CACHE_TTL", 30.0, doc="seconds a service's OpenAPI document is cached"
+    )
+    bank_callback_secrets: str = env(
+        "BANK_CALLBACK_SECRETS",
+        DEV_BANK_CALLBACK_SECRET,
+        secret=True,
+        doc="HMAC keys of bank callbacks, comma-separated: the first signs, all verify",
+    )
+    carrier_callback_secrets: str = env(
+        "CARRIER_CALLBACK_SECRETS",
+        DEV_CARRIER_CALLBACK_SECRET,
+        secret=True,
+        doc="HMAC keys of carrier callbacks, comma-separated: the first signs, "
+        "all verify",
+    )
+    callback_publish_timeout: float = env(
+        "CALLBACK_PUBLISH_TIMEOUT",
+        5.0,
+        doc="seconds a callback edge waits for Kafka's ack before answering 503",
     )
 
     @property

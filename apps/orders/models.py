@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from chomik.db import TYPE_ANNOTATION_MAP, UTCDateTime, new_metadata
+from chomik.idempotency import install_idempotency
 from chomik.messaging.outbox import install_messaging
 from clients.orders import OrderStatus, define_order_tables
 
@@ -26,6 +27,7 @@ class Base(DeclarativeBase):
 
 
 install_messaging(Base.metadata)
+install_idempotency(Base.metadata)
 TABLES = define_order_tables(Base.metadata)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from chomik.schemas import Money, PageArgsSchema, PageSchema
 from clients.orders import OrderStatus
 
 MAX_QUANTITY = 1_000
@@ -46,7 +47,7 @@ class OrderItemSchema(ma.Schema):
     product_id = ma.fields.UUID()
     title = ma.fields.String()
     quantity = ma.fields.Integer()
-    unit_price = ma.fields.Decimal(as_string=True, places=2)
+    unit_price = Money()
 
 
 class OrderSchema(ma.Schema):
@@ -56,7 +57,7 @@ class OrderSchema(ma.Schema):
     buyer_id = ma.fields.UUID()
     status = ma.fields.Enum(OrderStatus, by_value=True)
     items = ma.fields.List(ma.fields.Nested(OrderItemSchema))
-    total = ma.fields.Decimal(as_string=True, places=2)
+    total = Money()
     currency = ma.fields.String()
     address_id = ma.fields.UUID()
     expires_at = ma.fields.AwareDateTime()
@@ -64,22 +65,13 @@ class OrderSchema(ma.Schema):
     updated_at = ma.fields.AwareDateTime()
 
 
-class OrderQueryArgsSchema(ma.Schema):
+class OrderQueryArgsSchema(PageArgsSchema):
     """Filter and page of GET /orders."""
 
     status = ma.fields.Enum(OrderStatus, by_value=True)
-    page = ma.fields.Integer(
-        load_default=1, validate=validate.Range(min=1, max=1_000_000)
-    )
-    page_size = ma.fields.Integer(
-        load_default=20, validate=validate.Range(min=1, max=100)
-    )
 
 
-class OrderPageSchema(ma.Schema):
+class OrderPageSchema(PageSchema):
     """A page of orders: {items, page, page_size, total}."""
 
     items = ma.fields.List(ma.fields.Nested(OrderSchema))
-    page = ma.fields.Integer()
-    page_size = ma.fields.Integer()
-    total = ma.fields.Integer()

@@ -6,6 +6,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from chomik.db import TYPE_ANNOTATION_MAP, new_metadata
 from chomik.messaging.outbox import install_messaging
+from chomik.signing import install_signatures
 
 
 class Base(DeclarativeBase):
@@ -14,3 +15,4 @@ class Base(DeclarativeBase):
 
 
 install_messaging(Base.metadata)
+install_signatures(Base.metadata)

@@ -16,7 +16,13 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from chomik.db import TYPE_ANNOTATION_MAP, TimestampMixin, UTCDateTime, new_metadata
+from chomik.db import (
+    TYPE_ANNOTATION_MAP,
+    TimestampMixin,
+    UTCDateTime,
+    enum_by_value,
+    new_metadata,
+)
 from chomik.messaging.outbox import install_messaging
 
 
@@ -44,17 +50,6 @@ class ReservationStatus(enum.StrEnum):
     RESERVED = "RESERVED"
     RELEASED = "RELEASED"
     COMMITTED = "COMMITTED"
-
-
-def _by_value(kind: type[enum.StrEnum], length: int) -> sa.Enum:
-    """An enum stored by value as a varchar (no PostgreSQL enum type to migrate)."""
-    return sa.Enum(
-        kind,
-        native_enum=False,
-        create_constraint=False,
-        length=length,
-        values_callable=lambda members: [m.value for m in members],
-    )
 
 
 class Product(TimestampMixin, Base):
@@ -91,7 +86,9 @@ class Product(TimestampMixin, Base):
     model: Mapped[str] = mapped_column(sa.String(100))
     size: Mapped[str] = mapped_column(sa.String(20))
     color: Mapped[str] = mapped_column(sa.String(50))
-    condition: Mapped[ProductCondition] = mapped_column(_by_value(ProductCondition, 8))
+    condition: Mapped[ProductCondition] = mapped_column(
+        enum_by_value(ProductCondition, 8)
+    )
     price: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(sa.String(3))
     quantity: Mapped[int]
@@ -113,7 +110,9 @@ class Reservation(TimestampMixin, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     order_id: Mapped[uuid.UUID] = mapped_column(unique=True)
-    status: Mapped[ReservationStatus] = mapped_column(_by_value(ReservationStatus, 16))
+    status: Mapped[ReservationStatus] = mapped_column(
+        enum_by_value(ReservationStatus, 16)
+    )
     items: Mapped[list[ReservationItem]] = relationship(
         back_populates="reservation",
         order_by="ReservationItem.product_id",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import marshmallow as ma
@@ -11,52 +9,9 @@ from marshmallow import validate
 
 from apps.storage.models import ProductCondition
 from apps.storage.services import SORTS
+from chomik.schemas import Money, PageArgsSchema, PageSchema
 
-MAX_PRICE = Decimal("9999999999.99")  # numeric(12, 2)
 MAX_QUANTITY = 1_000_000
-
-
-_DECIMAL_TEXT = re.compile(r"-?\d{1,12}(\.\d{1,12})?", re.ASCII)
-
-
-class Money(ma.fields.Field[Decimal]):
-    """A decimal string with at most two places ("129.90"); never a float."""
-
-    default_error_messages = {
-        "invalid": 'Not a decimal string such as "129.90".',
-        "places": "At most two decimal places.",
-        "range": f"Must be between 0 and {MAX_PRICE}.",
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        metadata = {"type": "string", "format": "decimal", "example": "129.90"}
-        super().__init__(metadata={**metadata, **kwargs.pop("metadata", {})}, **kwargs)
-
-    def _serialize(
-        self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any
-    ) -> str | None:
-        return None if value is None else str(value.quantize(Decimal("0.01")))
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> Decimal:
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise self.make_error("invalid")
-        # A plain decimal string only: no exponent, no spaces, ASCII digits.
-        if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
-            raise self.make_error("invalid")
-        try:
-            amount = Decimal(str(value).strip())
-        except InvalidOperation as exc:
-            raise self.make_error("invalid") from exc
-        if not amount.is_finite():
-            raise self.make_error("invalid")
-        exponent = amount.as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -2:
-            raise self.make_error("places")
-        if not Decimal(0) <= amount <= MAX_PRICE:
-            raise self.make_error("range")
-        return amount
 
 
 def _text(max_length: int, *, required: bool = True) -> ma.fields.String:
@@ -122,7 +77,7 @@ class ProductUpdateSchema(ma.Schema):
     description = ma.fields.String(validate=validate.Length(max=5000))
 
 
-class ProductQueryArgsSchema(ma.Schema):
+class ProductQueryArgsSchema(PageArgsSchema):
     """Filters, sort and page of GET /products."""
 
     q = ma.fields.String(validate=validate.Length(max=200))
@@ -136,12 +91,6 @@ class ProductQueryArgsSchema(ma.Schema):
     sort = ma.fields.String(
         load_default="-created_at", validate=validate.OneOf(list(SORTS))
     )
-    page = ma.fields.Integer(
-        load_default=1, validate=validate.Range(min=1, max=1_000_000)
-    )
-    page_size = ma.fields.Integer(
-        load_default=20, validate=validate.Range(min=1, max=100)
-    )
 
     @ma.validates_schema
     def _price_range(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -150,13 +99,10 @@ class ProductQueryArgsSchema(ma.Schema):
             raise ma.ValidationError("Must not exceed max_price.", "min_price")
 
 
-class ProductPageSchema(ma.Schema):
+class ProductPageSchema(PageSchema):
     """A page of products: {items, page, page_size, total}."""
 
     items = ma.fields.List(ma.fields.Nested(ProductSchema))
-    page = ma.fields.Integer()
-    page_size = ma.fields.Integer()
-    total = ma.fields.Integer()
 
 
 class StockLineSchema(ma.Schema):

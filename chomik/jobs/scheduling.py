@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -214,6 +215,11 @@ class Scheduler:
             )
         scheduler.resume()
         self._scheduler = scheduler
+
+    @property
+    def running(self) -> bool:
+        """Whether jobs are being scheduled (started, and not paused or shut down)."""
+        return self._scheduler is not None and self._scheduler.state == STATE_RUNNING
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with `wait`, let running jobs finish first."""

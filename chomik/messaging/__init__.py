@@ -1,6 +1,11 @@
-"""Messaging: Kafka plumbing, the transactional outbox and its relay, the consumer loop.
+"""Messaging: Kafka plumbing, the transactional outbox and its relay, the consumer loop,
+dead letters.
 
 Apps import what they use from here: `from chomik.messaging import emit, Worker...`.
+Modules: `kafka` (envelope, events, producers, topics; `kafka.dlq(topic)` names a
+dead-letter topic), `outbox` (emit, relay, parking of refused rows), `consuming` (the
+consumer loop and its outage/fault table), `dlq` (list, show and replay dead
+letters: `chomik dlq`), `migrations` (the tables' Alembic operations).
 """
 
 from chomik.messaging.consuming import (
@@ -11,7 +16,7 @@ from chomik.messaging.consuming import (
     owns_transaction,
     record_inbox,
 )
-from chomik.messaging.kafka import Envelope, Event, MalformedMessageError, dlq
+from chomik.messaging.kafka import Envelope, Event, MalformedMessageError
 from chomik.messaging.outbox import emit, install_messaging
 
 __all__ = [
@@ -22,7 +27,6 @@ __all__ = [
     "HandlerKey",
     "InboxEntry",
     "MalformedMessageError",
-    "dlq",
     "emit",
     "install_messaging",
     "owns_transaction",

@@ -1,13 +1,41 @@
 """The Kafka consumer loop: one DB transaction per message, inbox dedupe, retries, DLQ.
 
-An app hands over its `CONSUMERS` table, `{event class (or type string): handler}`.
+An app hands over its `CONSUMERS` table, `{event class (or type string): handler}`;
+its classes are also the table that messages are decoded with (a handler keyed by a
+type string receives the `Envelope`).
 For each message the loop opens one transaction holding the inbox row (unique per
 consumer group and event id), the handler's effect and the outbox rows the handler
 emits; offsets are committed only after that transaction committed. A duplicate is
-skipped. A failing message is retried with backoff a bounded number of times, then
-published to `<topic>.dlq` with the error and the original headers, and the partition
-moves on. An unparseable message goes to the DLQ at once. Database outages are not the
-message's fault: they are retried without end (with backoff) and never dead-lettered.
+skipped (so a replayed dead letter that was applied meanwhile is a no-op).
+
+Only a fault of the message goes to `<topic>.dlq`. A failure is sorted by what it
+is (`is_outage`, which walks the whole cause chain):
+
+| failure                                   | examples                          | handling |
+|-------------------------------------------|-----------------------------------|----------|
+| database outage                           | connection lost or refused, pool  | outage   |
+|                                           | exhausted, server shutting down   |          |
+| deadlock, serialization failure           | SQLSTATE 40P01, 40001             | outage   |
+| remote outage: a `chomik.transient`       | the clients' `TransportError`,    | outage   |
+| `TransientError`                          | `ServerError` (5xx), 429          |          |
+| statement or lock timeout                 | SQLSTATE 57014, 55P03             | bounded  |
+| anything else the handler raises          | a bug, a refused remote request   | bounded  |
+| unparseable envelope or event             | `MalformedMessageError`           | DLQ now  |
+
+outage: the message is not the problem, so it is never dead-lettered. The records
+not yet applied are read again (seek back) after a capped exponential backoff
+(`outage_backoff` doubling up to `outage_backoff_max`), for as long as the outage
+lasts: the partitions wait, `consumer_lag` keeps growing and `consumer_outage_waits`
+counts the pauses, so an alert can fire. While it waits the consumer keeps polling
+with its partitions paused, so it stays in its group however long the outage is
+(kafka-python leaves the group when `poll` is not called within
+`max_poll_interval_ms`).
+
+bounded: retried in place with backoff up to `max_attempts` times, then published to
+`<topic>.dlq` with the original key, value and headers plus `dlq.*` headers (error,
+error type, attempts, source topic, partition, offset, group), and the partition
+moves on. Timeouts are bounded because the message's own work may cause them again
+and again. `chomik dlq` lists, shows and replays dead letters (`chomik.messaging.dlq`).
 """
 
 from __future__ import annotations
@@ -37,10 +65,12 @@ from chomik.messaging.kafka import (
     MalformedMessageError,
     decode,
     dlq,
+    event_table,
     make_consumer,
     make_producer,
 )
 from chomik.messaging.outbox import backoff_delay
+from chomik.transient import TransientError, causes
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +95,11 @@ IGNORED = Counter(
 LAG = Gauge(
     "consumer_lag", "Messages behind the log end", ["group", "topic", "partition"]
 )
+OUTAGE_WAITS = Counter(
+    "consumer_outage_waits",
+    "Pauses while a database or remote service the handlers need is unavailable",
+    ["group"],
+)
 
 _inbox = sa.table(
     "inbox_events",
@@ -75,8 +110,9 @@ _inbox = sa.table(
 )
 
 
-class _InfrastructureError(RuntimeError):
-    """The database or the broker is unavailable: retry later, never dead-letter."""
+class _OutageError(RuntimeError):
+    """A database, remote service or the broker is unavailable: retry later, never
+    dead-letter."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +162,11 @@ def handler_table(consumers: Mapping[HandlerKey, Handler]) -> dict[str, Handler]
     }
 
 
+def event_types_of(consumers: Mapping[HandlerKey, Handler]) -> dict[str, type[Event]]:
+    """The event classes a `CONSUMERS` table handles: what its messages decode to."""
+    return event_table(*(key for key in consumers if not isinstance(key, str)))
+
+
 def topics_of(
     consumers: Mapping[HandlerKey, Handler], extra: Iterable[str] = ()
 ) -> list[str]:
@@ -148,17 +189,26 @@ class Consumer:
         max_attempts: int = 4,
         retry_backoff: float = 0.2,
         retry_backoff_max: float = 2.0,
+        outage_backoff: float = 0.2,
+        outage_backoff_max: float = 5.0,
         consumer_options: Mapping[str, Any] | None = None,
         producer_factory: Callable[[], KafkaProducer] | None = None,
+        event_types: Mapping[str, type[Event]] | None = None,
     ) -> None:
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
         self.sessions = sessions
         self.handlers = handler_table(consumers)
+        # What messages decode to: the table's event classes unless given.
+        self.event_types = dict(
+            event_types_of(consumers) if event_types is None else event_types
+        )
         self.topics = topics_of(consumers, topics)
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
         self.retry_backoff_max = retry_backoff_max
+        self.outage_backoff = outage_backoff
+        self.outage_backoff_max = outage_backoff_max
         self.consumer_options = dict(consumer_options or {})
         self._producer_factory = producer_factory or (
             lambda: make_producer(bootstrap_servers)
@@ -166,6 +216,12 @@ class Consumer:
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
+
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        """The partitions the group gave this member (none before it joined)."""
+        consumer = self._consumer
+        return frozenset() if consumer is None else frozenset(consumer.assignment())
 
     # --- one message ---------------------------------------------------------------
 
@@ -190,8 +246,8 @@ class Consumer:
     def process(self, record: ConsumerRecord) -> None:
         """Apply one record, retrying, dead-lettering when it cannot be applied.
 
-        Raises `_InfrastructureError` when the database or the broker is down: the
-        record must then be read again later.
+        Raises `_OutageError` when the database, a remote service or the broker is
+        unavailable: the record must then be read again later.
         """
         labels = (self.group_id, record.topic)
         try:
@@ -199,7 +255,7 @@ class Consumer:
             if envelope.type not in self.handlers:
                 IGNORED.labels(*labels).inc()
                 return
-            event = decode(envelope)
+            event = decode(envelope, self.event_types)
         except MalformedMessageError as exc:
             log.warning("unparseable message at %s:%d", record.topic, record.offset)
             self.dead_letter(record, exc, attempts=0)
@@ -220,8 +276,8 @@ class Consumer:
             try:
                 applied = self.apply(record.topic, envelope, event)
             except Exception as exc:  # noqa: BLE001 - sorted below: ours or the message's
-                if _is_infrastructure(exc):
-                    raise _InfrastructureError(f"database unavailable: {exc}") from exc
+                if is_outage(exc):
+                    raise _OutageError(f"{type(exc).__name__}: {exc}") from exc
                 if attempt >= self.max_attempts:
                     log.warning(
                         "event %s (%s) failed %d times, dead-lettering: %s",
@@ -272,7 +328,7 @@ class Consumer:
             if self._producer is not None:
                 self._producer.close(timeout=1)
                 self._producer = None
-            raise _InfrastructureError(f"dead-letter publish failed: {exc!r}") from exc
+            raise _OutageError(f"dead-letter publish failed: {exc!r}") from exc
         DEAD_LETTERED.labels(self.group_id, record.topic).inc()
 
     # --- the loop --------------------------------------------------------------------
@@ -310,6 +366,44 @@ class Consumer:
                 offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
                 self._positions[tp] = record.offset + 1
 
+    def _rewind(
+        self,
+        consumer: KafkaConsumer,
+        batches: Mapping[TopicPartition, list[ConsumerRecord]],
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+    ) -> None:
+        """Seek back to the first record of each partition not applied yet."""
+        for tp, records in batches.items():
+            done = offsets.get(tp)
+            position = done.offset if done else records[0].offset
+            consumer.seek(tp, position)
+            self._positions[tp] = position
+
+    def _wait_paused(
+        self, consumer: KafkaConsumer, delay: float, stop: threading.Event
+    ) -> None:
+        """Wait `delay` seconds with every partition paused, still polling.
+
+        Polling keeps the group membership (kafka-python leaves the group when
+        `poll` is not called within `max_poll_interval_ms`) and lets a rebalance
+        happen; a partition assigned meanwhile is paused too, its records unread.
+        """
+        deadline = time.monotonic() + delay
+        consumer.pause(*consumer.assignment())
+        try:
+            while not stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                stray = consumer.poll(
+                    timeout_ms=max(1, int(min(remaining, 0.5) * 1000))
+                )
+                for tp, records in stray.items():
+                    consumer.seek(tp, records[0].offset)
+                    consumer.pause(tp)
+        finally:
+            consumer.resume(*consumer.paused())
+
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; then finish the current message, commit, leave."""
         self._positions = {}
@@ -325,18 +419,22 @@ class Consumer:
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 try:
                     self._process_batch(batches, stop, offsets)
-                    failures = 0
-                except _InfrastructureError as exc:
-                    # Read the unapplied records again after a pause.
-                    for tp, records in batches.items():
-                        done = offsets.get(tp)
-                        consumer.seek(tp, done.offset if done else records[0].offset)
-                    failures += 1
-                    delay = backoff_delay(failures, 0.2, 5.0)
-                    log.warning("consumer paused %.2fs: %s", delay, str(exc))
+                except _OutageError as exc:
+                    # Read the unapplied records again after a pause, however long
+                    # the outage lasts.
+                    self._rewind(consumer, batches, offsets)
                     self._commit(offsets)
-                    stop.wait(delay)
+                    self._update_lag(consumer)
+                    failures += 1
+                    OUTAGE_WAITS.labels(self.group_id).inc()
+                    delay = backoff_delay(
+                        failures, self.outage_backoff, self.outage_backoff_max
+                    )
+                    log.warning("consumer paused %.2fs: %s", delay, str(exc))
+                    self._wait_paused(consumer, delay, stop)
                     continue
+                if batches:
+                    failures = 0
                 self._commit(offsets)
                 self._update_lag(consumer)
         finally:
@@ -347,23 +445,31 @@ class Consumer:
                 self._producer = None
 
 
+# SQLSTATEs retried for as long as they last: deadlock and serialization failure
+# depend on what other transactions did, not on the message.
+_TRANSIENT_CODES = frozenset({"40P01", "40001"})
 # SQLSTATEs a message's own work can cause again and again (statement or lock
-# timeout, deadlock, serialization failure): retried a bounded number of times,
-# then dead-lettered, so they never hold the partition forever.
-_MESSAGE_FAULT_CODES = frozenset({"57014", "55P03", "40P01", "40001"})
+# timeout): retried a bounded number of times, then dead-lettered, so they never
+# hold the partition forever.
+_MESSAGE_FAULT_CODES = frozenset({"57014", "55P03"})
 
 
-def _is_infrastructure(exc: BaseException) -> bool:
-    """Tell a database outage (retry without end) from a fault of the message.
+def is_outage(exc: BaseException) -> bool:
+    """Tell an outage (retry without end) from a fault of the message (the table above).
 
-    Looks through the whole cause chain, so an outage wrapped by another error
-    (a two-phase commit that failed because a database went away) still counts.
+    Looks through the whole cause chain, so an outage wrapped by another error (a
+    two-phase commit that failed because a database went away, a domain error
+    raised from a client's `TransportError`) still counts.
     """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, sa.exc.TimeoutError):  # connection pool exhausted
+    for error in causes(exc):
+        if isinstance(error, TransientError | sa.exc.TimeoutError):
             return True
-        if isinstance(seen, sa.exc.OperationalError | sa.exc.InterfaceError):
-            return getattr(seen.orig, "pgcode", None) not in _MESSAGE_FAULT_CODES
-        seen = seen.__cause__ or seen.__context__
+        if isinstance(error, sa.exc.DBAPIError):
+            code = getattr(error.orig, "pgcode", None)
+            if code in _TRANSIENT_CODES:
+                return True
+            if code in _MESSAGE_FAULT_CODES:
+                return False
+            if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
+                return True
     return False

@@ -2,8 +2,9 @@
 
 Every message on every topic is an `Envelope` serialized as JSON; its `key` (the entity
 id) is also the Kafka message key, so one entity's events stay on one partition, in
-order. Concrete event types subclass `Event` in `clients/events.py`; the kit itself only
-knows envelopes and the `Event` base.
+order. Concrete event types subclass `Event` in `clients/events.py` and are listed in
+its one table of event types; the kit itself only knows envelopes and the `Event` base,
+and decodes with the table it is given.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import types
 import typing
 import uuid
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Self
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -43,6 +44,8 @@ def _json_default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, tuple | frozenset | set):
         return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
@@ -98,30 +101,28 @@ class Envelope:
             raise MalformedMessageError(f"unparseable envelope: {exc}") from exc
 
 
-EVENT_TYPES: dict[str, type[Event]] = {}
-
-
 @dataclasses.dataclass(frozen=True)
 class Event:
     """Base of every event type: subclasses set `type` and `topic` and declare fields.
 
     The entity key is the value of the field named by `key_field` (default: the
-    first field). Fields may be JSON values, `uuid.UUID`, `Decimal`, `datetime`, or
-    tuples of those; they are converted both ways.
+    first field). Fields may be JSON values, `uuid.UUID`, `Decimal`, `datetime`,
+    frozen dataclasses of those, or tuples of them; they are converted both ways.
+    An event is strict: every field must be given, with a value of its declared
+    type, when it is built and when it is decoded (`MalformedMessageError`).
     """
 
     type: ClassVar[str]
     topic: ClassVar[str]
     key_field: ClassVar[str | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        event_type = cls.__dict__.get("type")
-        if isinstance(event_type, str):
-            known = EVENT_TYPES.get(event_type)
-            if known is not None and known.__qualname__ != cls.__qualname__:
-                raise TypeError(f"event type {event_type!r} declared twice")
-            EVENT_TYPES[event_type] = cls
+    def __post_init__(self) -> None:
+        for name, hint in _field_hints(type(self)).items():
+            if not _conforms(hint, getattr(self, name)):
+                raise MalformedMessageError(
+                    f"{self.type}: field {name!r} must be {hint}, "
+                    f"not {getattr(self, name)!r}"
+                )
 
     @property
     def key(self) -> str:
@@ -138,36 +139,88 @@ class Event:
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
         """Build the event from envelope `data`; `MalformedMessageError` if bad."""
-        hints = typing.get_type_hints(cls)
-        values: dict[str, Any] = {}
         try:
-            for f in dataclasses.fields(cls):
-                if f.name not in data:
-                    if f.default is not dataclasses.MISSING:
-                        continue
-                    if f.default_factory is not dataclasses.MISSING:
-                        continue
-                    raise MalformedMessageError(f"{cls.type}: missing field {f.name!r}")
-                values[f.name] = _convert(hints[f.name], data[f.name])
-            return cls(**values)
+            return cls(**_load_fields(cls, data, cls.type))
         except MalformedMessageError:
             raise
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise MalformedMessageError(f"{cls.type}: {exc}") from exc
+        except (ValueError, TypeError, AttributeError, InvalidOperation) as exc:
+            raise MalformedMessageError(f"{cls.type}: {exc!r}") from exc
 
 
-def _convert(hint: Any, value: Any) -> Any:
-    """Convert one JSON value to the annotated type (UUID, Decimal, datetime, tuple)."""
+_HINTS: dict[Any, dict[str, Any]] = {}
+
+
+def _field_hints(klass: Any) -> dict[str, Any]:
+    """`{field: resolved annotation}` of a dataclass, worked out once per class."""
+    if klass not in _HINTS:
+        hints = typing.get_type_hints(klass)
+        _HINTS[klass] = {f.name: hints[f.name] for f in dataclasses.fields(klass)}
+    return _HINTS[klass]
+
+
+def _load_fields(klass: type[Any], data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise MalformedMessageError(f"{what}: expected an object, not {data!r}")
+    values: dict[str, Any] = {}
+    for name, hint in _field_hints(klass).items():
+        if name not in data:
+            raise MalformedMessageError(f"{what}: missing field {name!r}")
+        values[name] = _convert(hint, data[name], f"{what}.{name}")
+    return values
+
+
+def _conforms(hint: Any, value: Any) -> bool:
+    """Whether a value has the annotated type (dataclasses and tuples checked deeply)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(arg, value) for arg in args)
+    if origin is tuple:
+        return isinstance(value, tuple) and _conforms_items(args, value)
+    if origin is not None:
+        return isinstance(value, origin)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return isinstance(value, hint) and all(
+            _conforms(item, getattr(value, name))
+            for name, item in _field_hints(hint).items()
+        )
+    return _is_scalar(hint, value)
+
+
+def _conforms_items(args: tuple[Any, ...], value: tuple[Any, ...]) -> bool:
+    if len(args) == 2 and args[1] is Ellipsis:
+        return all(_conforms(args[0], item) for item in value)
+    return len(args) == len(value) and all(map(_conforms, args, value))
+
+
+def _is_scalar(hint: Any, value: Any) -> bool:
+    if hint is type(None):
+        return value is None
+    if hint in (int, float) and isinstance(value, bool):
+        return False  # a bool is an int to Python, never to the contract
+    if hint is float:
+        return isinstance(value, int | float)
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def _convert(hint: Any, value: Any, what: str = "") -> Any:
+    """Convert one JSON value to the annotated type (UUID, Decimal, dataclass...)."""
     if value is None:
         return None
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value) if len(inner) == 1 else value
+        return _convert(inner[0], value, what) if len(inner) == 1 else value
     if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise MalformedMessageError(f"{what}: expected a list, not {value!r}")
         item = args[0] if args else Any
-        return tuple(_convert(item, v) for v in value)
+        return tuple(_convert(item, v, what) for v in value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return hint(**_load_fields(hint, value, what))
     if hint is uuid.UUID:
         return uuid.UUID(str(value))
     if hint is Decimal:
@@ -189,9 +242,18 @@ def envelope_of(event: Event, *, request_id: str | None = None) -> Envelope:
     )
 
 
-def decode(envelope: Envelope) -> Event | Envelope:
-    """The typed event of an envelope when its type is known, else the envelope."""
-    klass = EVENT_TYPES.get(envelope.type)
+def event_table(*classes: type[Event]) -> dict[str, type[Event]]:
+    """`{event type: class}` of the given classes; a type declared twice is an error."""
+    table: dict[str, type[Event]] = {}
+    for klass in classes:
+        if table.setdefault(klass.type, klass) is not klass:
+            raise TypeError(f"event type {klass.type!r} declared twice")
+    return table
+
+
+def decode(envelope: Envelope, types: Mapping[str, type[Event]]) -> Event | Envelope:
+    """The typed event of an envelope when `types` knows its type, else the envelope."""
+    klass = types.get(envelope.type)
     return envelope if klass is None else klass.from_data(envelope.data)
 
 

@@ -1,8 +1,12 @@
 """Alembic operations of the kit's messaging tables (`outbox_events`, `inbox_events`).
 
 Written once here and called from each app's migration, so every database gets the
-same schema. A later change to the tables gets a new pair of functions (version 2);
-these stay as they are, like any applied migration.
+same schema. Each change to the tables is a new pair of functions; the earlier pairs
+stay as they are, like any applied migration:
+
+- version 1 (`upgrade_messaging`): the outbox and inbox tables;
+- version 2 (`upgrade_messaging_v2`): parking of outbox rows the broker refuses for
+  good (`refusals`, `last_error`, `parked_at`; the pending index skips parked rows).
 """
 
 import sqlalchemy as sa
@@ -61,3 +65,43 @@ def downgrade_messaging() -> None:
     op.drop_index("ix_outbox_events_sent_at", table_name="outbox_events")
     op.drop_index("ix_outbox_events_pending", table_name="outbox_events")
     op.drop_table("outbox_events")
+
+
+def upgrade_messaging_v2() -> None:
+    """Add outbox parking (version 2): call from an app's migration."""
+    op.add_column(
+        "outbox_events",
+        sa.Column(
+            "refusals", sa.Integer(), server_default=sa.text("0"), nullable=False
+        ),
+    )
+    op.add_column("outbox_events", sa.Column("last_error", sa.Text(), nullable=True))
+    op.add_column("outbox_events", sa.Column("parked_at", UTCDateTime(), nullable=True))
+    op.drop_index("ix_outbox_events_pending", table_name="outbox_events")
+    op.create_index(
+        "ix_outbox_events_pending",
+        "outbox_events",
+        ["seq"],
+        postgresql_where=sa.text("sent_at IS NULL AND parked_at IS NULL"),
+    )
+    op.create_index(
+        "ix_outbox_events_parked",
+        "outbox_events",
+        ["seq"],
+        postgresql_where=sa.text("parked_at IS NOT NULL"),
+    )
+
+
+def downgrade_messaging_v2() -> None:
+    """Remove outbox parking (version 2); parked rows become pending again."""
+    op.drop_index("ix_outbox_events_parked", table_name="outbox_events")
+    op.drop_index("ix_outbox_events_pending", table_name="outbox_events")
+    op.create_index(
+        "ix_outbox_events_pending",
+        "outbox_events",
+        ["seq"],
+        postgresql_where=sa.text("sent_at IS NULL"),
+    )
+    op.drop_column("outbox_events", "parked_at")
+    op.drop_column("outbox_events", "last_error")
+    op.drop_column("outbox_events", "refusals")

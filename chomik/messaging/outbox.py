@@ -2,7 +2,17 @@
 
 `install_messaging(metadata)` adds the kit's messaging tables (`outbox_events`,
 `inbox_events`) to an app's metadata; `emit(session, event)` writes one outbox row in
-the caller's transaction.
+the caller's transaction; the `Relay` publishes committed rows in per-key order.
+
+A row the broker refuses for good (too large, an invalid topic: the errors in
+`REFUSALS`, whether `send()` raises them or the send's future fails with them later)
+counts a refusal; after `RelayConfig.max_refusals` of them it is parked: kept with
+its error (`last_error`, `parked_at`), left out of the pending scan and of the
+pending gauges, counted by `outbox_parked` (gauge) and `outbox_parked_events_total`.
+Until then its key's later events wait behind it; once it is parked they flow, so
+one refused event cannot stop an entity for good (an operator inspects the parked
+row and re-emits or drops it). A broker that is down or slow (timeouts, leader
+moves) never counts toward parking: the relay backs off and every row waits.
 """
 
 from __future__ import annotations
@@ -18,7 +28,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    InvalidTimestampError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -37,6 +56,28 @@ OUTBOX_OLDEST_AGE = Gauge(
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox rows published to Kafka")
 OUTBOX_PUBLISH_ERRORS = Counter(
     "outbox_publish_errors", "Relay batches that failed (broker down, send errors)"
+)
+OUTBOX_REFUSED = Counter(
+    "outbox_refused", "Sends of outbox rows the broker refused for good"
+)
+OUTBOX_PARKED_EVENTS = Counter(
+    "outbox_parked_events", "Outbox rows parked after repeated refusals"
+)
+OUTBOX_PARKED = Gauge("outbox_parked", "Parked outbox rows (refused, kept)")
+
+# What says "this record can never be accepted as it is": counted against the row.
+# Anything else (no broker, timeouts, leader moves) is the broker's state, not the
+# row's. ValueError and TypeError come from `send()` checking the record itself.
+REFUSALS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    InvalidRecordError,
+    CorruptRecordError,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+    ValueError,
+    TypeError,
 )
 
 OUTBOX_TABLE = "outbox_events"
@@ -60,10 +101,18 @@ def install_messaging(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
             "created_at", UTCDateTime, nullable=False, server_default=sa.func.now()
         ),
         sa.Column("sent_at", UTCDateTime, nullable=True),
+        sa.Column("refusals", sa.Integer, nullable=False, server_default=sa.text("0")),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("parked_at", UTCDateTime, nullable=True),
         sa.Index(
             "ix_outbox_events_pending",
             "seq",
-            postgresql_where=sa.text("sent_at IS NULL"),
+            postgresql_where=sa.text("sent_at IS NULL AND parked_at IS NULL"),
+        ),
+        sa.Index(
+            "ix_outbox_events_parked",
+            "seq",
+            postgresql_where=sa.text("parked_at IS NOT NULL"),
         ),
         sa.Index("ix_outbox_events_sent_at", "sent_at"),
     )
@@ -140,6 +189,7 @@ class RelayConfig:
     inbox_retention: dt.timedelta = dt.timedelta(days=14)
     housekeeping_interval: float = 1.0
     prune_interval: float = 60.0
+    max_refusals: int = 5
 
 
 class PublishError(RuntimeError):
@@ -156,7 +206,8 @@ class Relay:
 
     One batch is one transaction: claim pending rows in `seq` order with
     `FOR UPDATE SKIP LOCKED`, publish them (idempotent producer, `acks=all`, keyed by
-    the entity id), mark the acknowledged ones sent, commit. Keys hash into shards; a
+    the entity id), mark the acknowledged ones sent, count refusals (parking a row
+    refused `max_refusals` times), commit. Keys hash into shards; a
     batch first takes transaction-level advisory locks on a few free shards, then
     claims only their rows, so two replicas never publish one key at the same time
     and each key's events leave in `seq` order (events of one entity are emitted
@@ -206,7 +257,8 @@ class Relay:
                     "SELECT shard FROM ("
                     "  SELECT shard FROM ("
                     "    SELECT DISTINCT abs(mod(hashtext(key), :shards)) AS shard FROM ("
-                    "      SELECT key FROM outbox_events WHERE sent_at IS NULL"
+                    "      SELECT key FROM outbox_events"
+                    "      WHERE sent_at IS NULL AND parked_at IS NULL"
                     "      ORDER BY seq LIMIT :scan) AS oldest) AS candidates"
                     "  ORDER BY random()) AS shuffled"
                     " WHERE pg_try_advisory_xact_lock(:ns, shard)"
@@ -229,7 +281,7 @@ class Relay:
             conn.execute(
                 sa.text(
                     "SELECT seq, topic, key, payload, type FROM outbox_events"
-                    " WHERE sent_at IS NULL"
+                    " WHERE sent_at IS NULL AND parked_at IS NULL"
                     " AND abs(mod(hashtext(key), :shards)) = ANY(:held)"
                     " ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
                 ),
@@ -244,9 +296,10 @@ class Relay:
     def publish_batch(self) -> int:
         """Publish one batch; return how many rows were marked sent.
 
-        Raises `PublishError` (after committing what was acknowledged) when nothing
-        could be published; the rest stays pending. When only some keys failed, the
-        others are marked sent and the failed keys wait, their order kept.
+        Raises `PublishError` (after committing what was acknowledged) when the
+        broker is away and nothing could be published; the rest stays pending. When
+        only some keys failed, the others are marked sent and the failed keys wait,
+        their order kept. A refused row counts a refusal and is parked at the limit.
         """
         with self.engine.connect() as conn, conn.begin():
             rows = self._claim(conn)
@@ -257,64 +310,101 @@ class Relay:
             except KafkaError as exc:
                 self.close()
                 raise PublishError(f"publishing failed: {exc!r}") from exc
-            sent, first_error = _acknowledged(rows, futures)
-            if sent:
+            outcome = _outcome(rows, futures)
+            if outcome.sent:
                 conn.execute(
                     sa.text(
                         "UPDATE outbox_events SET sent_at = now()"
                         " WHERE seq = ANY(:seqs)"
                     ),
-                    {"seqs": sent},
+                    {"seqs": outcome.sent},
                 )
-        OUTBOX_PUBLISHED.inc(len(sent))
-        if first_error is not None:
-            missing = len(rows) - len(sent)
-            message = f"{missing} of {len(rows)} unacknowledged: {first_error!r}"
-            if not sent:  # nothing moved: the broker is away, back off
+            self._count_refusals(conn, outcome.refused)
+        OUTBOX_PUBLISHED.inc(len(outcome.sent))
+        if outcome.transient is not None:
+            message = (
+                f"{len(rows) - len(outcome.sent)} of {len(rows)} unacknowledged: "
+                f"{outcome.transient!r}"
+            )
+            if not outcome.sent:  # nothing moved: the broker is away, back off
                 self.close()
                 raise PublishError(message)
             OUTBOX_PUBLISH_ERRORS.inc()
             log.warning("relay: %s", message)
-        return len(sent)
+        return len(outcome.sent)
+
+    def _count_refusals(
+        self, conn: sa.Connection, refused: list[tuple[Any, BaseException]]
+    ) -> None:
+        """Count one refusal per refused row; park the rows that reached the limit."""
+        for row, error in refused:
+            text = f"{type(error).__name__}: {error}"[:2000]
+            refusals, parked = conn.execute(
+                sa.text(
+                    "UPDATE outbox_events SET refusals = refusals + 1,"
+                    " last_error = :error,"
+                    " parked_at = CASE WHEN refusals + 1 >= :limit THEN now() END"
+                    " WHERE seq = :seq RETURNING refusals, parked_at IS NOT NULL"
+                ),
+                {"seq": row.seq, "error": text, "limit": self.config.max_refusals},
+            ).one()
+            OUTBOX_REFUSED.inc()
+            if parked:
+                OUTBOX_PARKED_EVENTS.inc()
+                log.error(
+                    "outbox row %d (%s, key %s) parked after %d refusals: %s",
+                    row.seq, row.type, row.key, refusals, text,
+                )  # fmt: skip
+            else:
+                log.warning("outbox row %d refused (%d): %s", row.seq, refusals, text)
 
     def _send_all(self, rows: list[Any]) -> list[Any]:
         """Hand every row to the producer and wait; a refused row fails alone.
 
         A refusal at hand-over (too large, a bad topic name) is the row's own fault,
         so it must not fail other keys. Behind a refused event, its key's later
-        events are not sent at all, so they can never overtake it.
+        events are not sent at all, so they can never overtake it. Any other error
+        at hand-over (no broker within `max_block_ms`) stops the batch: the broker
+        is away, so the rows not handed over yet stay pending without a try.
         """
         producer = self.producer
-        futures: list[Any] = []
+        futures: list[Any] = [None] * len(rows)
         refused_keys: set[str] = set()
-        for row in rows:
-            future: Any = None
-            if row.key not in refused_keys:
-                try:
-                    future = producer.send(
-                        row.topic, key=row.key.encode(), value=bytes(row.payload),
-                        headers=[("event_type", row.type.encode())],
-                    )  # fmt: skip
-                except (KafkaError, ValueError, TypeError) as exc:
-                    future = exc
-            if not _delivered_or_pending(future):
+        for index, row in enumerate(rows):
+            if row.key in refused_keys:
+                continue
+            try:
+                futures[index] = producer.send(
+                    row.topic, key=row.key.encode(), value=bytes(row.payload),
+                    headers=[("event_type", row.type.encode())],
+                )  # fmt: skip
+            except (KafkaError, ValueError, TypeError) as exc:
+                futures[index] = exc
+                if not isinstance(exc, REFUSALS):
+                    break
+            if not _delivered_or_pending(futures[index]):
                 refused_keys.add(row.key)
-            futures.append(future)
         producer.flush(timeout=self.config.flush_timeout)
         return futures
 
     def refresh_metrics(self) -> None:
-        """Set `outbox_pending` and `outbox_oldest_age_seconds` from the table."""
+        """Set the pending, oldest-age (parked rows left out) and parked gauges."""
         with self.engine.connect() as conn:
             count, age = conn.execute(
                 sa.text(
                     "SELECT count(*),"
                     " coalesce(extract(epoch FROM now() - min(created_at)), 0)"
-                    " FROM outbox_events WHERE sent_at IS NULL"
+                    " FROM outbox_events WHERE sent_at IS NULL AND parked_at IS NULL"
                 )
             ).one()
+            parked = conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM outbox_events WHERE parked_at IS NOT NULL"
+                )
+            )
         OUTBOX_PENDING.set(count)
         OUTBOX_OLDEST_AGE.set(float(age))
+        OUTBOX_PARKED.set(parked)
 
     def prune(self) -> tuple[int, int]:
         """Delete sent outbox rows and inbox rows older than their retention."""
@@ -374,25 +464,42 @@ def _delivered_or_pending(future: Any) -> bool:
     return not future.is_done or bool(future.succeeded())
 
 
-def _acknowledged(rows: list[Any], futures: list[Any]) -> tuple[list[int], Any]:
-    """The rows the broker acknowledged, in per-key order, and the first error."""
+@dataclass(frozen=True)
+class _Outcome:
+    """What became of a batch: rows sent, rows refused, the first other error."""
+
+    sent: list[int]
+    refused: list[tuple[Any, BaseException]]
+    transient: BaseException | None
+
+
+def _outcome(rows: list[Any], futures: list[Any]) -> _Outcome:
+    """Sort a batch's rows: acknowledged (in per-key order), refused, or waiting.
+
+    Only the first failed row of a key is judged: the key's later rows were held
+    back (or fail with it), so they neither count a refusal nor get marked sent.
+    """
     sent: list[int] = []
+    refused: list[tuple[Any, BaseException]] = []
+    transient: BaseException | None = None
     failed_keys: set[str] = set()
-    first_error: BaseException | None = None
     for row, future in zip(rows, futures, strict=True):
-        done = future is not None and not isinstance(future, BaseException)
-        if (
-            done
-            and future.is_done
-            and future.succeeded()
-            and row.key not in failed_keys
-        ):
+        if row.key in failed_keys:
+            continue
+        if isinstance(future, BaseException):
+            error: BaseException | None = future
+        elif future is None:  # not handed over: the batch stopped before it
+            error = None
+        elif not future.is_done:
+            error = TimeoutError("not acknowledged within the flush timeout")
+        elif future.succeeded():
             sent.append(row.seq)
             continue
+        else:
+            error = future.exception
         failed_keys.add(row.key)
-        if first_error is None and future is not None:
-            if isinstance(future, BaseException):
-                first_error = future
-            else:
-                first_error = future.exception if future.is_done else TimeoutError()
-    return sent, first_error
+        if isinstance(error, REFUSALS):
+            refused.append((row, error))
+        elif error is not None and transient is None:
+            transient = error
+    return _Outcome(sent, refused, transient)

@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +18,13 @@ from typing import Any
 import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from chomik.messaging.kafka import Envelope, Event
+from chomik.db import make_session_factory
+from chomik.messaging.consuming import Consumer
+from chomik.messaging.kafka import Envelope, Event, make_producer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -199,3 +204,55 @@ def wait_or_kill(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int
         process.kill()
         process.wait()
         return None
+
+
+def publish(bootstrap: str, topic: str, values: list[Any], headers: Any = None) -> None:
+    """Send raw message values (bytes) or envelopes, keyed, and wait for the acks."""
+    producer = make_producer(bootstrap)
+    try:
+        for value in values:
+            if isinstance(value, Envelope):
+                key, raw = value.key.encode(), value.to_json()
+            else:
+                key, raw = b"raw", value
+            producer.send(topic, key=key, value=raw, headers=headers or [])
+        producer.flush(10)
+    finally:
+        producer.close()
+
+
+def effects(engine: Engine) -> list[Any]:
+    """The test consumers' effects, `(key, n)` in the order they were applied."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT key, n FROM test_effects ORDER BY serial")
+        ).all()
+
+
+def metric(name: str, **labels: str) -> float:
+    """A sample of the default registry (0 when it was never set)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@contextlib.contextmanager
+def consuming(
+    infra: Any, engine: Engine, topic: str, handlers: Any, **options: Any
+) -> Iterator[Consumer]:
+    """A `Consumer` of `topic` in a new group, run in a thread for a block."""
+    consumer = Consumer(
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        bootstrap_servers=infra.kafka,
+        sessions=make_session_factory(engine),
+        consumers=handlers,
+        topics=[topic],
+        **{"consumer_options": FAST_GROUP, "event_types": {Ping.type: Ping}, **options},
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive()

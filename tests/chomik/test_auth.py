@@ -3,20 +3,29 @@
 import base64
 import json
 import time
+import uuid
 
 import jwt
+import marshmallow as ma
 import pytest
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from chomik.auth import (
+    Access,
+    Principal,
+    access_of,
     current_user,
     generate_key_pair,
     issue_access_token,
     issue_service_token,
+    optional_token,
+    optional_user,
     require_role,
     require_service,
+    user_uuid,
 )
+from chomik.problems import ForbiddenError
 from chomik.settings import Settings
 from chomik.web import create_app
 from tests.conftest import AUDIENCE, ISSUER, TEST_SERVICE_SECRET, auth
@@ -187,3 +196,81 @@ def test_tokens_verify_against_a_jwks_url(settings_for, make_token, jwt_keys):
     for _ in range(3):
         assert status(client, "me", make_token("u1", "buyer")) == 200
     assert len(fetched) == 1  # cached by kid
+
+
+class NoteSchema(ma.Schema):
+    text = ma.fields.String(required=True)
+
+
+@blp.route("/notes")
+class Notes(MethodView):
+    @blp.arguments(NoteSchema)
+    @require_role("seller")
+    def post(self, note):
+        return note
+
+    @blp.arguments(NoteSchema, location="query")
+    @optional_token
+    def get(self, note):
+        return {"user": None if optional_user() is None else optional_user().id}
+
+
+@blp.route("/internal/notes")
+class InternalNotes(MethodView):
+    @require_service
+    @blp.arguments(NoteSchema)
+    def post(self, note):
+        return note
+
+
+def test_missing_token_is_401_before_the_body_is_validated(client):
+    response = client.post("/api/v1/secured/notes", json={"text": 5})
+    assert response.status_code == 401
+    assert client.post("/api/v1/secured/internal/notes", json={}).status_code == 401
+
+
+def test_wrong_role_is_403_before_the_body_is_validated(client, make_token):
+    response = client.post(
+        "/api/v1/secured/notes", json={}, headers=auth(make_token("u1", "buyer"))
+    )
+    assert response.status_code == 403
+
+
+def test_a_valid_token_then_gets_its_body_validated(client, make_token, service_token):
+    seller = auth(make_token("u1", "seller"))
+    assert (
+        client.post("/api/v1/secured/notes", json={}, headers=seller).status_code == 422
+    )
+    ok = client.post("/api/v1/secured/notes", json={"text": "hi"}, headers=seller)
+    assert ok.status_code == 200
+    internal = client.post(
+        "/api/v1/secured/internal/notes", json={}, headers=auth(service_token)
+    )
+    assert internal.status_code == 422
+
+
+def test_optional_token_lets_anonymous_through_but_refuses_a_bad_token(
+    client, make_token
+):
+    assert client.get("/api/v1/secured/notes?text=x").get_json() == {"user": None}
+    assert client.get("/api/v1/secured/notes").status_code == 422
+    bad = client.get("/api/v1/secured/notes", headers=auth("garbage"))
+    assert bad.status_code == 401
+    good = client.get(
+        "/api/v1/secured/notes?text=x", headers=auth(make_token("u7", "buyer"))
+    )
+    assert good.get_json() == {"user": "u7"}
+
+
+def test_access_is_recorded_on_the_view_through_smorest_decorators():
+    assert access_of(Notes.post) == Access("user", ("seller",))
+    assert access_of(Notes.get) == Access("optional")
+    assert access_of(InternalNotes.post) == Access("service")
+    assert access_of(Me.get) == Access("user")
+
+
+def test_user_uuid_is_the_subject_or_403():
+    subject = uuid.uuid4()
+    assert user_uuid(Principal(str(subject), frozenset({"buyer"}))) == subject
+    with pytest.raises(ForbiddenError):
+        user_uuid(Principal("service:orders", frozenset({"service"})))

@@ -3,30 +3,45 @@
 from __future__ import annotations
 
 import collections
-import contextlib
+import http.server
+import json
+import logging
 import signal
 import threading
+import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from chomik.db import make_session_factory
+from chomik.infra import free_port
 from chomik.messaging.consuming import Consumer
 from chomik.messaging.kafka import (
     Envelope,
     dlq,
     ensure_topics,
     envelope_of,
-    make_producer,
 )
 from chomik.messaging.outbox import emit
+from clients._http import (
+    ConflictError,
+    HttpClient,
+    MalformedResponseError,
+    NotFoundError,
+    ServerError,
+    TooManyRequestsError,
+    TransportError,
+)
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     FAST_GROUP,
     Ping,
+    consuming,
+    effects,
+    metric,
+    publish,
     read_topic,
     record_effect,
     scratch_tables,
@@ -49,54 +64,6 @@ def topic(infra):
     name = f"test.consume.{uuid.uuid4().hex[:8]}"
     ensure_topics(infra.kafka, [name], partitions=1)
     return name
-
-
-def publish(bootstrap, topic, values, headers=None):
-    """Send raw message values (bytes) or envelopes, keyed, and wait for the acks."""
-    producer = make_producer(bootstrap)
-    try:
-        for value in values:
-            if isinstance(value, Envelope):
-                key, raw = value.key.encode(), value.to_json()
-            else:
-                key, raw = b"raw", value
-            producer.send(topic, key=key, value=raw, headers=headers or [])
-        producer.flush(10)
-    finally:
-        producer.close()
-
-
-def effects(engine):
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.text("SELECT key, n FROM test_effects ORDER BY serial")
-        ).all()
-
-
-def metric(name, **labels):
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@contextlib.contextmanager
-def consuming(infra, engine, topic, handlers, **options) -> Iterator[Consumer]:
-    consumer = Consumer(
-        group_id=f"test-{uuid.uuid4().hex[:8]}",
-        bootstrap_servers=infra.kafka,
-        sessions=make_session_factory(engine),
-        consumers=handlers,
-        topics=[topic],
-        consumer_options=FAST_GROUP,
-        **options,
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=consumer.run, args=(stop,))
-    thread.start()
-    try:
-        yield consumer
-    finally:
-        stop.set()
-        thread.join(15)
-        assert not thread.is_alive()
 
 
 def test_duplicate_is_skipped_and_lag_falls_to_zero(infra, engine, topic):
@@ -191,6 +158,107 @@ def test_database_outage_is_retried_not_dead_lettered(infra, engine, topic):
     assert topic_size(infra.kafka, dlq(topic)) == 0
 
 
+class Remote:
+    """A remote service on a real port: down (nothing listens), then 503, then up."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.state = "503"
+        self.calls = collections.Counter()
+        self._server = None
+        self._thread = None
+
+    def start(self):
+        remote = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server hook name
+                remote.calls[remote.state] += 1
+                status = 503 if remote.state == "503" else 200
+                body = json.dumps({"type": "unavailable"} if status == 503 else {})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", self.port), Handler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever)
+        self._thread.start()
+
+    def stop(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+
+
+# An outage far longer than the bounded retries (3 tries, 0.01 s apart) allow, and
+# outage waits of 1 to 4 s: longer than max_poll_interval_ms, so the consumer stays in
+# its group only because it keeps polling while it waits.
+def test_a_remote_outage_is_waited_out_and_never_dead_lettered(
+    infra, engine, topic, caplog
+):
+    caplog.set_level(logging.WARNING, logger="kafka.coordinator")
+    remote = Remote()
+    client = HttpClient(f"http://127.0.0.1:{remote.port}", timeout=1, retries=0)
+
+    def call_remote_then_record(session, event):
+        client.request("GET", f"/stock/{event.key_id}")
+        record_effect(session, event)
+
+    started = time.monotonic()
+    publish(infra.kafka, topic, [envelope_of(Ping("r", 1))])
+    try:
+        with consuming(
+            infra, engine, topic, {Ping.type: call_remote_then_record},
+            max_attempts=3, retry_backoff=0.01,
+            outage_backoff=2.0, outage_backoff_max=4.0,
+            consumer_options={**FAST_GROUP, "max_poll_interval_ms": 1500},
+        ) as consumer:  # fmt: skip
+            labels = {"group": consumer.group_id, "topic": topic}
+            lag = {**labels, "partition": "0"}
+            group = {"group": consumer.group_id}
+            waits = lambda: metric("consumer_outage_waits_total", **group)  # noqa: E731
+            wait_until(lambda: waits() >= 1, 20)  # down: TransportError
+            publish(infra.kafka, topic, [envelope_of(Ping("r", 2))])
+            wait_until(
+                lambda: (REGISTRY.get_sample_value("consumer_lag", lag) or 0) >= 2, 10
+            )
+
+            remote.start()  # up, but answering 503: ServerError
+            wait_until(lambda: remote.calls["503"] >= 1, 10)
+            time.sleep(max(0.0, started + 9 - time.monotonic()))
+            assert effects(engine) == []
+            remote.state = "up"
+
+            wait_until(lambda: len(effects(engine)) == 2, 20)
+            assert time.monotonic() - started > 9
+            wait_until(lambda: REGISTRY.get_sample_value("consumer_lag", lag) == 0, 10)
+
+            # A fault of the message still goes to the DLQ after the bounded tries.
+            publish(infra.kafka, topic, [envelope_of(Ping("r", 3, fail="always")),
+                                         envelope_of(Ping("r", 4))])  # fmt: skip
+            wait_until(lambda: ("r", 4) in effects(engine), 20)
+            assert metric("consumer_dead_lettered_total", **labels) == 1
+            assert metric("consumer_retries_total", **labels) == 2
+            assert waits() >= 3
+    finally:
+        remote.stop()
+        client.close()
+    assert effects(engine) == [("r", 1), ("r", 2), ("r", 4)]
+    (dead,) = read_topic(infra.kafka, dlq(topic))
+    assert Envelope.from_json(dead.value).data["n"] == 3
+    assert dict(dead.headers)["dlq.attempts"] == b"3"
+    left = [r.getMessage() for r in caplog.records if "poll timeout" in r.getMessage()]
+    assert left == [], "the consumer left its group while it waited"
+
+
 def test_two_consumer_processes_apply_each_event_once_in_per_key_order(
     infra, engine, tmp_path
 ):
@@ -244,29 +312,46 @@ def test_envelope_and_events_round_trip_and_bad_input_is_malformed():
     from decimal import Decimal
 
     from chomik.messaging.kafka import MalformedMessageError, decode
-    from clients.events import OrderPaid, PaymentSucceeded
+    from clients.events import EVENT_TYPES, OrderItem, PaymentSucceeded
+    from tests.factories.events import order_paid
 
-    paid = OrderPaid("o-1", items=({"product_id": "p-1", "quantity": 2},))
+    paid = order_paid("o-1", items=(OrderItem("p-1", 2),))
     envelope = envelope_of(paid, request_id="req-1")
     again = Envelope.from_json(envelope.to_json())
     assert again == envelope
-    assert decode(again) == paid
+    assert decode(again, EVENT_TYPES) == paid
     assert again.key == "o-1"
 
     payment = PaymentSucceeded("pay-1", "o-1", Decimal("12.50"))
-    decoded = decode(Envelope.from_json(envelope_of(payment).to_json()))
+    decoded = decode(Envelope.from_json(envelope_of(payment).to_json()), EVENT_TYPES)
     assert decoded == payment
     assert decoded.key == "pay-1"
 
     unknown = Envelope.from_json(
         envelope_of(paid).to_json().replace(b"order.paid", b"other.type")
     )
-    assert decode(unknown) == unknown
+    assert decode(unknown, EVENT_TYPES) == unknown
+    assert decode(again, {}) == again  # only the table given decides
     for raw in (b"", b"[]", b'{"id": "x"}', envelope.to_json().replace(b"+00:00", b"")):
         with pytest.raises(MalformedMessageError):
             Envelope.from_json(raw)
+    renamed = envelope.to_json().replace(b'"order_id"', b'"nope"')
     with pytest.raises(MalformedMessageError):
-        decode(Envelope.from_json(envelope.to_json().replace(b'"order_id"', b'"nope"')))
+        decode(Envelope.from_json(renamed), EVENT_TYPES)
+
+
+def test_the_consumer_decodes_with_the_classes_of_its_consumers_table():
+    from chomik.messaging.consuming import event_types_of
+    from clients.events import OrderCancelled, OrderPaid
+
+    def handler(session, event):
+        raise AssertionError("not called")
+
+    table = {OrderPaid: handler, OrderCancelled: handler, "other.raw": handler}
+    assert event_types_of(table) == {
+        "order.paid": OrderPaid,
+        "order.cancelled": OrderCancelled,
+    }
 
 
 class _DriverError(Exception):
@@ -285,21 +370,56 @@ def _wrapped(inner):
         return outer
 
 
+def _raised_from(outer, inner):
+    """`outer` as `raise outer from inner` leaves it."""
+    outer.__cause__ = inner
+    return outer
+
+
+def _raised_within(outer, inner, *, suppress=False):
+    """`outer` as raising it while handling `inner` leaves it (`from None`: suppress)."""
+    outer.__context__ = inner
+    outer.__suppress_context__ = suppress
+    return outer
+
+
+def _db_error(pgcode, kind=sa.exc.OperationalError):
+    return kind("SELECT 1", {}, _DriverError(pgcode))
+
+
 @pytest.mark.parametrize(
     ("error", "outage"),
     [
-        (sa.exc.OperationalError("SELECT 1", {}, _DriverError(None)), True),
-        (_wrapped(sa.exc.OperationalError("SELECT 1", {}, _DriverError(None))), True),
+        (_db_error(None), True),
+        (_db_error("57P01"), True),  # admin shutdown
+        (_wrapped(_db_error(None)), True),
         (sa.exc.TimeoutError("QueuePool limit reached"), True),
-        (sa.exc.OperationalError("SELECT 1", {}, _DriverError("57014")), False),
-        (sa.exc.OperationalError("SELECT 1", {}, _DriverError("40P01")), False),
+        (_db_error("40P01"), True),  # deadlock
+        (_db_error("40001"), True),  # serialization failure
+        (_db_error("40001", sa.exc.DBAPIError), True),
+        (_db_error("57014"), False),  # statement timeout
+        (_db_error("55P03"), False),  # lock not available
+        (_db_error("23505", sa.exc.IntegrityError), False),
         (ValueError("bad data"), False),
+        (TransportError("GET /x: refused"), True),
+        (ServerError(503, {"type": "unavailable"}), True),
+        (ServerError(500, {}), True),
+        (TooManyRequestsError(429, {}), True),
+        (_raised_from(RuntimeError("carrier call failed"), TransportError("x")), True),
+        (_raised_within(ValueError("while retrying"), ServerError(502, {})), True),
+        (
+            _raised_within(ValueError("mapped"), TransportError("x"), suppress=True),
+            False,
+        ),  # fmt: skip
+        (NotFoundError(404, {}), False),
+        (ConflictError(409, {}), False),
+        (MalformedResponseError(200, {}), False),
     ],
 )
 def test_outages_are_told_from_faults_of_the_message(error, outage):
-    from chomik.messaging.consuming import _is_infrastructure
+    from chomik.messaging.consuming import is_outage
 
-    assert _is_infrastructure(error) is outage
+    assert is_outage(error) is outage
 
 
 def test_a_handler_may_record_its_inbox_row_inside_a_two_phase_commit(
@@ -341,6 +461,7 @@ def test_a_handler_may_record_its_inbox_row_inside_a_two_phase_commit(
         bootstrap_servers=infra.kafka,
         sessions=make_session_factory(engines["payment"]),
         consumers={"test.ping": handler},
+        event_types={Ping.type: Ping},
     )
     envelope = envelope_of(Ping("k", 0))
 

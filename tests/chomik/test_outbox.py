@@ -11,13 +11,15 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from kafka.errors import MessageSizeTooLargeError
+from kafka.future import Future
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
 from chomik.infra import KafkaBroker, free_port
 from chomik.logs import request_id_var
 from chomik.messaging.kafka import Envelope, ensure_topics, make_producer
-from chomik.messaging.outbox import PublishError, Relay, RelayConfig, emit
+from chomik.messaging.outbox import Relay, RelayConfig, emit
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     Ping,
@@ -111,34 +113,129 @@ def test_message_is_keyed_by_entity_and_carries_request_id(infra, topic):
     assert Envelope.from_json(record.value).request_id == "req-123"
 
 
-def test_an_event_the_broker_refuses_holds_back_only_its_own_key(infra, topic):
+def unsent(engine):
+    """The rows not published yet, parked or not: `(key, n, refusals, parked)`."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT key, payload, refusals, parked_at IS NOT NULL"
+                " FROM outbox_events WHERE sent_at IS NULL ORDER BY seq"
+            )
+        ).all()
+    return [
+        (key, Envelope.from_json(bytes(payload)).data["n"], refusals, parked)
+        for key, payload, refusals, parked in rows
+    ]
+
+
+def parked_row(engine):
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT key, refusals, last_error, parked_at FROM outbox_events"
+                " WHERE parked_at IS NOT NULL"
+            )
+        ).one()
+
+
+def metric(name):
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+def test_a_row_the_broker_refuses_is_parked_and_its_key_flows_again(infra, topic):
     engine = infra.engine("orders")
-    with Session(engine) as session, session.begin():  # oldest row: too large to send
+    with Session(engine) as session, session.begin():  # oldest rows: one too large
         emit(session, Ping("poison", 0, fail="x" * 2_000_000), topic=topic)
-        emit(session, Ping("poison", 1), topic=topic)
+        for n in range(1, 13):  # enough to fill the relay's scan window alone
+            emit(session, Ping("poison", n), topic=topic)
     emit_pings(engine, topic, [f"k{n}" for n in range(10)], 3)
-    relay = Relay(engine, infra.kafka)
-    for _ in range(20):  # each batch covers a few shards; the poison's fails alone
-        if pending(engine) == 2:
+    config = RelayConfig(batch_size=5, max_refusals=3)  # scans the 10 oldest rows
+    relay = Relay(engine, infra.kafka, config=config)
+    parked_before = metric("outbox_parked_events_total")
+    refused_before = metric("outbox_refused_total")
+
+    for _ in range(6):  # the scan window holds the poison key only: nothing moves
+        assert relay.publish_batch() == 0
+        if unsent(engine)[0][3]:
+            break
+    assert unsent(engine)[0] == ("poison", 0, 3, True)
+    assert len(unsent(engine)) == 12 + 30 + 1
+    relay.housekeeping(force=True)
+    assert metric("outbox_parked") == 1
+    assert metric("outbox_pending") == 12 + 30
+
+    for _ in range(50):
+        if len(unsent(engine)) == 1:
             break
         relay.publish_batch()
-    with pytest.raises(PublishError):  # only the refused key is left: back off
+    relay.refresh_metrics()
+    relay.close()
+    assert unsent(engine) == [("poison", 0, 3, True)]  # kept, with its error
+    key, refusals, error, parked_at = parked_row(engine)
+    assert error.startswith("MessageSizeTooLargeError")
+    assert parked_at is not None
+    assert metric("outbox_pending") == 0
+    assert metric("outbox_oldest_age_seconds") == 0
+    assert metric("outbox_parked") == 1
+    assert metric("outbox_parked_events_total") - parked_before == 1
+    assert metric("outbox_refused_total") - refused_before == 3
+
+    published = envelopes(read_topic(infra.kafka, topic))
+    by_key = collections.defaultdict(list)
+    for envelope in published:
+        by_key[envelope.key].append(envelope.data["n"])
+    assert by_key.pop("poison") == list(range(1, 13))  # its later events, in order
+    assert by_key == {f"k{n}": [0, 1, 2] for n in range(10)}
+
+
+class BrokerRefusing:
+    """A real producer, except that the broker refuses marked records after `send()`
+    returned: their futures fail during `flush`, as a broker-side size limit does."""
+
+    def __init__(self, producer):
+        self.producer = producer
+        self.waiting = []
+
+    def send(self, topic, *, key, value, headers):
+        if b"refused-by-broker" in value:
+            future = Future()
+            self.waiting.append(future)
+            return future
+        return self.producer.send(topic, key=key, value=value, headers=headers)
+
+    def flush(self, timeout=None):
+        self.producer.flush(timeout)
+        for future in self.waiting:
+            future.failure(MessageSizeTooLargeError("larger than message.max.bytes"))
+        self.waiting.clear()
+
+    def close(self, timeout=None):
+        self.producer.close(timeout=timeout)
+
+
+def test_a_refusal_that_arrives_after_send_parks_the_row_too(infra, topic):
+    engine = infra.engine("orders")
+    with Session(engine) as session, session.begin():
+        emit(session, Ping("late", 0, fail="refused-by-broker"), topic=topic)
+        emit(session, Ping("late", 1), topic=topic)
+    emit_pings(engine, topic, ["other"], 3)
+    relay = Relay(
+        engine,
+        infra.kafka,
+        config=RelayConfig(max_refusals=2),
+        producer_factory=lambda: BrokerRefusing(make_producer(infra.kafka)),
+    )
+    for _ in range(10):
+        if len(unsent(engine)) == 1:
+            break
         relay.publish_batch()
     relay.close()
-    with engine.connect() as conn:
-        left = (
-            conn.execute(
-                sa.text(
-                    "SELECT key FROM outbox_events WHERE sent_at IS NULL ORDER BY seq"
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert left == ["poison", "poison"]  # its later event waits behind it, in order
-    published = envelopes(read_topic(infra.kafka, topic))
-    assert len(published) == 30
-    assert "poison" not in {e.key for e in published}
+    assert unsent(engine) == [("late", 0, 2, True)]
+    assert "larger than message.max.bytes" in parked_row(engine).last_error
+    published = {
+        (e.key, e.data["n"]) for e in envelopes(read_topic(infra.kafka, topic))
+    }
+    assert published == {("late", 1), ("other", 0), ("other", 1), ("other", 2)}
 
 
 def test_two_relays_keep_per_key_order(infra, topic):
@@ -236,6 +333,7 @@ def test_relay_killed_mid_batch_delivers_at_least_once_and_effects_once(
         bootstrap_servers=infra.kafka,
         sessions=make_session_factory(engine),
         consumers={Ping.type: record_effect},
+        event_types={Ping.type: Ping},
         topics=[topic],
         consumer_options={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
     )
@@ -281,9 +379,6 @@ def test_broker_outage_backlog_drains_and_metrics_rise_and_fall(
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop,))
 
-    def metric(name):
-        return REGISTRY.get_sample_value(name) or 0.0
-
     try:
         ensure_topics(broker.bootstrap_servers, [topic], partitions=2)
         thread.start()
@@ -310,6 +405,10 @@ def test_broker_outage_backlog_drains_and_metrics_rise_and_fall(
         published = envelopes(read_topic(broker.bootstrap_servers, topic))
         backlog = {(e.key, e.data["n"]) for e in published}
         assert backlog == {(f"k{i}", n) for i in range(10) for n in range(20)}
+        with engine.connect() as conn:  # an outage is no refusal: nothing parked
+            assert conn.execute(
+                sa.text("SELECT max(refusals), count(parked_at) FROM outbox_events")
+            ).one() == (0, 0)
     finally:
         stop.set()
         if thread.is_alive():

@@ -28,8 +28,50 @@ def test_production_refuses_a_default_secret():
         Settings.from_env({"ENVIRONMENT": "production"})
 
 
-def test_production_starts_with_real_secrets():
+PRODUCTION_DB = "postgresql+psycopg2://app@db.internal/chomik_chomik"
+
+
+def test_production_starts_with_real_secrets_and_a_database():
     settings = Settings.from_env(
-        {"ENVIRONMENT": "production", "SERVICE_TOKEN_SECRET": "x" * 40}
+        {
+            "ENVIRONMENT": "production",
+            "SERVICE_TOKEN_SECRET": "x" * 40,
+            "DATABASE_URL": PRODUCTION_DB,
+        }
     )
     assert settings.service_token_secret != DEV_SECRET
+    assert settings.database_url == PRODUCTION_DB
+
+
+def test_production_refuses_to_start_without_a_database_url():
+    with pytest.raises(SettingsError, match="DATABASE_URL is not set"):
+        Settings.from_env(
+            {"ENVIRONMENT": "production", "SERVICE_TOKEN_SECRET": "x" * 40}
+        )
+
+
+def test_development_falls_back_to_the_embedded_cluster():
+    settings = Settings.from_env({"ENVIRONMENT": "development"})
+    assert settings.database_url.startswith("postgresql+psycopg2://postgres@127.0.0.1:")
+
+
+def test_production_refuses_any_database_url_field_left_empty():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from chomik.settings import env
+
+    @dataclass(frozen=True, kw_only=True)
+    class TwoDatabases(Settings):
+        APP: ClassVar[str] = "two"
+        other_database_url: str = env("OTHER_DATABASE_URL", "")
+
+    production = {
+        "ENVIRONMENT": "production",
+        "SERVICE_TOKEN_SECRET": "x" * 40,
+        "DATABASE_URL": PRODUCTION_DB,
+    }
+    with pytest.raises(SettingsError, match="OTHER_DATABASE_URL is not set"):
+        TwoDatabases.from_env(production)
+    both = TwoDatabases.from_env({**production, "OTHER_DATABASE_URL": PRODUCTION_DB})
+    assert both.other_database_url == PRODUCTION_DB

@@ -122,6 +122,7 @@ def main(mode: str) -> int:
             os.environ["TEST_APP"],
             settings,
             consumers={Ping.type: record_effect},
+            event_types={Ping.type: Ping},
             topics=[topic],
             relay=mode == "full",
             consumer_options=FAST_GROUP,

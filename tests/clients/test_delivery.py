@@ -1,64 +1,106 @@
-"""The delivery client's address check, against a stand-in of delivery's endpoint.
+"""Contract tests: the delivery client against the real delivery app, in-process."""
 
-Delivery's `GET /api/v1/internal/addresses/{id}?buyer_id=` is not built yet; this
-stand-in answers as that endpoint is specified (200 the buyer's address, 404
-otherwise, service token required). When delivery serves it, this test runs
-against the real delivery app instead.
-"""
-
+import datetime as dt
 import uuid
 
 import pytest
-from flask import Flask, abort, jsonify, request
+import requests
+from wsgiadapter import WSGIAdapter
 
-from chomik.auth import TokenVerifier
+from apps.delivery import create_app
+from apps.delivery.settings import DeliverySettings
+from chomik.db import utcnow
+from chomik.logs import request_id_var
 from clients._http import UnauthorizedError
-from clients.delivery import DeliveryClient
-from tests.clients.wsgi import mounted
+from clients.delivery import Address, DeliveryClient, NotFoundError, TransportError
+from tests.clients.wsgi import string_content_length
 from tests.conftest import TEST_SERVICE_SECRET
+from tests.factories import delivery as factories
+from tests.factories.delivery import AddressFactory
 
 BASE = "http://delivery.test"
 
 
-def stand_in(addresses):
-    app = Flask("delivery-stand-in")
-    verifier = TokenVerifier(
-        issuer="", audience="", public_key_file="", jwks_url="",
-        service_secret=TEST_SERVICE_SECRET,
-    )  # fmt: skip
-
-    @app.get("/api/v1/internal/addresses/<uuid:address_id>")
-    def address(address_id):
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        try:
-            verifier.verify_service(token)
-        except Exception:  # noqa: BLE001 - any bad token is a 401 here
-            return jsonify(type="unauthorized", status=401), 401
-        buyer_id = uuid.UUID(request.args["buyer_id"])
-        if (buyer_id, address_id) not in addresses:
-            abort(404)
-        return jsonify(id=str(address_id), buyer_id=str(buyer_id))
-
-    return app
+def client_for(app, secret=TEST_SERVICE_SECRET, base=BASE):
+    session = requests.Session()
+    session.mount(BASE, WSGIAdapter(string_content_length(app)))
+    return DeliveryClient(base, service_secret=secret, caller="orders", session=session)
 
 
-def test_an_address_belongs_only_to_its_buyer():
-    buyer, other, address = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    app = stand_in({(buyer, address)})
-    client = DeliveryClient(
-        BASE, service_secret=TEST_SERVICE_SECRET, caller="orders",
-        session=mounted(app, BASE),
-    )  # fmt: skip
-    assert client.address_belongs_to(buyer, address) is True
-    assert client.address_belongs_to(other, address) is False
-    assert client.address_belongs_to(buyer, uuid.uuid4()) is False
+@pytest.fixture
+def app(dbs, settings_for):
+    factories.bind(dbs.session("delivery"))
+    return dbs.bind_app(create_app(settings_for(DeliverySettings)), "delivery")
+
+
+@pytest.fixture
+def delivery(app):
+    client = client_for(app)
+    yield client
     client.close()
 
 
-def test_a_wrong_service_secret_is_an_error_not_a_no():
-    client = DeliveryClient(
-        BASE, service_secret="not-the-secret-0123456789abcdef0123456789",
-        caller="orders", session=mounted(stand_in(set()), BASE),
-    )  # fmt: skip
+def test_the_buyers_address_is_a_typed_address(delivery):
+    stored = AddressFactory(country="DE", phone="+4930123456", city="Berlin")
+    address = delivery.get_buyer_address(stored.buyer_id, stored.id)
+    assert address == Address(
+        id=stored.id,
+        buyer_id=stored.buyer_id,
+        recipient=stored.recipient,
+        phone="+4930123456",
+        country="DE",
+        city="Berlin",
+        street=stored.street,
+        postal_code=stored.postal_code,
+        created_at=stored.created_at,
+    )
+    assert address.created_at.tzinfo is not None
+    assert delivery.address_belongs_to(stored.buyer_id, stored.id) is True
+
+
+def test_another_buyers_deleted_or_unknown_address_is_none(delivery):
+    theirs = AddressFactory()
+    deleted = AddressFactory(deleted_at=utcnow())
+    assert delivery.get_buyer_address(uuid.uuid4(), theirs.id) is None
+    assert delivery.address_belongs_to(uuid.uuid4(), theirs.id) is False
+    assert delivery.address_belongs_to(deleted.buyer_id, deleted.id) is False
+    assert delivery.address_belongs_to(uuid.uuid4(), uuid.uuid4()) is False
+
+
+def test_a_404_that_is_not_delivery_s_answer_is_an_error_not_false(app):
+    client = client_for(app, base=f"{BASE}/nowhere")
+    address = AddressFactory()
+    with pytest.raises(NotFoundError) as caught:
+        client.address_belongs_to(address.buyer_id, address.id)
+    assert caught.value.type == "not-found"
+
+
+def test_a_wrong_service_secret_is_refused(app):
+    client = client_for(app, secret="not-the-secret-0123456789abcdef0123456789")
+    address = AddressFactory()
     with pytest.raises(UnauthorizedError):
+        client.address_belongs_to(address.buyer_id, address.id)
+
+
+def test_an_unreachable_service_is_a_transport_error():
+    client = DeliveryClient(
+        "http://127.0.0.1:9", service_secret=TEST_SERVICE_SECRET, caller="orders",
+        timeout=0.5, retries=0,
+    )  # fmt: skip
+    with pytest.raises(TransportError):
         client.address_belongs_to(uuid.uuid4(), uuid.uuid4())
+
+
+def test_the_request_id_is_passed_on(delivery):
+    token = request_id_var.set("req-delivery-123")
+    try:
+        response = delivery.http.request("GET", "/health/live")
+    finally:
+        request_id_var.reset(token)
+    assert response.headers["X-Request-Id"] == "req-delivery-123"
+
+
+def test_created_at_is_read_as_an_aware_datetime(delivery):
+    stored = AddressFactory(created_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+    address = delivery.get_buyer_address(stored.buyer_id, stored.id)
+    assert address.created_at == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)

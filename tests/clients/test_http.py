@@ -7,12 +7,17 @@ import requests
 from wsgiadapter import WSGIAdapter
 
 from chomik.infra import free_port
+from chomik.transient import is_transient
 from clients._http import (
+    BadRequestError,
+    ClientError,
     ConflictError,
     HttpClient,
+    MalformedResponseError,
     NotFoundError,
     ResponseError,
     ServerError,
+    TooManyRequestsError,
     TransportError,
 )
 from tests.clients.wsgi import string_content_length
@@ -79,7 +84,12 @@ def test_problem_types_map_to_the_clients_exceptions():
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(404, NotFoundError), (409, ConflictError), (418, ResponseError)],
+    [
+        (404, NotFoundError),
+        (409, ConflictError),
+        (418, ResponseError),
+        (429, TooManyRequestsError),
+    ],
 )
 def test_unknown_problem_types_map_by_status(status, kind):
     app = Scripted((status, {"type": "whatever"}))
@@ -92,3 +102,54 @@ def test_no_answer_is_a_transport_error_after_retries():
     client = HttpClient(f"http://127.0.0.1:{free_port()}", timeout=0.5, backoff=0)
     with pytest.raises(TransportError):
         client.request("GET", "/x")
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(500, True), (503, True), (429, True), (400, False), (404, False), (409, False)],
+)
+def test_only_unavailability_answers_are_transient(status, transient):
+    app = Scripted((status, {"type": "whatever"}))
+    with pytest.raises(ResponseError) as caught:
+        client_for(app, retries=0).request("GET", "/x")
+    assert is_transient(caught.value) is transient
+
+
+def test_no_answer_is_transient():
+    client = HttpClient(f"http://127.0.0.1:{free_port()}", timeout=0.5, retries=0)
+    with pytest.raises(TransportError) as caught:
+        client.request("GET", "/x")
+    assert is_transient(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"name": "x"}, {"count": "many"}, ["not", "an", "object"], None],
+)
+def test_an_answer_of_the_wrong_shape_is_a_malformed_response_error(body):
+    app = Scripted((200, body))
+    response = client_for(app).request("GET", "/x")
+    with pytest.raises(MalformedResponseError) as caught:
+        client_for(app).decode(response, lambda data: int(data["count"]))
+    assert isinstance(caught.value, ClientError)
+    assert not is_transient(caught.value)
+    assert caught.value.status == 200
+    assert caught.value.type == "malformed-response"
+
+
+def test_a_success_answer_that_is_not_json_is_a_malformed_response_error():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<html>maintenance</html>"]
+
+    client = client_for(app)
+    response = client.request("GET", "/x")
+    with pytest.raises(MalformedResponseError):
+        client.decode(response, dict)
+
+
+def test_decode_returns_what_the_mapping_builds():
+    app = Scripted((200, {"count": "3"}))
+    client = client_for(app)
+    assert client.decode(client.request("GET", "/x"), lambda d: int(d["count"])) == 3
+    assert not issubclass(BadRequestError, MalformedResponseError)

@@ -1,5 +1,6 @@
 """Contract tests: the storage client against the real storage app, in-process."""
 
+import json
 import uuid
 from decimal import Decimal
 
@@ -10,11 +11,12 @@ from wsgiadapter import WSGIAdapter
 from apps.storage import create_app
 from apps.storage.settings import StorageSettings
 from chomik.logs import request_id_var
-from clients._http import UnauthorizedError
+from clients._http import ClientError, UnauthorizedError
 from clients.storage import (
     BadRequestError,
     IllegalTransitionError,
     InsufficientStockError,
+    MalformedResponseError,
     Product,
     ProductNotFoundError,
     Reservation,
@@ -157,3 +159,70 @@ def test_the_request_id_is_passed_on(storage):
     finally:
         request_id_var.reset(token)
     assert response.headers["X-Request-Id"] == "req-storage-123"
+
+
+def dropping(app, path):
+    """The real app, with the field at `path` (keys, "*" for every list item) removed
+    from its JSON answers: a remote side that breaks the contract."""
+
+    def remove(node, keys):
+        if not keys:
+            return
+        head, rest = keys[0], keys[1:]
+        children = node if head == "*" else [node]
+        for child in children:
+            if rest:
+                remove(child[head] if head != "*" else child, rest)
+            elif head != "*":
+                child.pop(head, None)
+
+    def wrapped(environ, start_response):
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+
+        body = b"".join(app(environ, capture))
+        if captured["status"].startswith("2"):
+            data = json.loads(body)
+            remove(data, path)
+            body = json.dumps(data).encode()
+        headers = [(k, v) for k, v in captured["headers"] if k != "Content-Length"]
+        start_response(
+            captured["status"], [*headers, ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    ("path", "call"),
+    [
+        (["price"], lambda client, product: client.get_product(product.id)),
+        (["items", "*", "price"], lambda client, product: client.list_products()),
+        (["total"], lambda client, product: client.list_products()),
+        (
+            ["items", "*", "unit_price"],
+            lambda client, product: client.reserve(
+                uuid.uuid4(), [StockItem(product.id, 1)]
+            ),
+        ),
+        (
+            ["order_id"],
+            lambda client, product: client.reserve(
+                uuid.uuid4(), [StockItem(product.id, 1)]
+            ),
+        ),
+    ],
+)
+def test_an_answer_missing_a_field_is_a_malformed_response_error(app, path, call):
+    product = ProductFactory(quantity=3)
+    client = client_for(dropping(app, path))
+    try:
+        with pytest.raises(MalformedResponseError) as caught:
+            call(client, product)
+    finally:
+        client.close()
+    assert isinstance(caught.value, ClientError)
+    assert repr(path[-1]) in caught.value.detail

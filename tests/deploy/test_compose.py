@@ -217,3 +217,18 @@ def test_dockerfile_command_runs_a_web_process():
 def test_gunicorn_conf_is_where_the_image_puts_it():
     assert cli.GUNICORN_CONF.is_file()
     assert cli.GUNICORN_CONF.relative_to(ROOT).as_posix() == "docker/gunicorn.conf.py"
+
+
+def test_every_worker_is_probed_on_its_metrics_port(document):
+    workers = {
+        name: service
+        for name, service in chomik_services(document).items()
+        if command_of(service)[1] == "worker"
+    }
+    assert len(workers) == sum(s.worker_replicas for s in APPS if s.worker)
+    for name, service in workers.items():
+        environment = service["environment"]
+        assert environment["METRICS_HOST"] == "0.0.0.0", name
+        port = environment["METRICS_PORT"]
+        ready = " ".join(service["healthcheck"]["test"])
+        assert f"127.0.0.1:{port}/health/ready" in ready, name

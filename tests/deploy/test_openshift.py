@@ -167,3 +167,37 @@ def test_every_variable_set_is_read_by_the_code(document):
     for container in containers(document):
         unknown = container_variables(document, container) - known
         assert not unknown, f"{container['name']}: {sorted(unknown)}"
+
+
+def test_the_gateway_gets_the_callback_secrets_from_parameters(document):
+    names = ("BANK_CALLBACK_SECRETS", "CARRIER_CALLBACK_SECRETS")
+    secret = objects(document, "Secret")["chomik-callback-secrets"]["stringData"]
+    assert secret == {name: f"${{{name}}}" for name in names}
+    required = {p["name"] for p in document["parameters"] if p.get("required")}
+    assert set(names) <= required
+    gateway = only_container(objects(document, "Deployment")["gateway"])
+    env = {e["name"]: e for e in gateway["env"]}
+    for name in names:
+        reference = env[name]["valueFrom"]["secretKeyRef"]
+        assert reference == {"name": "chomik-callback-secrets", "key": name}
+
+
+def test_every_worker_is_probed_on_its_metrics_port(document):
+    workers = [
+        only_container(d)
+        for d in objects(document, "Deployment").values()
+        if only_container(d)["command"][1] == "worker"
+    ]
+    assert len(workers) == sum(1 for spec in APPS if spec.worker)
+    for container in workers:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["METRICS_HOST"] == "0.0.0.0"
+        port = int(env["METRICS_PORT"])
+        probes = {
+            kind: container[kind]["httpGet"]
+            for kind in ("readinessProbe", "livenessProbe")
+        }
+        assert probes == {
+            "readinessProbe": {"path": "/health/ready", "port": port},
+            "livenessProbe": {"path": "/health/live", "port": port},
+        }, container["command"]

@@ -162,6 +162,21 @@ def test_missing_decision_table_fails_at_construction(txdb):
         Coordinator(txdb.engines, txdb.bystander)
 
 
+def test_log_database_without_synchronous_commit_fails_at_construction(txdb):
+    unsafe_log = sa.create_engine(
+        txdb.urls["log"], connect_args={"options": "-c synchronous_commit=off"}
+    )
+    try:
+        with pytest.raises(ConfigurationError, match="synchronous_commit = off"):
+            Coordinator(txdb.engines, unsafe_log)
+    finally:
+        unsafe_log.dispose()
+
+
+def test_log_database_with_synchronous_commit_on_is_accepted(txdb):
+    assert txdb.coordinator("ok").log.synchronous_commit() == "on"
+
+
 def test_a_transaction_that_touched_nothing_logs_nothing(txdb, prefix):
     with txdb.coordinator(prefix).transaction() as tx:
         pass

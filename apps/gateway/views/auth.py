@@ -19,7 +19,7 @@ from apps.gateway.schemas import (
     RefreshSchema,
     TokenSchema,
 )
-from chomik.auth import current_user
+from chomik.auth import current_user, require_role
 from chomik.problems import ProblemSchema
 from chomik.web import db_session, runtime
 
@@ -95,6 +95,7 @@ class Logout(MethodView):
     @blp.response(204)
     @blp.alt_response(401, schema=ProblemSchema, description="No valid access token")
     @blp.doc(security=BEARER)
+    @require_role()
     def post(self, data: dict[str, Any] | None) -> None:
         """Log out: revoke the access token and its refresh tokens"""
         services.log_out(
@@ -109,6 +110,7 @@ class Me(MethodView):
     @blp.response(200, AccountSchema)
     @blp.alt_response(401, schema=ProblemSchema, description="No valid access token")
     @blp.doc(security=BEARER)
+    @require_role()
     def get(self) -> services.Account:
         """The account of the access token"""
         return services.get_account(db_session(), current_user().id)

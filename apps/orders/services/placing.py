@@ -43,6 +43,7 @@ from chomik.auth import Principal
 from chomik.db import utcnow
 from chomik.messaging.outbox import emit
 from clients import storage as stock
+from clients.events import OrderItem as EventItem
 from clients.events import OrderPlaced
 from clients.orders import OrderStatus
 
@@ -302,8 +303,5 @@ def _placed_event(order: Order) -> OrderPlaced:
         address_id=str(order.address_id),
         currency=order.currency,
         total=order.total,
-        items=tuple(
-            {"product_id": str(i.product_id), "quantity": i.quantity}
-            for i in order.items
-        ),
+        items=tuple(EventItem(str(i.product_id), i.quantity) for i in order.items),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from apps.storage.errors import ProductNotFoundError, QuantityBelowReservedError
 from apps.storage.models import SEARCH_TEXT, Product, ProductCondition
-from chomik.auth import Principal
-from chomik.db import utcnow
-from chomik.problems import ForbiddenError
+from chomik.auth import Principal, user_uuid
+from chomik.db import Page, paginate, utcnow
 
 SORTS: Mapping[str, tuple[Any, ...]] = {
     "price": (Product.price.asc(), Product.id.asc()),
@@ -43,22 +42,7 @@ class ProductFilters:
     page_size: int = 20
 
 
-@dataclass(frozen=True)
-class ProductPage:
-    """One page of the product list."""
-
-    items: Sequence[Product]
-    page: int
-    page_size: int
-    total: int
-
-
-def user_uuid(user: Principal) -> uuid.UUID:
-    """The caller's user id as a UUID (sellers are identified by it)."""
-    try:
-        return uuid.UUID(user.id)
-    except ValueError as exc:
-        raise ForbiddenError("The token's subject is not a user id") from exc
+ProductPage = Page[Product]
 
 
 def create_product(
@@ -139,18 +123,8 @@ def archive_product(
 
 def list_products(session: Session, *, filters: ProductFilters) -> ProductPage:
     """Return one page of listed products matching the filters, and the total."""
-    criteria = list(_criteria(filters))
-    total = session.scalar(
-        sa.select(sa.func.count()).select_from(Product).where(*criteria)
-    )
-    items = session.scalars(
-        sa.select(Product)
-        .where(*criteria)
-        .order_by(*SORTS[filters.sort])
-        .limit(filters.page_size)
-        .offset((filters.page - 1) * filters.page_size)
-    ).all()
-    return ProductPage(items, filters.page, filters.page_size, total or 0)
+    query = sa.select(Product).where(*_criteria(filters)).order_by(*SORTS[filters.sort])
+    return paginate(session, query, page=filters.page, page_size=filters.page_size)
 
 
 def _criteria(filters: ProductFilters) -> Iterable[sa.ColumnElement[bool]]:

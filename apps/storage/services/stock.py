@@ -32,7 +32,7 @@ from apps.storage.models import Product, Reservation, ReservationItem, Reservati
 from apps.storage.states import transition
 from chomik.messaging.outbox import emit
 from chomik.problems import ValidationProblem
-from clients.events import StockCommitted, StockReleased, StockReserved
+from clients.events import OrderItem, StockCommitted, StockReleased, StockReserved
 
 
 @dataclass(frozen=True)
@@ -302,11 +302,8 @@ def _close(
     return reservation
 
 
-def _event_items(items: Sequence[ReservationItem]) -> tuple[dict[str, Any], ...]:
-    return tuple(
-        {"product_id": str(item.product_id), "quantity": item.quantity}
-        for item in items
-    )
+def _event_items(items: Sequence[ReservationItem]) -> tuple[OrderItem, ...]:
+    return tuple(OrderItem(str(item.product_id), item.quantity) for item in items)
 
 
 def _locked(session: Session, order_id: uuid.UUID) -> Reservation | None:

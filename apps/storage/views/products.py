@@ -18,7 +18,7 @@ from apps.storage.schemas import (
     ProductUpdateSchema,
 )
 from apps.storage.services import ProductFilters, ProductPage
-from chomik.auth import current_user, optional_user, require_role
+from chomik.auth import current_user, optional_token, require_role
 from chomik.problems import ProblemSchema
 from chomik.web import db_session
 
@@ -32,14 +32,15 @@ SELLERS = ("seller", "admin")
 class Products(MethodView):
     @blp.arguments(ProductQueryArgsSchema, location="query")
     @blp.response(200, ProductPageSchema)
+    @blp.alt_response(401, schema=ProblemSchema, description="A bad token")
     @blp.alt_response(422, schema=ProblemSchema, description="Bad filter or page")
+    @optional_token  # a bad token is still a 401, even on a public page
     def get(self, args: dict[str, Any]) -> ProductPage:
         """List products
 
         Anyone may browse. `q` matches words in title, brand and model; archived
         products are never listed.
         """
-        optional_user()  # a bad token is still a 401, even on a public page
         return services.list_products(db_session(), filters=ProductFilters(**args))
 
     @blp.doc(security=[{"bearerAuth": []}])
@@ -61,9 +62,9 @@ class Products(MethodView):
 class ProductById(MethodView):
     @blp.response(200, ProductSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="Unknown or archived")
+    @optional_token
     def get(self, product_id: uuid.UUID) -> Product:
         """Show a product"""
-        optional_user()
         return services.access_listed_product(db_session(), product_id)
 
     @blp.doc(security=[{"bearerAuth": []}])

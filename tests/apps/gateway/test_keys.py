@@ -24,7 +24,10 @@ def test_development_makes_a_key_pair_on_first_start_and_keeps_it(tmp_path):
 def test_production_refuses_to_start_without_a_key(tmp_path):
     settings = GatewaySettings(
         environment="production",
+        database_url="postgresql+psycopg2://db.internal/chomik_gateway",
         service_token_secret="a-real-secret-of-the-deployment-0123456789",
+        bank_callback_secrets="a-real-bank-secret-0123456789",
+        carrier_callback_secrets="a-real-carrier-secret-0123456789",
         jwt_private_key_file=str(tmp_path / "missing.pem"),
     )
     with pytest.raises(SettingsError, match="JWT_PRIVATE_KEY_FILE"):

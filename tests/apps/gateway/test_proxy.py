@@ -30,6 +30,7 @@ from tests.conftest import auth
         ("/productsx", None),
         ("/reservations", None),
         ("/internal/reservations", None),
+        ("/internal/addresses/abc", None),
         ("/callbacks/bank", None),
     ],
 )
@@ -154,6 +155,7 @@ def test_upstream_slow_is_504_naming_the_service(make_gateway, upstream):
 def test_internal_and_unknown_paths_are_never_routed(client, service_token):
     for path in (
         "/api/v1/internal/reservations",
+        "/api/v1/internal/addresses/1f0e",
         "/api/v1/reservations",
         "/api/v1/nope",
         # dot segments, raw or encoded, would be normalised past the route table

@@ -12,7 +12,8 @@ from apps.storage.models import Product
 from apps.storage.services import StockLine
 from chomik.messaging.consuming import Consumer
 from chomik.messaging.kafka import envelope_of
-from clients.events import OrderCancelled, OrderExpired, OrderPaid
+from clients.events import OrderCancelled, OrderExpired
+from tests.factories.events import order_cancelled, order_expired, order_paid
 from tests.factories.storage import ProductFactory
 
 
@@ -56,7 +57,7 @@ def test_order_paid_sells_the_reservation_once_even_when_delivered_twice(
 ):
     product = ProductFactory(quantity=5)
     order_id = reserved_order(session, product, 2)
-    event = OrderPaid(order_id=str(order_id))
+    event = order_paid(order_id)
     envelope = envelope_of(event)
     assert deliver(consumer, event, envelope) is True
     assert deliver(consumer, event, envelope) is False  # the same event again
@@ -68,7 +69,7 @@ def test_a_second_paid_event_with_a_new_id_changes_nothing_either(consumer, sess
     product = ProductFactory(quantity=5)
     order_id = reserved_order(session, product, 2)
     for _ in range(2):
-        assert deliver(consumer, OrderPaid(order_id=str(order_id))) is True
+        assert deliver(consumer, order_paid(order_id)) is True
     assert stock(session, product) == (3, 0, 2)
     assert outbox_types(session, order_id) == ["stock.reserved", "stock.committed"]
 
@@ -77,7 +78,7 @@ def test_a_second_paid_event_with_a_new_id_changes_nothing_either(consumer, sess
 def test_cancelled_or_expired_orders_give_their_stock_back(consumer, session, kind):
     product = ProductFactory(quantity=5)
     order_id = reserved_order(session, product, 4)
-    event = kind(order_id=str(order_id))
+    event = kind(order_id=str(order_id), items=())
     envelope = envelope_of(event)
     assert deliver(consumer, event, envelope) is True
     assert deliver(consumer, event, envelope) is False
@@ -87,7 +88,7 @@ def test_cancelled_or_expired_orders_give_their_stock_back(consumer, session, ki
 
 def test_releasing_an_order_without_a_reservation_is_a_no_op(consumer, session):
     order_id = uuid.uuid4()
-    assert deliver(consumer, OrderExpired(order_id=str(order_id))) is True
+    assert deliver(consumer, order_expired(order_id)) is True
     assert outbox_types(session, order_id) == []
 
 
@@ -96,8 +97,8 @@ def test_paid_after_release_is_refused_and_rolled_back_with_its_inbox_row(
 ):
     product = ProductFactory(quantity=5)
     order_id = reserved_order(session, product, 1)
-    deliver(consumer, OrderCancelled(order_id=str(order_id)))
-    event = OrderPaid(order_id=str(order_id))
+    deliver(consumer, order_cancelled(order_id))
+    event = order_paid(order_id)
     envelope = envelope_of(event)
     with pytest.raises(IllegalTransitionError):
         deliver(consumer, event, envelope)

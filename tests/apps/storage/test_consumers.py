@@ -12,6 +12,7 @@ from apps.storage.services import StockLine
 from apps.storage.settings import StorageSettings
 from apps.storage.worker import build_worker
 from clients.events import ORDERS_EVENTS, OrderCancelled, OrderExpired, OrderPaid
+from tests.factories.events import order_cancelled, order_expired, order_paid
 from tests.factories.storage import ProductFactory
 
 
@@ -39,7 +40,7 @@ def test_order_paid_sells_the_reservation_and_a_repeat_changes_nothing(session):
     product = ProductFactory(quantity=5)
     order_id = reserved_order(session, product, 2)
     for _ in range(2):
-        confirm_sale(session, OrderPaid(order_id=str(order_id)))
+        confirm_sale(session, order_paid(order_id))
         assert stock(session, product) == (3, 0, 2)
 
 
@@ -48,20 +49,20 @@ def test_cancelled_or_expired_orders_give_their_stock_back(session, kind):
     product = ProductFactory(quantity=5)
     order_id = reserved_order(session, product, 4)
     for _ in range(2):
-        return_stock(session, kind(order_id=str(order_id)))
+        return_stock(session, kind(order_id=str(order_id), items=()))
         assert stock(session, product) == (5, 0, 0)
 
 
 def test_releasing_an_order_without_a_reservation_is_a_no_op(session):
-    return_stock(session, OrderExpired(order_id=str(uuid.uuid4())))
+    return_stock(session, order_expired(uuid.uuid4()))
 
 
 def test_paid_after_cancelled_is_refused(session):
     product = ProductFactory(quantity=5)
     order_id = reserved_order(session, product, 1)
-    return_stock(session, OrderCancelled(order_id=str(order_id)))
+    return_stock(session, order_cancelled(order_id))
     with pytest.raises(IllegalTransitionError):
-        confirm_sale(session, OrderPaid(order_id=str(order_id)))
+        confirm_sale(session, order_paid(order_id))
     assert stock(session, product) == (5, 0, 0)
 
 

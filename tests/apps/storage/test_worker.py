@@ -16,7 +16,8 @@ from apps.storage.settings import StorageSettings
 from apps.storage.worker import build_worker
 from chomik.messaging.kafka import envelope_of, make_producer
 from chomik.worker import Worker
-from clients.events import ORDERS_EVENTS, STOCK_EVENTS, OrderPaid
+from clients.events import ORDERS_EVENTS, STOCK_EVENTS
+from tests.factories.events import order_paid
 from tests.factories.storage import ProductFactory
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
@@ -55,7 +56,7 @@ def test_order_paid_on_kafka_sells_the_stock_and_stock_committed_is_published(
             session, order_id=order_id, lines=[StockLine(product_id, 2)]
         )
 
-    envelope = envelope_of(OrderPaid(order_id=str(order_id)))
+    envelope = envelope_of(order_paid(order_id))
     producer = make_producer(committed_db.kafka)
     for _ in range(2):  # delivered twice: applied once
         producer.send(
@@ -116,3 +117,14 @@ def _stock_events(bootstrap, key, count, timeout=20.0):
         return found
     finally:
         consumer.close()
+
+
+def test_the_storage_worker_declares_the_topics_it_consumes_and_produces(settings_for):
+    from apps.storage.worker import build_worker
+
+    worker = build_worker(settings_for(StorageSettings))
+    try:
+        assert worker.topics == [ORDERS_EVENTS]
+        assert worker.produces == [STOCK_EVENTS]  # pre-created with its .dlq
+    finally:
+        worker.engine.dispose()

@@ -1,0 +1,105 @@
+"""The delivery service layer: buyers' addresses and the ownership check for orders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from apps.delivery.errors import AddressNotFoundError, CountryNotServedError
+from apps.delivery.models import Address
+from chomik.auth import Principal
+from chomik.db import utcnow
+from chomik.problems import ForbiddenError
+
+
+@dataclass(frozen=True)
+class AddressPage:
+    """One page of a buyer's addresses."""
+
+    items: Sequence[Address]
+    page: int
+    page_size: int
+    total: int
+
+
+def user_uuid(user: Principal) -> uuid.UUID:
+    """The caller's user id as a UUID (buyers are identified by it)."""
+    try:
+        return uuid.UUID(user.id)
+    except ValueError as exc:
+        raise ForbiddenError("The token's subject is not a user id") from exc
+
+
+def create_address(
+    session: Session,
+    *,
+    user: Principal,
+    fields: Mapping[str, Any],
+    served_countries: Set[str],
+) -> Address:
+    """Save a new address of the calling buyer, in a country the carrier serves."""
+    country = fields["country"]
+    if country not in served_countries:
+        raise CountryNotServedError(
+            f"The carrier does not deliver to {country}",
+            country=country,
+            errors={"country": ["The carrier does not deliver to this country."]},
+        )
+    address = Address(buyer_id=user_uuid(user), **fields)
+    session.add(address)
+    session.flush()
+    return address
+
+
+def list_addresses(
+    session: Session, *, user: Principal, page: int, page_size: int
+) -> AddressPage:
+    """Return one page of the caller's addresses (newest first), and the total."""
+    criteria = (Address.buyer_id == user_uuid(user), Address.deleted_at.is_(None))
+    total = session.scalar(
+        sa.select(sa.func.count()).select_from(Address).where(*criteria)
+    )
+    items = session.scalars(
+        sa.select(Address)
+        .where(*criteria)
+        .order_by(Address.created_at.desc(), Address.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    return AddressPage(items, page, page_size, total or 0)
+
+
+def get_buyer_address(
+    session: Session, *, buyer_id: uuid.UUID, address_id: uuid.UUID
+) -> Address:
+    """Return the buyer's address if it exists and is not deleted, else 404."""
+    address = session.scalars(
+        sa.select(Address).where(
+            Address.id == address_id,
+            Address.buyer_id == buyer_id,
+            Address.deleted_at.is_(None),
+        )
+    ).one_or_none()
+    if address is None:
+        raise AddressNotFoundError(f"No address {address_id}")
+    return address
+
+
+def delete_address(session: Session, *, user: Principal, address_id: uuid.UUID) -> None:
+    """Hide the caller's address from the list and the ownership check.
+
+    The row stays (soft delete): a paid order's shipment reads it later. Not yet
+    enforced: refusing (409) an address used by an order that is not finished.
+    Delivery learns of orders only from their events, and none names the address
+    before payment; the check joins once orders announce the orders they place.
+    """
+    address = get_buyer_address(
+        session, buyer_id=user_uuid(user), address_id=address_id
+    )
+    address.deleted_at = utcnow()
+    session.flush()

@@ -1,0 +1,66 @@
+"""The kit's column types and pagination, on real PostgreSQL."""
+
+import enum
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chomik.db import TYPE_ANNOTATION_MAP, enum_by_value, new_metadata, paginate
+
+
+class Colour(enum.StrEnum):
+    DEEP_RED = "deep-red"
+    BLUE = "blue"
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class Swatch(Base):
+    __tablename__ = "test_db_swatches"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    n: Mapped[int]
+    colour: Mapped[Colour] = mapped_column(enum_by_value(Colour, 16))
+
+
+@pytest.fixture
+def session(dbs):
+    """A session whose table lives only inside this test's rolled-back transaction."""
+    Base.metadata.create_all(dbs.connection("gateway"))
+    return dbs.session("gateway")
+
+
+def test_enum_by_value_stores_the_value_and_loads_the_member(session):
+    session.add(Swatch(n=1, colour=Colour.DEEP_RED))
+    session.flush()
+    stored = session.execute(sa.text("SELECT colour FROM test_db_swatches")).scalar()
+    assert stored == "deep-red"
+    assert session.scalars(sa.select(Swatch.colour)).one() is Colour.DEEP_RED
+
+
+def test_enum_by_value_is_a_plain_varchar():
+    column = Swatch.__table__.c.colour
+    assert column.type.native_enum is False
+    assert column.type.length == 16
+    assert not [
+        c for c in Swatch.__table__.constraints if isinstance(c, sa.CheckConstraint)
+    ]
+
+
+def test_paginate_answers_one_page_and_the_total(session):
+    session.add_all(Swatch(n=n, colour=Colour.BLUE) for n in range(7))
+    session.add(Swatch(n=100, colour=Colour.DEEP_RED))
+    session.flush()
+    query = sa.select(Swatch).where(Swatch.colour == Colour.BLUE).order_by(Swatch.n)
+    page = paginate(session, query, page=2, page_size=3)
+    assert [s.n for s in page.items] == [3, 4, 5]
+    assert (page.page, page.page_size, page.total) == (2, 3, 7)
+    last = paginate(session, query, page=3, page_size=3)
+    assert [s.n for s in last.items] == [6]
+    beyond = paginate(session, query, page=9, page_size=3)
+    assert (list(beyond.items), beyond.total) == ([], 7)

@@ -1,0 +1,74 @@
+"""The shared contract pieces: money as exact decimal strings, and pages of a list."""
+
+from decimal import Decimal
+
+import marshmallow as ma
+import pytest
+
+from chomik.schemas import MAX_MONEY, Money, PageArgsSchema, PageSchema
+
+
+class PriceSchema(ma.Schema):
+    price = Money(required=True)
+
+
+class BoundedSchema(ma.Schema):
+    amount = Money(minimum=Decimal("0.01"), maximum=Decimal("100"))
+
+
+class ItemSchema(ma.Schema):
+    name = ma.fields.String()
+
+
+class ItemPageSchema(PageSchema):
+    items = ma.fields.List(ma.fields.Nested(ItemSchema))
+
+
+@pytest.mark.parametrize(
+    ("raw", "amount"),
+    [("129.90", Decimal("129.90")), ("0", Decimal(0)), (5, Decimal(5)),
+     ("9999999999.99", MAX_MONEY), ("0.1", Decimal("0.1"))],
+)  # fmt: skip
+def test_money_loads_exact_decimals(raw, amount):
+    loaded = PriceSchema().load({"price": raw})["price"]
+    assert loaded == amount
+    assert isinstance(loaded, Decimal)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [129.9, True, "1e3", " 1.00", "1,00", "NaN", "Infinity", "١٢", "1.001", "-1",
+     "10000000000.00", None, [], "12345678901234"],
+)  # fmt: skip
+def test_money_refuses_floats_exponents_extra_places_and_out_of_range(raw):
+    with pytest.raises(ma.ValidationError):
+        PriceSchema().load({"price": raw})
+
+
+def test_money_dumps_two_places_as_a_string():
+    assert PriceSchema().dump({"price": Decimal("129.9")}) == {"price": "129.90"}
+    assert PriceSchema().dump({"price": Decimal("5")}) == {"price": "5.00"}
+
+
+def test_money_bounds_are_per_field():
+    assert BoundedSchema().load({"amount": "100"}) == {"amount": Decimal(100)}
+    with pytest.raises(ma.ValidationError, match="between 0.01 and 100"):
+        BoundedSchema().load({"amount": "0"})
+    with pytest.raises(ma.ValidationError):
+        BoundedSchema().load({"amount": "100.01"})
+
+
+def test_page_args_default_and_bounds():
+    assert PageArgsSchema().load({}) == {"page": 1, "page_size": 20}
+    assert PageArgsSchema().load({"page": "3", "page_size": "100"}) == {
+        "page": 3,
+        "page_size": 100,
+    }
+    for bad in ({"page": 0}, {"page_size": 0}, {"page_size": 101}, {"page": "x"}):
+        with pytest.raises(ma.ValidationError):
+            PageArgsSchema().load(bad)
+
+
+def test_page_schema_dumps_items_page_page_size_and_total():
+    page = {"items": [{"name": "a"}], "page": 2, "page_size": 1, "total": 5}
+    assert ItemPageSchema().dump(page) == page
