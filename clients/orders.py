@@ -60,6 +60,7 @@ from clients.events import (
     OrderPaid,
     OrderPaymentFailed,
     OrderPaymentPending,
+    OrderPlaced,
     OrderShipped,
 )
 from clients.events import OrderItem as EventItem
@@ -243,6 +244,7 @@ def define_order_tables(metadata: sa.MetaData) -> OrderTables:
 _TABLES = define_order_tables(new_metadata())
 
 _EVENTS: Mapping[OrderStatus, type[Event]] = {
+    S.AWAITING_PAYMENT: OrderPlaced,  # placing emits it; no move leads back here
     S.PAYMENT_PENDING: OrderPaymentPending,
     S.PAID: OrderPaid,
     S.PAYMENT_FAILED: OrderPaymentFailed,
@@ -281,6 +283,7 @@ def move_order(
     or a status the move is not legal from); nothing is written then. The events
     are strict: `order.payment_failed` needs the `payment_id`.
     """
+    _check_event_fields(to, payment_id)
     sources = sources_of(to)
     orders, history = _TABLES.orders, _TABLES.history
     # The row's status before the move: read under the row lock the UPDATE takes.
@@ -316,6 +319,22 @@ def move_order(
     event = _event(session, order_id, to, row, payment_id)
     emit(session, event)
     return OrderMove(order_id, OrderStatus(row.from_status), to, event)
+
+
+# What `move_order` knows of every order; an event asking for more gets it passed.
+_ORDER_FIELDS = frozenset(
+    {"order_id", "buyer_id", "address_id", "currency", "total", "items"}
+)
+
+
+def _check_event_fields(to: OrderStatus, payment_id: str | None) -> None:
+    """Refuse, before anything is written, a move whose event would be incomplete."""
+    given = _ORDER_FIELDS | ({"payment_id"} if payment_id is not None else set())
+    missing = {f.name for f in dataclasses.fields(_EVENTS[to])} - given
+    if missing:
+        raise TypeError(
+            f"moving an order to {to.value} needs {', '.join(sorted(missing))}"
+        )
 
 
 def _refusal(

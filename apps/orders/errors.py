@@ -10,18 +10,23 @@ Problem
     ├── UnknownProductsError        422 unknown-products (product_ids)
     ├── MixedCurrenciesError        422 mixed-currencies
     ├── UnknownAddressError         422 unknown-address
-    └── IdempotencyKeyReusedError   422 idempotency-key-reused
+    └── IdempotencyKeyReusedError   422 idempotency-key-reused (chomik.idempotency)
+
+ConflictError
+└── IdempotencyKeySpentError        409 idempotency-key-spent
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from chomik.idempotency import IdempotencyKeyReusedError
 from chomik.problems import ConflictError, NotFoundError, ValidationProblem
 from clients.orders import IllegalTransitionError
 
 __all__ = [
     "IdempotencyKeyReusedError",
+    "IdempotencyKeySpentError",
     "IllegalTransitionError",
     "InsufficientStockError",
     "MixedCurrenciesError",
@@ -57,8 +62,7 @@ class UnknownAddressError(ValidationProblem):
     type, title = "unknown-address", "Not one of the buyer's addresses"
 
 
-class IdempotencyKeyReusedError(ValidationProblem):
-    type, title = "idempotency-key-reused", "Idempotency-Key used for another request"
+class IdempotencyKeySpentError(ConflictError):
+    """A placement under this key reserved stock, failed and gave the stock back."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__({}, detail)
+    type, title = "idempotency-key-spent", "Idempotency-Key spent by a failed placement"

@@ -22,7 +22,6 @@ from apps.orders.services.reading import (
     get_order,
     list_orders,
     show_order,
-    user_uuid,
     view_of,
 )
 
@@ -44,6 +43,5 @@ __all__ = [
     "place_order",
     "release_abandoned_placement",
     "show_order",
-    "user_uuid",
     "view_of",
 ]

@@ -32,14 +32,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from apps.orders.errors import (
     IdempotencyKeyReusedError,
+    IdempotencyKeySpentError,
     InsufficientStockError,
     MixedCurrenciesError,
     UnknownAddressError,
     UnknownProductsError,
 )
 from apps.orders.models import Order, OrderItem, OrderStatusChange, PlacementAttempt
-from apps.orders.services.reading import OrderView, user_uuid, view_of
-from chomik.auth import Principal
+from apps.orders.services.reading import OrderView, view_of
+from chomik.auth import Principal, user_uuid
 from chomik.db import utcnow
 from chomik.messaging.outbox import emit
 from clients import storage as stock
@@ -197,7 +198,12 @@ def _attempt(
         )
     try:
         yield
-    except (InsufficientStockError, UnknownProductsError, IdempotencyKeyReusedError):
+    except (
+        InsufficientStockError,
+        UnknownProductsError,
+        IdempotencyKeyReusedError,
+        IdempotencyKeySpentError,
+    ):
         with attempts.begin() as own:
             own.execute(
                 sa.delete(PlacementAttempt).where(PlacementAttempt.order_id == order_id)
@@ -240,10 +246,15 @@ def _reserve(
         raise UnknownProductsError(
             {"items": ["Unknown or archived product."]}, ids
         ) from exc
-    except (stock.ReservationMismatchError, stock.IllegalTransitionError) as exc:
-        # The order id is the key's: the key already placed (or gave up) other items.
+    except stock.ReservationMismatchError as exc:
+        # The order id is the key's: a placement under it reserved other items.
         raise IdempotencyKeyReusedError(
             "This Idempotency-Key was used for another order"
+        ) from exc
+    except stock.IllegalTransitionError as exc:
+        # A placement under this key failed after reserving and released the stock.
+        raise IdempotencyKeySpentError(
+            "A placement with this Idempotency-Key failed; use a new key"
         ) from exc
 
 

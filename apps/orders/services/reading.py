@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -13,8 +12,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from apps.orders.errors import OrderNotFoundError
 from apps.orders.models import Order, OrderItem
-from chomik.auth import Principal
-from chomik.problems import ForbiddenError
+from chomik.auth import Principal, user_uuid
+from chomik.db import Page, paginate
 from clients.orders import OrderStatus
 
 
@@ -44,22 +43,7 @@ class OrderView:
     updated_at: dt.datetime
 
 
-@dataclass(frozen=True)
-class OrderPage:
-    """One page of an order list."""
-
-    items: Sequence[OrderView]
-    page: int
-    page_size: int
-    total: int
-
-
-def user_uuid(user: Principal) -> uuid.UUID:
-    """The caller's user id as a UUID."""
-    try:
-        return uuid.UUID(user.id)
-    except ValueError as exc:
-        raise ForbiddenError("The token's subject is not a user id") from exc
+OrderPage = Page[OrderView]
 
 
 def view_of(order: Order, *, seller_id: uuid.UUID | None = None) -> OrderView:
@@ -161,19 +145,18 @@ def list_orders(
     criteria = _visible(user)
     if status is not None:
         criteria.append(Order.status == status)
-    total = session.scalar(
-        sa.select(sa.func.count()).select_from(Order).where(*criteria)
-    )
-    orders = session.scalars(
+    page_of = paginate(
+        session,
         sa.select(Order)
         .where(*criteria)
         .order_by(Order.created_at.desc(), Order.id.desc())
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-        .options(selectinload(Order.items))
-    ).all()
+        .options(selectinload(Order.items)),
+        page=page,
+        page_size=page_size,
+    )
     seller = _seller_view(user)
     views = [
-        view_of(o, seller_id=None if o.buyer_id == seller else seller) for o in orders
+        view_of(o, seller_id=None if o.buyer_id == seller else seller)
+        for o in page_of.items
     ]
-    return OrderPage(views, page, page_size, total or 0)
+    return OrderPage(views, page, page_size, page_of.total)

@@ -20,30 +20,18 @@ from apps.orders.schemas import (
 from apps.orders.services import OrderPage, OrderRequest, OrderView, Ports
 from apps.orders.settings import OrdersSettings
 from chomik.auth import current_user, require_role
-from chomik.problems import BadRequestError, ProblemSchema
+from chomik.idempotency import HEADER, idempotent, parse_key
+from chomik.problems import ProblemSchema
 from chomik.web import db_session, runtime, settings_of
 
 blp = Blueprint("orders", __name__, url_prefix="/orders", description="Orders")
 BUYERS = ("buyer", "admin")
-MAX_KEY_LENGTH = 255
 
 
 def ports() -> Ports:
     """The outside services this app calls, built once by `create_app`."""
     found: Ports = current_app.extensions["orders.ports"]
     return found
-
-
-def idempotency_key() -> str:
-    """The request's Idempotency-Key: required, 1 to 255 printable ASCII characters."""
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        raise BadRequestError("The Idempotency-Key header is required")
-    if not (0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable()):
-        raise BadRequestError(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
-        )
-    return key
 
 
 @blp.route("")
@@ -63,30 +51,18 @@ class Orders(MethodView):
         """
         return services.list_orders(db_session(), user=current_user(), **args)
 
-    @blp.doc(
-        security=[{"bearerAuth": []}],
-        parameters=[
-            {
-                "in": "header",
-                "name": "Idempotency-Key",
-                "required": True,
-                "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH},
-            }
-        ],
-    )
+    @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(OrderCreateSchema)
     @blp.response(201, OrderSchema)
     @blp.alt_response(200, schema=OrderSchema, description="Replay: the same order")
-    @blp.alt_response(400, schema=ProblemSchema, description="Bad Idempotency-Key")
     @blp.alt_response(401, schema=ProblemSchema, description="No valid token")
     @blp.alt_response(403, schema=ProblemSchema, description="Not a buyer")
     @blp.alt_response(409, schema=ProblemSchema, description="Not enough stock")
     @blp.alt_response(
-        422,
-        schema=ProblemSchema,
-        description="Bad items or address, mixed currencies, key reused",
+        422, schema=ProblemSchema, description="Bad items or address, mixed currencies"
     )
     @require_role(*BUYERS)
+    @idempotent("orders.place")
     def post(self, body: dict[str, Any]) -> tuple[OrderView, int]:
         """Place an order
 
@@ -103,7 +79,7 @@ class Orders(MethodView):
             db_session(),
             buyer=current_user(),
             request=order_request,
-            idempotency_key=idempotency_key(),
+            idempotency_key=parse_key(request.headers.get(HEADER)),
             storage=ports().storage,
             addresses=ports().addresses,
             attempts=runtime().sessions,

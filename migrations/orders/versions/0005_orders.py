@@ -1,7 +1,7 @@
 """Orders, their lines and status history, and placement attempts.
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-29
 
 `orders`, `order_items` and `order_status_history` are defined once in
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

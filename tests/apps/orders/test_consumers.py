@@ -15,7 +15,7 @@ S = OrderStatus
 
 
 def paid(order):
-    return mark_paid, PaymentSucceeded(str(uuid.uuid4()), str(order.id))
+    return mark_paid, PaymentSucceeded(str(uuid.uuid4()), str(order.id), order.total)
 
 
 def in_transit(order):

@@ -99,6 +99,8 @@ class CurrencyChangedMidway(StorageClient):
     seller_headers: dict = {}
 
     def reserve(self, order_id, items):
+        if self.product is None:
+            return super().reserve(order_id, items)
         self.http.request(
             "PATCH", f"/api/v1/products/{self.product}", json={"currency": "USD"},
             headers=self.seller_headers,
@@ -116,12 +118,22 @@ def test_a_placement_failing_after_its_reserve_releases_the_stock(
     raced.product = b.id
     raced.seller_headers = auth(make_token(str(seller), "seller"))
     place = Placing(make_app(raced, addresses).test_client(), addresses)
-    response = place(as_buyer, (a, 2), (b, 1))
+    response = place(as_buyer, (a, 2), (b, 1), key="k")
     assert response.status_code == 422
     assert response.json["type"] == "mixed-currencies"
     assert stock_of(storage_session, a) == (5, 0, 0)
     assert stock_of(storage_session, b) == (5, 0, 0)
     assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+    # The key's order id gave its stock back for good: a retry is told to use a new key.
+    raced.product = None
+    storage_session.execute(
+        sa.update(Product).where(Product.id == b.id).values(currency="RUB")
+    )
+    storage_session.commit()
+    retry = place(as_buyer, (a, 2), (b, 1), key="k")
+    assert retry.status_code == 409
+    assert retry.json["type"] == "idempotency-key-spent"
+    assert stock_of(storage_session, a) == (5, 0, 0)
 
 
 def test_stock_of_a_placement_that_died_before_its_commit_is_released(

@@ -50,7 +50,8 @@ def test_every_legal_move_updates_the_row_writes_history_and_the_event(
 ):
     order = OrderFactory(status=current, lines=[{"quantity": 2}])
     session.commit()
-    moved = move_order(session, order.id, to=target, reason="test")
+    payment = "pay-1" if target == S.PAYMENT_FAILED else None
+    moved = move_order(session, order.id, to=target, reason="test", payment_id=payment)
     assert (moved.from_status, moved.to_status) == (current, target)
     session.expire_all()
     row = session.get(Order, order.id)
@@ -72,7 +73,7 @@ def test_every_illegal_move_is_refused_and_writes_nothing(session, current, targ
     order = OrderFactory(status=current)
     session.commit()
     with pytest.raises(IllegalTransitionError) as caught:
-        move_order(session, order.id, to=target)
+        move_order(session, order.id, to=target, payment_id="pay-1")
     assert caught.value.status == 409
     assert caught.value.extra["status_from"] == current.value
     session.expire_all()
@@ -96,6 +97,17 @@ def test_a_refused_move_leaves_the_callers_transaction_usable_and_its_work_intac
     assert session.get(Order, other.id).status == S.PAYMENT_PENDING
     assert session.get(Order, paid.id).status == S.PAID
     assert [t for _, _, t, _ in outbox(session)] == ["order.payment_pending"]
+
+
+def test_a_move_whose_event_would_be_incomplete_is_refused_before_any_write(session):
+    order = OrderFactory(status=S.PAYMENT_PENDING)
+    session.commit()
+    with pytest.raises(TypeError, match="payment_id"):
+        move_order(session, order.id, to=S.PAYMENT_FAILED)
+    session.expire_all()
+    assert session.get(Order, order.id).status == S.PAYMENT_PENDING
+    assert history(session, order.id) == []
+    assert outbox(session) == []
 
 
 def test_an_unknown_order_is_an_illegal_transition(session):
@@ -129,7 +141,7 @@ def test_an_order_paid_again_after_a_failure_is_due_for_expiry_again(session):
     move_order(session, order.id, to=S.PAYMENT_PENDING)
     session.expire_all()
     assert session.get(Order, order.id).next_check_at is None
-    move_order(session, order.id, to=S.PAYMENT_FAILED)
+    move_order(session, order.id, to=S.PAYMENT_FAILED, payment_id="pay-1")
     session.expire_all()
     row = session.get(Order, order.id)
     assert row.next_check_at == row.expires_at

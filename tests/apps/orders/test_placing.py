@@ -69,6 +69,7 @@ def test_the_same_key_and_body_answer_the_same_order_once(
     again = place(as_buyer, key="key-1", body=body)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json == first.json
+    assert again.headers["Idempotent-Replayed"] == "true"
     assert stock_of(storage_session, product) == (5, 2, 0)
     assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 1
 
@@ -223,7 +224,9 @@ def test_a_missing_empty_over_long_or_malformed_key_is_400(
         URL, json=place.body(as_buyer, (product, 1)), headers=headers
     )
     assert response.status_code == 400
-    assert response.json["status"] == 400
+    assert response.json["type"] == (
+        "idempotency-key-missing" if key is None else "idempotency-key-invalid"
+    )
     assert stock_of(storage_session, product) == (5, 0, 0)
 
 

@@ -80,7 +80,10 @@ def test_events_from_kafka_carry_an_order_to_delivered(committed_db, settings_fo
     try:
         # Payment first (as in the purchase, delivery ships paid orders only),
         # then the carrier's steps; each event is delivered twice.
-        send(committed_db.kafka, PaymentSucceeded(str(uuid.uuid4()), str(order.id)))
+        send(
+            committed_db.kafka,
+            PaymentSucceeded(str(uuid.uuid4()), str(order.id), order.total),
+        )
         wait_for(engine, order.id, OrderStatus.PAID)
         send(committed_db.kafka, ShipmentInTransit(str(uuid.uuid4()), str(order.id)))
         send(committed_db.kafka, ShipmentDelivered(str(uuid.uuid4()), str(order.id)))
