@@ -72,8 +72,9 @@ def test_events_from_kafka_carry_an_order_to_delivered(committed_db, settings_fo
     order = OrderFactory.build(status=OrderStatus.PAYMENT_PENDING)
     with Session(engine, expire_on_commit=False) as s, s.begin():
         s.add(order)
-    worker = Worker(
-        "orders", settings_for(OrdersSettings), consumers=CONSUMERS, relay=False,
+    worker = Worker(  # a group of its own: no wait for members of earlier tests
+        f"orders-{uuid.uuid4().hex[:6]}", settings_for(OrdersSettings),
+        consumers=CONSUMERS, relay=False,
         consumer_options=FAST_GROUP,
     )  # fmt: skip
     worker.start()
