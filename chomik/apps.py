@@ -37,6 +37,7 @@ APPS: tuple[AppSpec, ...] = (
         "gateway",
         17000,
         "apps.gateway:create_app",
+        "apps.gateway.worker:build_worker",
         commands=(
             AppCommand(
                 "create-admin",

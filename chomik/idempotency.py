@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 
 from chomik.auth import current_user
 from chomik.db import UTCDateTime, utcnow
+from chomik.metrics import IDEMPOTENT_REPLAYS
 from chomik.problems import BadRequestError, ConflictError, Problem, ProblemSchema
 from chomik.web import db_session, runtime
 
@@ -310,13 +311,18 @@ def idempotent(operation: str) -> Callable[[Callable[P, R]], Callable[P, R | Res
             claim = KeyClaim(f"{operation} {_caller_id()}", key, request_fingerprint())
             settings = runtime().settings
             session = db_session()
-            stored = claim_key(
-                session,
-                claim,
-                ttl=dt.timedelta(seconds=settings.idempotency_key_ttl),
-                wait=settings.idempotency_wait,
-            )
+            try:
+                stored = claim_key(
+                    session,
+                    claim,
+                    ttl=dt.timedelta(seconds=settings.idempotency_key_ttl),
+                    wait=settings.idempotency_wait,
+                )
+            except (IdempotencyKeyReusedError, RequestInProgressError) as problem:
+                IDEMPOTENT_REPLAYS.labels(operation, problem.type).inc()
+                raise
             if stored is not None:
+                IDEMPOTENT_REPLAYS.labels(operation, "replayed").inc()
                 return _replay(stored)
 
             @after_this_request

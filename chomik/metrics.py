@@ -48,3 +48,77 @@ def gauge(
 ) -> Gauge:
     """Declare a gauge; `aggregate` says how web worker processes add up."""
     return Gauge(name, documentation, list(labels), multiprocess_mode=aggregate)
+
+
+# --- The outbox relay (chomik.messaging.outbox) ------------------------------------
+
+OUTBOX_PENDING = gauge(
+    "outbox_pending", "Outbox rows not yet published", aggregate="livemax"
+)
+OUTBOX_OLDEST_AGE = gauge(
+    "outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox row (0: none)",
+    aggregate="livemax",
+)
+OUTBOX_PUBLISHED = counter("outbox_published", "Outbox rows published to Kafka")
+OUTBOX_PUBLISH_ERRORS = counter(
+    "outbox_publish_errors", "Relay batches that failed (broker down, send errors)"
+)
+OUTBOX_REFUSED = counter(
+    "outbox_refused", "Sends of outbox rows the broker refused for good"
+)
+OUTBOX_PARKED_EVENTS = counter(
+    "outbox_parked_events", "Outbox rows parked after repeated refusals"
+)
+OUTBOX_PARKED = gauge(
+    "outbox_parked", "Parked outbox rows (refused, kept)", aggregate="livemax"
+)
+
+# --- The consumer loop (chomik.messaging.consuming) ----------------------------------
+
+CONSUMED = counter("consumer_messages_consumed", "Messages applied", ["group", "topic"])
+DUPLICATES = counter(
+    "consumer_duplicates_skipped",
+    "Messages skipped as already applied",
+    ["group", "topic"],
+)
+RETRIES = counter("consumer_retries", "Handler attempts retried", ["group", "topic"])
+DEAD_LETTERED = counter(
+    "consumer_dead_lettered",
+    "Messages sent to the dead-letter topic",
+    ["group", "topic"],
+)
+IGNORED = counter(
+    "consumer_messages_ignored", "Messages of types with no handler", ["group", "topic"]
+)
+LAG = gauge(
+    "consumer_lag",
+    "Messages behind the log end",
+    ["group", "topic", "partition"],
+    aggregate="livemax",
+)
+OUTAGE_WAITS = counter(
+    "consumer_outage_waits",
+    "Pauses while a database or remote service the handlers need is unavailable",
+    ["group"],
+)
+
+# --- Jobs (chomik.jobs) ----------------------------------------------------------------
+
+JOB_RUNS = counter("scheduler_job_runs", "Job runs", ["job", "outcome"])
+JOB_ROWS = counter(
+    "scheduler_job_rows",
+    "Rows claimed jobs handled, and exclusive runs, by outcome",
+    ["job", "outcome"],
+)
+JOB_DURATION = histogram(
+    "scheduler_job_duration_seconds", "How long one run of a job took", ["job"]
+)
+
+# --- Unsafe requests (chomik.idempotency) ------------------------------------------
+
+IDEMPOTENT_REPLAYS = counter(
+    "idempotent_replays",
+    "Requests answered from a stored answer, by operation and outcome",
+    ["operation", "outcome"],
+)

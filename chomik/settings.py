@@ -97,6 +97,19 @@ class Settings:
     scheduler_replica_id: str = env(
         "SCHEDULER_REPLICA_ID", "", doc="stable replica id (default: host name)"
     )
+    jobstore_retention: int = env(
+        "JOBSTORE_RETENTION",
+        24 * 3600,
+        doc="seconds before the job-store table of a replica not seen is dropped",
+    )
+    outbox_retention: int = env(
+        "OUTBOX_RETENTION", 24 * 3600, doc="seconds a sent outbox row is kept"
+    )
+    inbox_retention: int = env(
+        "INBOX_RETENTION",
+        14 * 24 * 3600,
+        doc="seconds a consumed event's id is kept to skip its redelivery",
+    )
     metrics_host: str = env(
         "METRICS_HOST",
         "127.0.0.1",

@@ -1,7 +1,8 @@
 """The worker process of an app: outbox relay, Kafka consumers and scheduled jobs.
 
 An app's `build_worker(settings)` returns `Worker(app, settings, consumers=CONSUMERS,
-jobs=JOBS, produces=[...])`; `chomik worker <app>` calls `.run()`. At start it creates
+jobs=JOBS, produces=[...])`; `chomik worker <app>` calls `.run()`. Every worker also
+runs the kit's own jobs (`chomik.jobs.housekeeping.KIT_JOBS`). At start it creates
 the topics it consumes and produces (each with its `.dlq`) if they are missing.
 SIGTERM (or SIGINT) stops it gracefully: the consumer finishes the current message,
 commits its offset and leaves the group, the relay finishes its batch, running jobs
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from kafka.errors import KafkaError
 
 from chomik.db import make_engine, make_session_factory
+from chomik.jobs.housekeeping import KIT_JOBS
 from chomik.jobs.scheduling import Job, Scheduler
 from chomik.logs import configure_logging
 from chomik.messaging.consuming import Consumer, Handler, HandlerKey, topics_of
@@ -51,6 +53,7 @@ class Worker:
         topics: Iterable[str] = (),
         produces: Iterable[str] = (),
         relay: bool = True,
+        kit_jobs: bool = True,
         relay_config: RelayConfig | None = None,
         consumer_options: Mapping[str, Any] | None = None,
         max_attempts: int = 4,
@@ -60,7 +63,10 @@ class Worker:
         self.app = app
         self.settings = settings
         self.consumers = dict(consumers or {})
-        self.jobs = list(jobs)
+        self.jobs = [*(KIT_JOBS if kit_jobs else ()), *jobs]
+        names = [job.name for job in self.jobs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"worker {app}: job names repeat: {sorted(names)}")
         self.topics = topics_of(self.consumers, topics)
         self.produces = sorted(set(produces))
         self.with_relay = relay

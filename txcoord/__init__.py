@@ -10,6 +10,7 @@ Usage::
     # leaving the block: PREPARE each branch, log COMMIT, COMMIT PREPARED each
 
     coordinator.recovery().run_once()  # on start, then periodically
+    prune_decisions(participants, log, prefix=..., older_than=timedelta(days=7))
 
 Each branch is one connection that ran ``begin_twophase(gid)`` with
 ``gid = "<prefix>:<transaction id>:<participant>"`` and a Session bound to it.
@@ -31,6 +32,7 @@ from txcoord._coordinator import (
 from txcoord._log import Decision, DecisionLog, decisions, metadata
 from txcoord._metrics import Observer, PrometheusObserver
 from txcoord._participant import PreparedBranch, list_prepared
+from txcoord._prune import prune_decisions
 from txcoord._recovery import Recovery, RecoveryReport
 from txcoord.errors import (
     AbortedByRecoveryError,
@@ -65,4 +67,5 @@ __all__ = [
     "decisions",
     "list_prepared",
     "metadata",
+    "prune_decisions",
 ]

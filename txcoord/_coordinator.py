@@ -342,12 +342,6 @@ class Transaction:
             )  # fmt: skip
             return
         self.outcome = Outcome.COMMITTED
-        try:
-            self.coordinator.log.mark_done(self.id)
-        except (SQLAlchemyError, OSError) as exc:  # recovery's sweep marks it later
-            logger.warning(
-                "txcoord %s: could not mark the log entry done: %s", self.id, exc
-            )
 
     def _commit_branch(self, branch: Branch) -> bool:
         """True once the branch is committed (by us or by a concurrent recovery)."""

@@ -3,11 +3,11 @@
 The row's primary key is the transaction id, so the first writer wins: the
 coordinator inserts COMMIT, recovery inserts ABORT, both with
 ``ON CONFLICT DO NOTHING``, and both then act on whichever row is there.
+Rows are deleted only by ``prune_decisions``, once no branch is left prepared.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from collections.abc import Collection, Sequence
 
@@ -38,15 +38,10 @@ decisions = sa.Table(
         nullable=False,
         server_default=sa.text("now()"),
     ),
-    sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("decision IN ('COMMIT', 'ABORT')", name="decision"),
     comment="txcoord decisions: the first row for a transaction id decides it",
 )
-sa.Index(
-    "ix_txcoord_decision_pending",
-    decisions.c.decided_at,
-    postgresql_where=decisions.c.done_at.is_(None),
-)
+sa.Index("ix_txcoord_decision_decided_at", decisions.c.decided_at)
 
 
 # Built once: SQLAlchemy caches its compiled form (inline values would not be).
@@ -54,14 +49,6 @@ _INSERT_DECISION = (
     pg_insert(decisions)
     .on_conflict_do_nothing(index_elements=[decisions.c.tx_id])
     .returning(decisions.c.decision)
-)
-
-# One statement: switching synchronous_commit off for its own transaction only
-# (set_config(..., true) is SET LOCAL), so the commit does not wait for a flush.
-_MARK_DONE = sa.text(
-    "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
-    "UPDATE txcoord_decision SET done_at = now() FROM async "
-    "WHERE tx_id = :tx_id AND done_at IS NULL"
 )
 
 
@@ -124,45 +111,3 @@ class DecisionLog:
         )
         with self.engine.connect() as conn:
             return {row.tx_id: Decision(row.decision) for row in conn.execute(query)}
-
-    def mark_done(self, tx_id: str) -> None:
-        """Record that no branch of the transaction is left prepared.
-
-        Bookkeeping only (recovery never relies on it), so it skips the WAL flush.
-        """
-        with self.engine.begin() as conn:
-            conn.execute(_MARK_DONE, {"tx_id": tx_id})
-
-    def clock(self) -> dt.datetime:
-        """The log database's current time."""
-        with self.engine.connect() as conn:
-            now: dt.datetime = conn.execute(
-                sa.select(sa.func.clock_timestamp())
-            ).scalar_one()
-        return now
-
-    def sweep_done(
-        self,
-        before: dt.datetime,
-        unresolved: Collection[str],
-        finished: Collection[str] = (),
-    ) -> int:
-        """Mark done the open decisions made before `before` or `finished`, except `unresolved`.
-
-        Sound when every participant was scanned after `before`: a decision
-        logged earlier had all its branches prepared by then, so any branch
-        still prepared shows up in the scan and its transaction is in `unresolved`.
-        `finished` are transactions whose every branch the scan saw was finished.
-        """
-        made_before = decisions.c.decided_at < before
-        if finished:
-            made_before = sa.or_(made_before, decisions.c.tx_id.in_(sorted(finished)))
-        stmt = (
-            sa.update(decisions)
-            .where(decisions.c.done_at.is_(None), made_before)
-            .values(done_at=sa.func.now())
-        )
-        if unresolved:
-            stmt = stmt.where(decisions.c.tx_id.not_in(sorted(unresolved)))
-        with self.engine.begin() as conn:
-            return conn.execute(stmt).rowcount

@@ -40,7 +40,6 @@ class RecoveryReport:
     concurrent: list[str] = field(default_factory=list)  # finished by someone else
     failed: list[str] = field(default_factory=list)  # an error; the next pass retries
     in_doubt: dict[str, int] = field(default_factory=dict)  # per participant
-    swept: int = 0  # log entries marked done
 
     @property
     def resolved(self) -> int:
@@ -72,33 +71,20 @@ class Recovery:
     def run_once(self) -> RecoveryReport:
         """One pass over every participant."""
         report = RecoveryReport()
-        scan_started = self.log.clock()
-        unresolved: set[str] = set()
-        finished: set[str] = set()
-        every_participant_seen = True
         for name, engine in self.participants.items():
             try:
                 branches = list_prepared(engine, self.prefix)
                 decisions = self.log.get({branch.tx_id for branch in branches})
             except SQLAlchemyError:
                 logger.exception("txcoord recovery: cannot scan participant %s", name)
-                every_participant_seen = False
                 continue
             left_old = 0
             for branch in branches:
-                if self._resolve(name, engine, branch, decisions, report):
-                    finished.add(branch.tx_id)
-                else:
-                    unresolved.add(branch.tx_id)
-                    if branch.age >= self.in_doubt_after:
-                        left_old += 1
+                resolved = self._resolve(name, engine, branch, decisions, report)
+                if not resolved and branch.age >= self.in_doubt_after:
+                    left_old += 1
             report.in_doubt[name] = left_old
             self.observer.in_doubt(name, left_old)
-        if every_participant_seen:
-            try:
-                report.swept = self.log.sweep_done(scan_started, unresolved, finished)
-            except SQLAlchemyError:
-                logger.exception("txcoord recovery: cannot mark log entries done")
         return report
 
     def _resolve(

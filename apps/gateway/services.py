@@ -217,8 +217,6 @@ def log_out(
         .values(jti=principal.jti, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
-    # Expired entries can never match a valid token again: drop them as we go.
-    session.execute(sa.delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
     families = [f for f in [_as_uuid(family_id)] if f is not None]
     if refresh_token:
         families.extend(
@@ -269,3 +267,37 @@ def _as_uuid(value: str | None) -> uuid.UUID | None:
         return uuid.UUID(value) if value else None
     except ValueError:
         return None
+
+
+def prune_refresh_tokens(session: Session, *, older_than: dt.timedelta) -> int:
+    """Delete refresh tokens and families that can never serve again; count rows.
+
+    A token expired `older_than` ago goes, spent or not. A family revoked
+    `older_than` ago goes whole (its tokens cascade): each of them is refused
+    anyway, and `older_than` must outlast an access token, whose family the deny
+    check reads. A spent token of a live family stays until it expires: presenting
+    it again is how a stolen token is found out (the family is revoked), and
+    within the refresh grace window it answers the retry. Families left with no
+    token go last. Deny-list entries go once their access token has expired: they
+    can never match a valid token again.
+    """
+    cutoff = utcnow() - older_than
+    revoked = session.execute(
+        sa.delete(RefreshFamily).where(RefreshFamily.revoked_at < cutoff)
+    )
+    expired = session.execute(
+        sa.delete(RefreshToken).where(RefreshToken.expires_at < cutoff)
+    )
+    empty = session.execute(
+        sa.delete(RefreshFamily).where(
+            RefreshFamily.created_at < cutoff,
+            ~sa.select(RefreshToken.id)
+            .where(RefreshToken.family_id == RefreshFamily.id)
+            .exists(),
+        )
+    )
+    denied = session.execute(
+        sa.delete(RevokedToken).where(RevokedToken.expires_at < utcnow())
+    )
+    results = (revoked, expired, empty, denied)
+    return sum(result.rowcount for result in results)  # type: ignore[attr-defined]

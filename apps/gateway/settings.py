@@ -36,6 +36,12 @@ class GatewaySettings(Settings):
     refresh_token_ttl: int = env(
         "REFRESH_TOKEN_TTL", 30 * 24 * 3600, doc="seconds a refresh token is valid"
     )
+    refresh_token_retention: int = env(
+        "REFRESH_TOKEN_RETENTION",
+        24 * 3600,
+        doc="seconds an expired refresh token or a revoked session is kept "
+        "(at least ACCESS_TOKEN_TTL)",
+    )
     password_hash_time_cost: int = env(
         "PASSWORD_HASH_TIME_COST", 3, doc="argon2 iterations"
     )

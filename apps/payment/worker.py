@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from apps.payment.jobs import JOBS
 from apps.payment.settings import PaymentSettings
-from chomik.jobs.scheduling import Job
 from chomik.messaging.consuming import Handler, HandlerKey
 from chomik.worker import Worker
 
 CONSUMERS: dict[HandlerKey, Handler] = {}
-JOBS: list[Job] = []
 
 
 def build_worker(settings: PaymentSettings | None = None) -> Worker:

@@ -1,5 +1,29 @@
-"""Jobs on every worker replica: APScheduler per replica, row leases between replicas."""
+"""Jobs on every worker replica: APScheduler per replica, row leases between replicas.
 
-from chomik.jobs.scheduling import Job, JobContext, Scheduler, claim_due, complete_claim
+`claimed(...)` builds a job over due rows (one transaction per row, under a lease),
+`exclusive(...)` a job that one replica at a time runs (the prunes); the kit's own
+jobs are in `housekeeping.KIT_JOBS`, which every worker runs.
+"""
 
-__all__ = ["Job", "JobContext", "Scheduler", "claim_due", "complete_claim"]
+from chomik.jobs.runner import claimed, exclusive
+from chomik.jobs.scheduling import (
+    Job,
+    JobContext,
+    Scheduler,
+    StaleClaimError,
+    claim_due,
+    complete_claim,
+    release_claim,
+)
+
+__all__ = [
+    "Job",
+    "JobContext",
+    "Scheduler",
+    "StaleClaimError",
+    "claim_due",
+    "claimed",
+    "complete_claim",
+    "exclusive",
+    "release_claim",
+]

@@ -5,9 +5,11 @@ table is its own (`apscheduler_jobs_<replica id>`): APScheduler must never share
 job-store table between processes. Misfires are coalesced. Replicas coordinate in the
 work itself: `claim_due` claims a batch of due rows in one statement
 (`FOR UPDATE SKIP LOCKED`), pushes their due time a lease ahead, stamps a claim token
-and commits at once; the replica then works on the rows without holding locks. A
-replica that dies mid-batch loses nothing: its rows come due again when the lease ends.
-`complete_claim` finishes one row only if the claim is still ours.
+and commits at once, in a session of its own; the replica then works on the rows
+without holding locks. A replica that dies mid-batch loses nothing: its rows come due
+again when the lease ends. `complete_claim` finishes one row in the caller's
+transaction only if the claim is still ours, else raises `StaleClaimError` after
+rolling that transaction back. `chomik.jobs.runner` puts these together.
 """
 
 from __future__ import annotations
@@ -26,16 +28,15 @@ import sqlalchemy as sa
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from chomik.metrics import JOB_DURATION, JOB_RUNS
 from chomik.settings import Settings
 
 log = logging.getLogger(__name__)
 
 JOBSTORE_PREFIX = "apscheduler_jobs_"
-JOB_RUNS = Counter("scheduler_job_runs", "Job runs", ["job", "outcome"])
 
 
 @dataclass(frozen=True)
@@ -69,15 +70,25 @@ def jobstore_table(replica_id: str) -> str:
     return f"{(JOBSTORE_PREFIX + clean)[:54]}_{digest}"
 
 
-def _table_of(table: sa.Table | type[Any]) -> sa.Table:
+def table_of(table: sa.Table | type[Any]) -> sa.Table:
+    """The Table of a Table or of a mapped class."""
     if isinstance(table, sa.Table):
         return table
     local: sa.Table = sa.inspect(table).local_table
     return local
 
 
+class StaleClaimError(RuntimeError):
+    """The lease ran out and another replica re-claimed the row; our effect is undone."""
+
+    def __init__(self, table: str, key: Any) -> None:
+        super().__init__(f"the claim on {table} row {key} was taken over")
+        self.table = table
+        self.key = key
+
+
 def claim_due(
-    session: Session,
+    sessions: Callable[[], Session],
     table: sa.Table | type[Any],
     *,
     limit: int,
@@ -86,14 +97,17 @@ def claim_due(
     token_column: str = "claim_token",
     where: Sequence[sa.ColumnElement[bool]] = (),
 ) -> list[sa.Row[Any]]:
-    """Claim up to `limit` due rows and commit at once; return them (all columns).
+    """Claim up to `limit` due rows in a session of its own; return them (all columns).
 
     One statement: `UPDATE ... WHERE pk IN (SELECT pk ... WHERE due <= now()
     ORDER BY due LIMIT n FOR UPDATE SKIP LOCKED)` setting `due = now() + lease` and a
-    fresh claim token (every returned row carries it in `token_column`). The session
-    is committed, so no row lock is held while the caller works on the rows.
+    fresh claim token (every returned row carries it in `token_column`). It commits
+    at once, so no row lock is held while the caller works on the rows. It takes a
+    session factory, not a session, so it can never commit work a caller has pending.
     """
-    target = _table_of(table)
+    if isinstance(sessions, Session):
+        raise TypeError("claim_due takes a session factory, not a session")
+    target = table_of(table)
     (pk,) = target.primary_key.columns
     due = target.c[due_column]
     due_rows = (
@@ -110,9 +124,8 @@ def claim_due(
         .values({due_column: sa.func.now() + lease, token_column: token})
         .returning(*target.c)
     )
-    rows = list(session.execute(statement).all())
-    session.commit()
-    return rows
+    with sessions() as session, session.begin():
+        return list(session.execute(statement).all())
 
 
 def complete_claim(
@@ -125,19 +138,46 @@ def complete_claim(
     token_column: str = "claim_token",
     due_column: str = "next_check_at",
     values: Mapping[str, Any] | None = None,
-) -> bool:
+) -> None:
     """Finish a claimed row in the caller's transaction, if the claim is still ours.
 
-    Sets the next due time (None: never again), clears the token and applies `values`.
-    False means the lease ran out and another replica re-claimed the row: the caller
-    must roll back its effect.
+    Sets the next due time (None: never again), clears the token and applies `values`;
+    the row stays locked until the caller commits, so nobody re-claims it meanwhile.
+    If the lease ran out and another replica re-claimed the row, the session is
+    rolled back (the caller's effect with it) and `StaleClaimError` is raised. Call
+    it after the effect: its row lock, taken first, would block an effect that
+    updates the same row through another connection (a txcoord branch).
     """
-    target = _table_of(table)
+    target = table_of(table)
     (pk,) = target.primary_key.columns
     result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
         sa.update(target)
         .where(pk == key, target.c[token_column] == token)
         .values({due_column: next_due, token_column: None, **dict(values or {})})
+    )
+    if not result.rowcount:
+        session.rollback()
+        raise StaleClaimError(target.name, key)
+
+
+def release_claim(
+    session: Session,
+    table: sa.Table | type[Any],
+    key: Any,
+    token: uuid.UUID,
+    *,
+    after: dt.timedelta = dt.timedelta(0),
+    token_column: str = "claim_token",
+    due_column: str = "next_check_at",
+) -> bool:
+    """Give a claimed row back, due `after` from now; False if it was taken over."""
+    target = table_of(table)
+    (pk,) = target.primary_key.columns
+    when = sa.func.now() + after
+    result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        sa.update(target)
+        .where(pk == key, target.c[token_column] == token)
+        .values({due_column: when, token_column: None})
     )
     return bool(result.rowcount)
 
@@ -155,7 +195,8 @@ def _run_job(replica_id: str, name: str) -> None:
     if job is None:
         return
     try:
-        job.func(context)
+        with JOB_DURATION.labels(name).time():
+            job.func(context)
     except Exception:
         JOB_RUNS.labels(name, "error").inc()
         log.exception("job %s failed", name)

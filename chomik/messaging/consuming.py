@@ -54,7 +54,6 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
-from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,6 +69,15 @@ from chomik.messaging.kafka import (
     make_producer,
 )
 from chomik.messaging.outbox import backoff_delay
+from chomik.metrics import (
+    CONSUMED,
+    DEAD_LETTERED,
+    DUPLICATES,
+    IGNORED,
+    LAG,
+    OUTAGE_WAITS,
+    RETRIES,
+)
 from chomik.transient import TransientError, causes
 
 log = logging.getLogger(__name__)
@@ -77,29 +85,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Session, Any], None]
 HandlerKey = type[Event] | str
 
-CONSUMED = Counter("consumer_messages_consumed", "Messages applied", ["group", "topic"])
-DUPLICATES = Counter(
-    "consumer_duplicates_skipped",
-    "Messages skipped as already applied",
-    ["group", "topic"],
-)
-RETRIES = Counter("consumer_retries", "Handler attempts retried", ["group", "topic"])
-DEAD_LETTERED = Counter(
-    "consumer_dead_lettered",
-    "Messages sent to the dead-letter topic",
-    ["group", "topic"],
-)
-IGNORED = Counter(
-    "consumer_messages_ignored", "Messages of types with no handler", ["group", "topic"]
-)
-LAG = Gauge(
-    "consumer_lag", "Messages behind the log end", ["group", "topic", "partition"]
-)
-OUTAGE_WAITS = Counter(
-    "consumer_outage_waits",
-    "Pauses while a database or remote service the handlers need is unavailable",
-    ["group"],
-)
 
 _inbox = sa.table(
     "inbox_events",

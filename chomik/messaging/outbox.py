@@ -38,32 +38,24 @@ from kafka.errors import (
     RecordListTooLargeError,
     UnsupportedForMessageFormatError,
 )
-from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from chomik.db import UTCDateTime
 from chomik.logs import current_request_id
 from chomik.messaging.kafka import Envelope, Event, envelope_of, make_producer
+from chomik.metrics import (
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PARKED,
+    OUTBOX_PARKED_EVENTS,
+    OUTBOX_PENDING,
+    OUTBOX_PUBLISH_ERRORS,
+    OUTBOX_PUBLISHED,
+    OUTBOX_REFUSED,
+)
 
 log = logging.getLogger(__name__)
 
-OUTBOX_PENDING = Gauge("outbox_pending", "Outbox rows not yet published")
-OUTBOX_OLDEST_AGE = Gauge(
-    "outbox_oldest_age_seconds",
-    "Age of the oldest unpublished outbox row (0: none)",
-)
-OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox rows published to Kafka")
-OUTBOX_PUBLISH_ERRORS = Counter(
-    "outbox_publish_errors", "Relay batches that failed (broker down, send errors)"
-)
-OUTBOX_REFUSED = Counter(
-    "outbox_refused", "Sends of outbox rows the broker refused for good"
-)
-OUTBOX_PARKED_EVENTS = Counter(
-    "outbox_parked_events", "Outbox rows parked after repeated refusals"
-)
-OUTBOX_PARKED = Gauge("outbox_parked", "Parked outbox rows (refused, kept)")
 
 # What says "this record can never be accepted as it is": counted against the row.
 # Anything else (no broker, timeouts, leader moves) is the broker's state, not the
@@ -170,6 +162,26 @@ def emit_envelope(session: Session, envelope: Envelope, *, topic: str) -> None:
     )
 
 
+def prune_messages(
+    session: Session, *, outbox_retention: dt.timedelta, inbox_retention: dt.timedelta
+) -> tuple[int, int]:
+    """Delete sent outbox rows and inbox rows older than their retention.
+
+    Pending outbox rows are never touched. An event delivered again after its inbox
+    row is gone (a DLQ replay, a rewound group) is applied again: the inbox
+    retention must outlast any redelivery.
+    """
+    outbox = session.execute(
+        sa.text("DELETE FROM outbox_events WHERE sent_at < now() - :keep"),
+        {"keep": outbox_retention},
+    )
+    inbox = session.execute(
+        sa.text("DELETE FROM inbox_events WHERE processed_at < now() - :keep"),
+        {"keep": inbox_retention},
+    )
+    return outbox.rowcount, inbox.rowcount  # type: ignore[attr-defined]
+
+
 # Advisory-lock namespace of the relay's key shards (any constant int4).
 _SHARD_LOCK_NAMESPACE = 0x0C40
 
@@ -185,10 +197,7 @@ class RelayConfig:
     backoff_base: float = 0.2
     backoff_max: float = 5.0
     flush_timeout: float = 15.0
-    retention: dt.timedelta = dt.timedelta(days=1)
-    inbox_retention: dt.timedelta = dt.timedelta(days=14)
     housekeeping_interval: float = 1.0
-    prune_interval: float = 60.0
     max_refusals: int = 5
 
 
@@ -231,7 +240,6 @@ class Relay:
         )
         self._producer: KafkaProducer | None = None
         self._last_housekeeping = 0.0
-        self._last_prune = 0.0
 
     @property
     def producer(self) -> KafkaProducer:
@@ -406,28 +414,12 @@ class Relay:
         OUTBOX_OLDEST_AGE.set(float(age))
         OUTBOX_PARKED.set(parked)
 
-    def prune(self) -> tuple[int, int]:
-        """Delete sent outbox rows and inbox rows older than their retention."""
-        with self.engine.begin() as conn:
-            outbox = conn.execute(
-                sa.text("DELETE FROM outbox_events WHERE sent_at < now() - :keep"),
-                {"keep": self.config.retention},
-            ).rowcount
-            inbox = conn.execute(
-                sa.text("DELETE FROM inbox_events WHERE processed_at < now() - :keep"),
-                {"keep": self.config.inbox_retention},
-            ).rowcount
-        return outbox, inbox
-
     def housekeeping(self, *, force: bool = False) -> None:
-        """Refresh the gauges every second and prune now and then."""
+        """Refresh the gauges every second (pruning is the `prune_messages` job's)."""
         now = time.monotonic()
         if force or now - self._last_housekeeping >= self.config.housekeeping_interval:
             self._last_housekeeping = now
             self.refresh_metrics()
-        if force or now - self._last_prune >= self.config.prune_interval:
-            self._last_prune = now
-            self.prune()
 
     def run(self, stop: threading.Event) -> None:
         """Publish until `stop` is set, backing off (bounded, jittered) on errors."""

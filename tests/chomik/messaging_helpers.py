@@ -65,10 +65,6 @@ CREATE TABLE IF NOT EXISTS test_item_runs (
     serial bigserial PRIMARY KEY,
     item_id integer NOT NULL,
     round integer NOT NULL,
-    replica text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS test_item_claims (
-    item_id integer NOT NULL,
     replica text NOT NULL,
     token uuid NOT NULL
 )

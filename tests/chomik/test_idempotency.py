@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from prometheus_client import REGISTRY
 from werkzeug.serving import make_server
 
 from chomik.auth import current_user, require_role, require_service
@@ -154,6 +155,19 @@ def test_a_repeated_request_replays_the_stored_answer_with_one_effect(
     assert second.get_json() == first.get_json()
     assert second.get_data() == first.get_data()
     assert len(things(committed_db)) == 1
+
+
+def test_replays_and_refusals_are_counted_by_operation(client, buyer):
+    def count(outcome):
+        labels = {"operation": "things.create", "outcome": outcome}
+        return REGISTRY.get_sample_value("idempotent_replays_total", labels) or 0.0
+
+    before = {o: count(o) for o in ("replayed", "idempotency-key-reused")}
+    post(client, buyer, "key-1", {"name": "a"})
+    post(client, buyer, "key-1", {"name": "a"})
+    post(client, buyer, "key-1", {"name": "b"})
+    assert count("replayed") == before["replayed"] + 1
+    assert count("idempotency-key-reused") == before["idempotency-key-reused"] + 1
 
 
 def test_the_bounded_wait_does_not_outlive_the_key_insert(make_app, buyer):

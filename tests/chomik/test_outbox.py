@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import gc
 import logging
 import signal
@@ -16,10 +17,11 @@ from kafka.future import Future
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
+from chomik.db import make_session_factory
 from chomik.infra import KafkaBroker, free_port
 from chomik.logs import request_id_var
 from chomik.messaging.kafka import Envelope, ensure_topics, make_producer
-from chomik.messaging.outbox import Relay, RelayConfig, emit
+from chomik.messaging.outbox import Relay, RelayConfig, emit, prune_messages
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     Ping,
@@ -263,9 +265,9 @@ def test_two_relays_keep_per_key_order(infra, topic):
         assert seen[key] == list(range(25)), key
 
 
-def test_sent_rows_are_pruned_after_the_retention(infra, topic):
+def test_sent_rows_and_old_inbox_rows_are_pruned_after_their_retention(infra, topic):
     engine = infra.engine("orders")
-    emit_pings(engine, topic, ["old", "new"], 1)
+    emit_pings(engine, topic, ["old", "new", "pending"], 1)
     relay = Relay(engine, infra.kafka)
     drain(relay, engine)
     relay.close()
@@ -276,16 +278,37 @@ def test_sent_rows_are_pruned_after_the_retention(infra, topic):
                 " WHERE key = 'old'"
             )
         )
-    assert relay.prune()[0] == 1
+        conn.execute(
+            sa.text(
+                "UPDATE outbox_events SET sent_at = NULL,"
+                " created_at = now() - interval '9 days' WHERE key = 'pending'"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO inbox_events (consumer_group, event_id, topic, type,"
+                " processed_at) VALUES ('g', gen_random_uuid(), 't', 'old',"
+                " now() - interval '15 days'), ('g', gen_random_uuid(), 't', 'new',"
+                " now() - interval '13 days')"
+            )
+        )
+    with make_session_factory(engine).begin() as session:
+        pruned = prune_messages(
+            session,
+            outbox_retention=dt.timedelta(days=1),
+            inbox_retention=dt.timedelta(days=14),
+        )
+    assert pruned == (1, 1)
     with engine.connect() as conn:
-        assert conn.scalars(sa.text("SELECT key FROM outbox_events")).all() == ["new"]
+        keys = conn.scalars(sa.text("SELECT key FROM outbox_events ORDER BY key"))
+        assert keys.all() == ["new", "pending"], "a pending row is never pruned"
+        assert conn.scalars(sa.text("SELECT type FROM inbox_events")).all() == ["new"]
 
 
 @pytest.mark.usefixtures("effects_table")
 def test_relay_killed_mid_batch_delivers_at_least_once_and_effects_once(
     infra, topic, tmp_path
 ):
-    from chomik.db import make_session_factory
     from chomik.messaging.consuming import Consumer
 
     engine = infra.engine("orders")

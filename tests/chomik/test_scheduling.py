@@ -17,15 +17,21 @@ from chomik.db import make_session_factory, utcnow
 from chomik.jobs.scheduling import (
     Job,
     Scheduler,
+    StaleClaimError,
     claim_due,
     complete_claim,
     jobstore_table,
 )
 from chomik.settings import Settings
+from tests.chomik.jobs_helpers import (
+    LEASE,
+    add_items,
+    due_rows,
+    record_run,
+    runs,
+)
 from tests.chomik.messaging_helpers import (
     DUE_ITEMS,
-    SCHEDULE_DDL,
-    scratch_tables,
     spawn,
     wait_or_kill,
     wait_until,
@@ -33,29 +39,16 @@ from tests.chomik.messaging_helpers import (
 
 pytestmark = pytest.mark.usefixtures("committed_db")
 
-LEASE = dt.timedelta(seconds=30)
+
+@pytest.fixture
+def sessions(engine):
+    return make_session_factory(engine)
+
+
 ROUNDS_DONE = sa.text("SELECT min(round) FROM test_due_items")
 
 
-@pytest.fixture
-def engine(infra):
-    with scratch_tables(infra.engine("orders"), SCHEDULE_DDL) as engine:
-        yield engine
-
-
-def add_items(engine, count, *, due=True):
-    when = "now() - interval '1 second'" if due else "now() + interval '1 hour'"
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO test_due_items (id, next_check_at)"
-                f" SELECT g, {when} FROM generate_series(1, :n) g"
-            ),
-            {"n": count},
-        )
-
-
-def test_claim_due_takes_only_due_rows_sets_lease_and_token(engine):
+def test_claim_due_takes_only_due_rows_sets_lease_and_token(engine, sessions):
     add_items(engine, 5)
     with engine.begin() as conn:
         conn.execute(
@@ -63,11 +56,9 @@ def test_claim_due_takes_only_due_rows_sets_lease_and_token(engine):
                 "INSERT INTO test_due_items (id, next_check_at) VALUES (99, now() + interval '1 hour')"
             )
         )
-    with Session(engine) as session:
-        first = claim_due(session, DUE_ITEMS, limit=3, lease=LEASE)
-        assert not session.in_transaction(), "claim_due commits at once"
-        second = claim_due(session, DUE_ITEMS, limit=3, lease=LEASE)
-        third = claim_due(session, DUE_ITEMS, limit=3, lease=LEASE)
+    first = claim_due(sessions, DUE_ITEMS, limit=3, lease=LEASE)
+    second = claim_due(sessions, DUE_ITEMS, limit=3, lease=LEASE)
+    third = claim_due(sessions, DUE_ITEMS, limit=3, lease=LEASE)
     assert len(first) == 3
     assert len(second) == 2
     assert third == []
@@ -79,52 +70,77 @@ def test_claim_due_takes_only_due_rows_sets_lease_and_token(engine):
     )
 
 
-def test_rows_come_due_again_when_the_lease_ends(engine):
+def test_claim_due_never_commits_work_the_caller_has_pending(engine, sessions):
     add_items(engine, 2)
-    with Session(engine) as session:
-        claimed = claim_due(
-            session, DUE_ITEMS, limit=10, lease=dt.timedelta(milliseconds=300)
+    with Session(engine) as caller:
+        caller.execute(
+            sa.text("INSERT INTO test_due_items (id, next_check_at) VALUES (7, now())")
         )
-        assert claim_due(session, DUE_ITEMS, limit=10, lease=LEASE) == []
-        time.sleep(0.4)
-        again = claim_due(session, DUE_ITEMS, limit=10, lease=LEASE)
-    assert {r.id for r in again} == {r.id for r in claimed} == {1, 2}
-    # The first claim is stale now: finishing it changes nothing.
-    with Session(engine) as session, session.begin():
-        assert not complete_claim(
-            session, DUE_ITEMS, 1, claimed[0].claim_token, next_due=None
-        )
-        assert complete_claim(
-            session, DUE_ITEMS, 1, again[0].claim_token, next_due=None
-        )
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.text(
-                "SELECT next_check_at, claim_token FROM test_due_items WHERE id = 1"
-            )
-        ).one()
-    assert row == (None, None)
+        claimed_rows = claim_due(sessions, DUE_ITEMS, limit=10, lease=LEASE)
+        assert caller.in_transaction()
+        assert set(due_rows(engine)) == {1, 2}, "the caller's row is not committed"
+        with pytest.raises(TypeError, match="session factory"):
+            claim_due(caller, DUE_ITEMS, limit=10, lease=LEASE)
+        caller.rollback()
+    assert {r.id for r in claimed_rows} == {1, 2}
+    assert set(due_rows(engine)) == {1, 2}
+
+
+def test_rows_come_due_again_when_the_lease_ends(engine, sessions):
+    add_items(engine, 2)
+    first = claim_due(
+        sessions, DUE_ITEMS, limit=10, lease=dt.timedelta(milliseconds=300)
+    )
+    assert claim_due(sessions, DUE_ITEMS, limit=10, lease=LEASE) == []
+    time.sleep(0.4)
+    again = claim_due(sessions, DUE_ITEMS, limit=10, lease=LEASE)
+    assert {r.id for r in again} == {r.id for r in first} == {1, 2}
+    with sessions.begin() as session:
+        complete_claim(session, DUE_ITEMS, 1, again[0].claim_token, next_due=None)
+    assert due_rows(engine)[1].next_check_at is None
+    assert due_rows(engine)[1].claim_token is None
+
+
+def test_completing_a_claim_taken_over_raises_and_rolls_the_effect_back(
+    engine, sessions
+):
+    add_items(engine, 1)
+    (stale,) = claim_due(
+        sessions, DUE_ITEMS, limit=1, lease=dt.timedelta(milliseconds=200)
+    )
+    time.sleep(0.3)
+    (current,) = claim_due(sessions, DUE_ITEMS, limit=1, lease=LEASE)
+    with sessions() as session:
+        record_run(session, stale)
+        with pytest.raises(StaleClaimError):
+            complete_claim(session, DUE_ITEMS, 1, stale.claim_token, next_due=None)
+        session.commit()  # a caller that swallows the error keeps nothing
+    assert runs(engine) == [], "the effect of the stale claim is rolled back"
+    row = due_rows(engine)[1]
+    assert row.claim_token == current.claim_token != stale.claim_token
+    assert row.next_check_at is not None
 
 
 def test_concurrent_claims_never_overlap(engine):
     add_items(engine, 400)
-    claimed: list[list[int]] = [[] for _ in range(4)]
+    claimed_ids: list[list[int]] = [[] for _ in range(4)]
     barrier = threading.Barrier(4)
+
+    sessions = make_session_factory(engine)
 
     def claimer(index):
         barrier.wait()
-        with Session(engine) as session:
-            while rows := claim_due(session, DUE_ITEMS, limit=7, lease=LEASE):
-                claimed[index].extend(r.id for r in rows)
+        while rows := claim_due(sessions, DUE_ITEMS, limit=7, lease=LEASE):
+            claimed_ids[index].extend(r.id for r in rows)
 
     threads = [threading.Thread(target=claimer, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
-    every = [i for ids in claimed for i in ids]
+    every = [i for ids in claimed_ids for i in ids]
     assert sorted(every) == list(range(1, 401))
-    assert sum(1 for ids in claimed if ids) > 1
+    assert sum(1 for ids in claimed_ids if ids) > 1
 
 
 def test_scheduler_runs_jobs_from_its_own_job_store_outside_the_drift_check(infra):
@@ -189,6 +205,16 @@ def test_three_replicas_one_killed_mid_batch_each_row_once(infra, engine, tmp_pa
         wait_until(lambda: runs_by(victim) >= 3, 30, 0.02)
         replicas[victim].send_signal(signal.SIGKILL)
         replicas[victim].wait(10)
+        # Rows the victim had claimed (its batch tokens) but not finished: the kill
+        # landed mid-batch. Counted before their lease ends and others take them.
+        with engine.connect() as conn:
+            orphans = conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM test_due_items WHERE claim_token IN"
+                    " (SELECT token FROM test_item_runs WHERE replica = :victim)"
+                ),
+                {"victim": victim},
+            )
         with engine.connect() as conn:
             wait_until(lambda: conn.scalar(ROUNDS_DONE) >= 2, 30)
         time.sleep(0.3)  # a late duplicate would show up now
@@ -206,17 +232,6 @@ def test_three_replicas_one_killed_mid_batch_each_row_once(infra, engine, tmp_pa
                 " WHERE round < 2 GROUP BY item_id, round"
             )
         ).all()
-        # Rows the victim had claimed but never ran: the kill landed mid-batch.
-        # Every row ran once per round (below), so others took these over.
-        orphans = conn.scalar(
-            sa.text(
-                "SELECT count(DISTINCT c.item_id) FROM test_item_claims c"
-                " WHERE c.replica = :victim AND NOT EXISTS ("
-                "   SELECT 1 FROM test_item_runs r"
-                "   WHERE r.item_id = c.item_id AND r.replica = :victim)"
-            ),
-            {"victim": victim},
-        )
         replicas_that_ran = conn.scalars(
             sa.text("SELECT DISTINCT replica FROM test_item_runs")
         ).all()

@@ -2,13 +2,12 @@
 
 Modes: `relay` (a relay whose sends are slowed, to be killed mid-batch), `consumer`
 (a worker consuming `TEST_TOPIC` into `test_effects`), `full` (relay and consumer),
-`scheduler` (a worker whose job sweeps `test_due_items` with leases). Settings come
+`scheduler` (a worker whose claimed job sweeps `test_due_items`). Settings come
 from the environment like any worker's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import signal
@@ -18,9 +17,11 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from chomik.db import utcnow
-from chomik.jobs.scheduling import Job, JobContext, claim_due, complete_claim
+from chomik.jobs.runner import claimed
+from chomik.jobs.scheduling import Job
 from chomik.logs import configure_logging
 from chomik.messaging.kafka import make_producer
 from chomik.messaging.outbox import Relay, RelayConfig
@@ -60,56 +61,28 @@ def run_relay(settings: Settings) -> int:
     return 0
 
 
-class StaleClaimError(Exception):
-    """The lease ran out and another replica owns the row: undo our effect."""
+def run_item(session: Session, row: Any) -> dt.datetime:
+    """The sweep's effect on one due item: record the run, move to the next round."""
+    time.sleep(float(os.environ.get("TEST_WORK", "0.02")))
+    session.execute(
+        sa.text(
+            "INSERT INTO test_item_runs (item_id, round, replica, token)"
+            " VALUES (:id, :round, :replica, :token)"
+        ),
+        {"id": row.id, "round": row.round, "token": row.claim_token,
+         "replica": os.environ["SCHEDULER_REPLICA_ID"]},
+    )  # fmt: skip
+    session.execute(
+        sa.update(DUE_ITEMS).where(DUE_ITEMS.c.id == row.id).values(round=row.round + 1)
+    )
+    interval = float(os.environ.get("TEST_INTERVAL", "3600"))
+    return utcnow() + dt.timedelta(seconds=interval)
 
 
-def sweep(context: JobContext) -> None:
-    """Claim due items in batches and handle each once, fenced by the claim token."""
+def sweep_job() -> Job:
+    """Every due item, once per interval, over any number of replicas."""
     lease = dt.timedelta(seconds=float(os.environ.get("TEST_LEASE", "1.5")))
-    work = float(os.environ.get("TEST_WORK", "0.02"))
-    interval = dt.timedelta(seconds=float(os.environ.get("TEST_INTERVAL", "3600")))
-    while not context.stopping.is_set():
-        with context.sessions() as session:
-            rows = claim_due(session, DUE_ITEMS, limit=10, lease=lease)
-        if not rows:
-            return
-        with context.sessions.begin() as session:
-            session.execute(
-                sa.text(
-                    "INSERT INTO test_item_claims (item_id, replica, token)"
-                    " VALUES (:id, :replica, :token)"
-                ),
-                [
-                    {"id": r.id, "replica": context.replica_id, "token": r.claim_token}
-                    for r in rows
-                ],
-            )
-        for row in rows:
-            if context.stopping.is_set():
-                return
-            time.sleep(work)
-            with (
-                contextlib.suppress(StaleClaimError),
-                context.sessions.begin() as session,
-            ):
-                session.execute(
-                    sa.text(
-                        "INSERT INTO test_item_runs (item_id, round, replica)"
-                        " VALUES (:id, :round, :replica)"
-                    ),
-                    {"id": row.id, "round": row.round, "replica": context.replica_id},
-                )
-                done = complete_claim(
-                    session,
-                    DUE_ITEMS,
-                    row.id,
-                    row.claim_token,
-                    next_due=utcnow() + interval,
-                    values={"round": row.round + 1},
-                )
-                if not done:
-                    raise StaleClaimError(row.id)
+    return claimed("sweep", DUE_ITEMS, run_item, seconds=0.1, lease=lease, batch=10)
 
 
 def main(mode: str) -> int:
@@ -129,8 +102,7 @@ def main(mode: str) -> int:
         )
         return worker.run()
     if mode == "scheduler":
-        job = Job("sweep", sweep, seconds=0.1)
-        return Worker("sched", settings, jobs=[job], relay=False).run()
+        return Worker("sched", settings, jobs=[sweep_job()], relay=False).run()
     raise SystemExit(f"unknown mode {mode}")
 
 

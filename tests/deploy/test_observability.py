@@ -33,12 +33,8 @@ from tests.deploy.manifests import (
 )
 from txcoord import PrometheusObserver
 
-# The kit modules that define business metrics (outbox, consumers, scheduler).
-METRIC_MODULES = (
-    "chomik.messaging.outbox",
-    "chomik.messaging.consuming",
-    "chomik.jobs.scheduling",
-)
+# The kit module that declares every kit metric (outbox, consumers, jobs, ...).
+METRIC_MODULES = ("chomik.metrics",)
 HTTP_SERIES = ("flask_http_request_duration_seconds_bucket", "flask_http_request_total")
 
 

@@ -57,8 +57,7 @@ def recover(args: dict[str, object]) -> None:
         engines, sa.create_engine(str(args["log"])), prefix=str(args["prefix"]),
         abort_after=0.0,
     )  # fmt: skip
-    recovery.log.clock()  # connect before the start line
-    for engine in engines.values():
+    for engine in [*engines.values(), recovery.log.engine]:  # before the start line
         engine.connect().close()
     start_at = args["start_at"]
     assert isinstance(start_at, float)

@@ -55,5 +55,4 @@ def test_crash_window_recovers_all_or_nothing(
     expected = 1 if outcome is Decision.COMMIT else 0
     assert (txdb.qty("a"), txdb.qty("b")) == (expected, expected)
     assert txdb.notes("a") == txdb.notes("b") == ({tx_id} if expected else set())
-    assert txdb.decision_row(tx_id).done_at is not None
     txdb.assert_unlocked()

@@ -16,6 +16,7 @@ from apps.storage.services.stock import (
     StockLine,
     commit_stock,
     get_reservation,
+    prune_reservations,
     release_stock,
     reserve_stock,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "create_product",
     "get_reservation",
     "list_products",
+    "prune_reservations",
     "release_stock",
     "reserve_stock",
     "update_product",

@@ -239,6 +239,7 @@ REAL = {
     "SERVICE_TOKEN_SECRET": "a-real-secret-of-the-deployment-0123456789",
     "BANK_CALLBACK_SECRETS": "a-real-bank-secret-0123456789",
     "CARRIER_CALLBACK_SECRETS": "a-real-carrier-secret-0123456789",
+    "DATABASE_URL": "postgresql+psycopg2://chomik@db.example/chomik_gateway",
 }
 
 
