@@ -34,6 +34,7 @@ __all__ = [
     "Envelope",
     "Event",
     "MalformedMessageError",
+    "OrderAbandoned",
     "OrderCancelled",
     "OrderDelivered",
     "OrderExpired",
@@ -157,6 +158,16 @@ class OrderPaymentFailed(Event):
 
     order_id: str
     payment_id: str
+
+
+@dataclass(frozen=True)
+class OrderAbandoned(Event):
+    """A placement reserved stock and never stored its order: the stock goes back."""
+
+    type = "order.abandoned"
+    topic = ORDERS_EVENTS
+
+    order_id: str
 
 
 @dataclass(frozen=True)
@@ -325,6 +336,7 @@ EVENT_TYPES: Mapping[str, type[Event]] = event_table(
     OrderCancelled,
     OrderExpired,
     OrderPaymentFailed,
+    OrderAbandoned,
     OrderShipped,
     OrderDelivered,
     StockReserved,

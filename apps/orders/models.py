@@ -91,7 +91,8 @@ class PlacementAttempt(Base):
 
     Written and committed before the reservation, deleted in the transaction that
     stores the order. One still here at `next_check_at` belongs to a placement
-    that failed or died after reserving: its reservation is released by order id.
+    that failed or died after reserving: `order.abandoned` releases its
+    reservation by order id.
     """
 
     __tablename__ = "placement_attempts"
@@ -99,7 +100,8 @@ class PlacementAttempt(Base):
 
     order_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     buyer_id: Mapped[uuid.UUID]
-    next_check_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Due when the order would have expired; NULL once handled (then pruned).
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     claim_token: Mapped[uuid.UUID | None]
     created_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime, server_default=sa.func.now()

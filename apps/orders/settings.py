@@ -19,14 +19,6 @@ class OrdersSettings(Settings):
         900,
         doc="seconds an unpaid order holds its stock before it expires",
     )
-    expiry_batch: int = env(
-        "EXPIRY_BATCH", 100, doc="orders one expiry claim takes at most"
-    )
-    expiry_lease: float = env(
-        "EXPIRY_LEASE",
-        60.0,
-        doc="seconds a replica holds claimed orders before others may take them",
-    )
     storage_url: str = env(
         "STORAGE_URL", "http://127.0.0.1:17001", doc="storage service base URL"
     )

@@ -4,6 +4,7 @@ from apps.orders.services.lifecycle import (
     advance_order,
     cancel_order,
     expire_order,
+    prune_placement_attempts,
     release_abandoned_placement,
 )
 from apps.orders.services.placing import (
@@ -41,6 +42,7 @@ __all__ = [
     "list_orders",
     "order_id_for",
     "place_order",
+    "prune_placement_attempts",
     "release_abandoned_placement",
     "show_order",
     "view_of",

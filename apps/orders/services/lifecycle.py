@@ -18,7 +18,8 @@ from apps.orders.models import Order, PlacementAttempt
 from apps.orders.services.reading import OrderView, access_order, view_of
 from chomik.auth import Principal
 from chomik.db import utcnow
-from clients import storage as stock
+from chomik.messaging.outbox import emit
+from clients.events import OrderAbandoned
 from clients.orders import (
     EXPIRABLE,
     IllegalTransitionError,
@@ -90,27 +91,25 @@ def expire_order(session: Session, *, order_id: uuid.UUID) -> dt.datetime | None
     return None
 
 
-def release_abandoned_placement(
-    session: Session,
-    *,
-    order_id: uuid.UUID,
-    claim: uuid.UUID,
-    storage: stock.StorageClient,
-) -> bool:
-    """Release the stock of a placement that never stored its order; drop its row.
+def release_abandoned_placement(session: Session, *, order_id: uuid.UUID) -> None:
+    """Give back the stock of a placement that never stored its order.
 
-    A placement whose order exists is finished; its row is only removed. Storage
-    answers a release by order id idempotently, and a release with nothing
-    reserved leaves a marker there that refuses a late reserve for that id. The
-    row goes only while `claim` is still its claim token: False when another
-    replica took it over (the caller rolls back).
+    Emits `order.abandoned`: storage releases the reservation by order id
+    (idempotently), and a release with nothing reserved leaves a marker there that
+    refuses a late reserve for that id. A placement whose order exists is finished:
+    its own lifecycle (cancel, expiry) gives the stock back.
     """
     if session.get(Order, order_id) is None:
-        storage.release(order_id)
-        log.info("order %s was never stored; its reservation was released", order_id)
-    deleted: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        emit(session, OrderAbandoned(order_id=str(order_id)))
+        log.info("order %s was never stored; its reservation goes back", order_id)
+
+
+def prune_placement_attempts(session: Session, *, older_than: dt.timedelta) -> int:
+    """Delete handled placement attempts older than `older_than`; return how many."""
+    result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
         sa.delete(PlacementAttempt).where(
-            PlacementAttempt.order_id == order_id, PlacementAttempt.claim_token == claim
+            PlacementAttempt.next_check_at.is_(None),
+            PlacementAttempt.created_at < utcnow() - older_than,
         )
     )
-    return bool(deleted.rowcount)
+    return result.rowcount

@@ -99,7 +99,7 @@ def upgrade() -> None:
         "placement_attempts",
         sa.Column("order_id", sa.Uuid(), nullable=False),
         sa.Column("buyer_id", sa.Uuid(), nullable=False),
-        _timestamp("next_check_at"),
+        _timestamp("next_check_at", nullable=True),
         sa.Column("claim_token", sa.Uuid(), nullable=True),
         _timestamp("created_at", now=True),
         sa.PrimaryKeyConstraint("order_id", name=op.f("pk_placement_attempts")),

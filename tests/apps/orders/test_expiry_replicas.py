@@ -65,16 +65,16 @@ def test_two_workers_one_killed_mid_batch_expire_each_order_once(
     env = {
         "DATABASE_URL": committed_db.urls["orders"],
         "KAFKA_BOOTSTRAP_SERVERS": committed_db.kafka,
-        "EXPIRY_BATCH": str(BATCH),
-        "EXPIRY_LEASE": "3",
-        "STORAGE_URL": "http://127.0.0.1:9",
+        "TEST_BATCH": str(BATCH),
+        "TEST_LEASE": "3",
     }
     claimed = "SELECT count(*) FROM orders WHERE claim_token IS NOT NULL"
 
     def worker(name):
         return spawn(
-            "chomik.cli", {**env, "SCHEDULER_REPLICA_ID": f"{name}-{uuid.uuid4().hex[:6]}"},
-            tmp_path / f"{name}.log", "worker", "orders",
+            "tests.apps.orders.worker_child",
+            {**env, "SCHEDULER_REPLICA_ID": f"{name}-{uuid.uuid4().hex[:6]}"},
+            tmp_path / f"{name}.log",
         )  # fmt: skip
 
     # Hold every history insert: a replica that claimed a batch stops inside it.

@@ -7,16 +7,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from apps.orders import services
-from apps.orders.jobs import expire_due_orders, release_abandoned
+from apps.orders.jobs import JOBS
 from apps.orders.models import Order, OrderStatusChange, PlacementAttempt
 from apps.orders.services import OrderRequest
 from apps.storage import create_app as create_storage_app
+from apps.storage.consumers import CONSUMERS as STORAGE_CONSUMERS
 from apps.storage.models import Product, Reservation, ReservationStatus
 from apps.storage.settings import StorageSettings
 from chomik.auth import Principal
 from chomik.db import make_session_factory
 from chomik.jobs.scheduling import JobContext
+from chomik.messaging.kafka import Envelope, decode
 from chomik.web import runtime
+from clients.events import EVENT_TYPES
 from clients.orders import OrderStatus, move_order
 from clients.storage import StorageClient
 from tests.apps.orders.conftest import Placing, make_due, stock_of, storage_client
@@ -25,6 +28,12 @@ from tests.factories.orders import OrderFactory
 from tests.factories.storage import ProductFactory
 
 S = OrderStatus
+
+
+def run_job(name, context):
+    """One run of a job of the orders worker, as its scheduler would start it."""
+    (job,) = [job for job in JOBS if job.name == name]
+    return job.func(context)
 
 
 def outbox_types(session):
@@ -43,8 +52,8 @@ def test_expiry_expires_each_due_unpaid_order_once(session, job_context):
     session.commit()
     for order in [*due, paying]:
         make_due(session, order.id)
-    expire_due_orders(job_context)
-    expire_due_orders(job_context)
+    run_job("expire_due_orders", job_context)
+    run_job("expire_due_orders", job_context)
     assert [status_of(session, o.id) for o in due] == [S.EXPIRED, S.EXPIRED]
     assert status_of(session, later.id) == S.AWAITING_PAYMENT
     assert status_of(session, paying.id) == S.PAYMENT_PENDING
@@ -70,7 +79,7 @@ def test_an_order_paid_for_after_its_claim_is_not_expired(session, job_context):
         .values(next_check_at=sa.func.now() - sa.text("interval '1 second'"))
     )
     session.commit()
-    expire_due_orders(job_context)
+    run_job("expire_due_orders", job_context)
     assert status_of(session, order.id) == S.PAYMENT_PENDING
     assert session.get(Order, order.id).next_check_at is None
 
@@ -84,7 +93,7 @@ def test_an_order_not_yet_expired_is_left_until_its_time(session, job_context):
         .values(next_check_at=sa.func.now() - sa.text("interval '1 second'"))
     )
     session.commit()
-    expire_due_orders(job_context)
+    run_job("expire_due_orders", job_context)
     session.expire_all()
     row = session.get(Order, order.id)
     assert row.status == S.AWAITING_PAYMENT
@@ -173,32 +182,42 @@ def test_stock_of_a_placement_that_died_before_its_commit_is_released(
     with orders_db() as session:
         assert session.get(Order, placed.order.id) is None
     assert stock() == (5, 2)
-    release_abandoned(context, storage)  # not due yet: held as an order would be
-    assert stock() == (5, 2)
+    run_job("release_abandoned_placements", context)  # not due: held as an order's
+    assert abandoned(orders_db) == []
     with orders_db.begin() as session:
         session.execute(
             sa.update(PlacementAttempt).values(
                 next_check_at=sa.func.now() - sa.text("interval '1 second'")
             )
         )
-    release_abandoned(context, storage)
+    run_job("release_abandoned_placements", context)
+    run_job("release_abandoned_placements", context)  # handled once only
+    (event,) = abandoned(orders_db)
+    assert event.order_id == str(placed.order.id)
+    # What storage's worker does with it (the broker is shown in test_stock_flow).
+    with Session(committed_db.engine("storage")) as s, s.begin():
+        STORAGE_CONSUMERS[type(event)](s, event)
     assert stock() == (5, 0)
-    with orders_db() as session:
-        assert (
-            session.scalar(sa.select(sa.func.count()).select_from(PlacementAttempt))
-            == 0
-        )
     with Session(committed_db.engine("storage")) as s:
+        status = s.scalar(
+            sa.select(Reservation.status).where(Reservation.order_id == placed.order.id)
+        )
+    assert status == ReservationStatus.RELEASED
+    with orders_db.begin() as session:
         assert (
-            s.scalar(
-                sa.select(Reservation.status).where(
-                    Reservation.order_id == placed.order.id
-                )
-            )
-            == ReservationStatus.RELEASED
+            services.prune_placement_attempts(session, older_than=dt.timedelta()) == 1
         )
     storage.close()
     runtime(storage_app).engine.dispose()
+
+
+def abandoned(sessions):
+    """The `order.abandoned` events in the orders outbox, decoded."""
+    with sessions() as session:
+        payloads = session.scalars(
+            sa.text("SELECT payload FROM outbox_events WHERE type = 'order.abandoned'")
+        ).all()
+    return [decode(Envelope.from_json(bytes(p)), EVENT_TYPES) for p in payloads]
 
 
 def test_a_placement_whose_order_was_stored_keeps_its_stock(
@@ -213,6 +232,8 @@ def test_a_placement_whose_order_was_stored_keeps_its_stock(
         )
     )  # fmt: skip
     session.commit()
-    release_abandoned(job_context, storage)
+    run_job("release_abandoned_placements", job_context)
+    assert "order.abandoned" not in outbox_types(session)
     assert stock_of(storage_session, product) == (5, 2, 0)
-    assert session.scalar(sa.select(sa.func.count()).select_from(PlacementAttempt)) == 0
+    session.expire_all()
+    assert session.get(PlacementAttempt, order_id).next_check_at is None

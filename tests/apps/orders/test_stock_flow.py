@@ -1,6 +1,7 @@
 """No stock leaks, end to end: a cancelled and an expired order give their stock
 back through the orders relay, the broker and the real storage consumer."""
 
+import dataclasses
 import time
 import uuid
 
@@ -8,14 +9,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from apps.orders import create_app
-from apps.orders.jobs import expire_due_orders
+from apps.orders.jobs import JOBS
 from apps.orders.models import Order
 from apps.orders.services import Ports
 from apps.storage import create_app as create_storage_app
 from apps.storage.consumers import CONSUMERS as STORAGE_CONSUMERS
 from apps.storage.models import Product, Reservation, ReservationStatus
 from apps.storage.settings import StorageSettings
-from chomik.jobs.scheduling import Job
 from chomik.web import runtime
 from chomik.worker import Worker
 from tests.apps.orders.conftest import FakeAddresses, storage_client
@@ -76,8 +76,9 @@ def test_cancel_and_expiry_give_the_stock_back_through_the_broker(
             .values(expires_at=sa.func.now(), next_check_at=sa.func.now())
         )
 
+    (expiry,) = [job for job in JOBS if job.name == "expire_due_orders"]
     orders_worker = Worker(
-        "orders", settings, jobs=[Job("expire_due_orders", expire_due_orders, 0.3)]
+        "orders", settings, jobs=[dataclasses.replace(expiry, seconds=0.3)]
     )
     storage_worker = Worker(
         "storage", settings_for(StorageSettings), consumers=STORAGE_CONSUMERS,
