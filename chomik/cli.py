@@ -94,7 +94,11 @@ def cmd_infra(args: argparse.Namespace) -> int:
     """Run only the embedded PostgreSQL and Kafka until stopped."""
     base = default_base_dir(launcher.PROJECT_DIR)
     cluster = PostgresCluster(base_dir=base / "pg", port=EMBEDDED_PG_PORT)
-    broker = KafkaBroker(port=EMBEDDED_KAFKA_PORT, log_path=base / "logs" / "tansu.log")
+    broker = KafkaBroker(
+        port=EMBEDDED_KAFKA_PORT,
+        log_path=base / "logs" / "tansu.log",
+        die_with_parent=True,
+    )
     signal.signal(signal.SIGTERM, launcher._on_signal)
     signal.signal(signal.SIGINT, launcher._on_signal)
     try:

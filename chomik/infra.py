@@ -7,6 +7,8 @@ through this module, so what the tests run on is what developers run.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import glob
 import hashlib
 import os
@@ -15,9 +17,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from psycopg2 import sql
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 MAX_PREPARED_TRANSACTIONS = 64
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class InfraError(RuntimeError):
@@ -128,13 +132,10 @@ class PostgresCluster:
         return self.base_dir / "postgresql.log"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        cmd = _as_owner([str(self.bin_dir / args[0]), *args[1:]])
-        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+        return _pg_command(self.bin_dir, *args)
 
     def _is_running(self) -> bool:
-        if not (self.data_dir / "PG_VERSION").exists():
-            return False
-        return self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
+        return _cluster_running(self.bin_dir, self.data_dir)
 
     def start(self) -> None:
         """Initialise the data directory if new, then start the server."""
@@ -174,8 +175,7 @@ class PostgresCluster:
 
     def stop(self) -> None:
         """Stop the server (fast shutdown); prepared transactions survive."""
-        if self._is_running():
-            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast")
+        stop_cluster(self.data_dir, self.bin_dir)
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL of one database of this cluster."""
@@ -184,6 +184,32 @@ class PostgresCluster:
     def create_databases(self, names: Iterable[str]) -> None:
         """Create the databases that do not exist yet."""
         ensure_databases(self.url(), names)
+
+
+def _pg_command(bin_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = _as_owner([str(bin_dir / args[0]), *args[1:]])
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def _cluster_running(bin_dir: Path, data_dir: Path) -> bool:
+    if not (data_dir / "PG_VERSION").exists():
+        return False
+    return _pg_command(bin_dir, "pg_ctl", "status", "-D", str(data_dir)).returncode == 0
+
+
+def stop_cluster(data_dir: Path, bin_dir: Path | None = None) -> bool:
+    """Stop the server running on `data_dir`, if any; tell whether one ran.
+
+    A fast shutdown (prepared transactions survive), else an immediate one.
+    """
+    bin_dir = bin_dir or find_pg_bin()
+    if not _cluster_running(bin_dir, data_dir):
+        return False
+    for mode in ("fast", "immediate"):
+        stop = _pg_command(bin_dir, "pg_ctl", "stop", "-D", str(data_dir), "-m", mode)
+        if stop.returncode == 0:
+            break
+    return True
 
 
 @contextlib.contextmanager
@@ -244,11 +270,16 @@ def tansu_binary() -> str:
 
 @dataclass
 class KafkaBroker:
-    """A Tansu broker speaking the Kafka protocol; it keeps messages in memory."""
+    """A Tansu broker speaking the Kafka protocol; it keeps messages in memory.
+
+    With `die_with_parent` the broker is stopped when the thread that started
+    it ends, even if the process is killed (see `die_with_parent`).
+    """
 
     port: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    die_with_parent: bool = False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -265,6 +296,7 @@ class KafkaBroker:
                 [tansu_binary(), "broker", "--listener-url", listener,
                  "--advertised-listener-url", listener],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent() if self.die_with_parent else None,
             )  # fmt: skip
         if not wait_for_port(self.port, timeout=timeout):
             self.stop()
@@ -300,6 +332,178 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn`: the child receives `signum` when its parent dies (Linux).
+
+    The kernel sends it when the thread that started the child ends, even by
+    SIGKILL; start children from a thread that lives as long as they should.
+    Elsewhere than Linux there is no such signal: None (nothing to run).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signum)
+
+    return arm
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, …"""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks after boot): tells a reused pid apart."""
+    stat = _proc_stat(pid)
+    return int(stat[19]) if stat else None
+
+
+def _live_groups() -> set[int]:
+    """Process groups with at least one process that is not a zombie."""
+    groups = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat and stat[0] != "Z":
+                groups.add(int(stat[2]))
+    return groups
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """Pid files of what a launcher started, so that what it leaves can be stopped.
+
+    One file per process group (`<label>.pid`: pid and start time) and one
+    naming the embedded cluster's data directory. The launcher writes them as it
+    starts things and removes them as it stops them; what a crash leaves is
+    stopped by `stop_all` (the watchdog, or the next start).
+    """
+
+    directory: Path
+
+    CLUSTER = "postgres.cluster"
+
+    def process(self, label: str, pid: int) -> None:
+        """Record a child that leads a process group of its own."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"{label}.pid").write_text(f"{pid} {_start_time(pid)}\n")
+
+    def cluster(self, data_dir: Path) -> None:
+        """Record the cluster before starting it: pg_ctl daemonizes the server."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / self.CLUSTER).write_text(f"{data_dir}\n")
+
+    def forget(self, label: str) -> None:
+        """Drop a record once what it names is stopped."""
+        (self.directory / f"{label}.pid").unlink(missing_ok=True)
+
+    def forget_cluster(self) -> None:
+        """Drop the cluster's record once it is stopped."""
+        (self.directory / self.CLUSTER).unlink(missing_ok=True)
+
+    def _groups(self) -> dict[str, int]:
+        """Recorded groups that still run, by label; unreadable records are dropped."""
+        live = _live_groups()
+        groups = {}
+        for path in sorted(self.directory.glob("*.pid")):
+            try:
+                pid_text, started = path.read_text().split()
+                pid = int(pid_text)
+            except ValueError:
+                path.unlink(missing_ok=True)
+                continue
+            now = _start_time(pid)
+            # The leader itself, or, once it is gone, the rest of its group: a
+            # group's id is not given to a new process while the group lives.
+            if (now is not None and str(now) == started) or (
+                now is None and pid in live
+            ):
+                groups[path.stem] = pid
+        return groups
+
+    def stop_all(self, timeout: float = 10.0) -> list[str]:
+        """Stop every recorded group (SIGTERM, then SIGKILL) and the cluster.
+
+        Returns the labels of what was still running; every record is dropped.
+        """
+        groups = self._groups() if self.directory.is_dir() else {}
+        _signal_groups(groups.values(), signal.SIGTERM)
+        if not _wait_groups_gone(groups.values(), timeout):
+            _signal_groups(groups.values(), signal.SIGKILL)
+            _wait_groups_gone(groups.values(), 5.0)
+        stopped = list(groups)
+        for path in self.directory.glob("*.pid"):
+            path.unlink(missing_ok=True)
+        marker = self.directory / self.CLUSTER
+        if marker.exists():
+            if stop_cluster(Path(marker.read_text().strip())):
+                stopped.append("postgres")
+            self.forget_cluster()
+        return stopped
+
+
+def _signal_groups(groups: Iterable[int], signum: int) -> None:
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signum)
+
+
+def _wait_groups_gone(groups: Iterable[int], timeout: float) -> bool:
+    wanted = set(groups)
+    deadline = time.monotonic() + timeout
+    while wanted & _live_groups():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, *, what: str, timeout: float = 30.0) -> Iterator[int]:
+    """Hold an exclusive lock on `path` (its open descriptor) for the block.
+
+    The holder's pid is written into the file. While a live process of that
+    pid holds it, fail at once (`what` names it); a lock held on after its
+    writer died (by a child cleaning up) is waited for, up to `timeout`.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(fd)
+                if holder is not None and _start_time(holder) is not None:
+                    raise InfraError(f"{what} (pid {holder}) is running") from None
+                if time.monotonic() > deadline:
+                    raise InfraError(f"{path} stays locked") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (ValueError, IndexError):
+        return None
 
 
 def _last_line(text: str) -> str:

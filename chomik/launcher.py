@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -15,14 +16,17 @@ from types import FrameType
 
 import requests
 
-from chomik import migrating
+from chomik import migrating, watchdog
 from chomik.apps import APPS, AppSpec
 from chomik.infra import (
     InfraError,
     KafkaBroker,
     PostgresCluster,
+    RunRecords,
     default_base_dir,
+    die_with_parent,
     ensure_databases,
+    exclusive,
     free_port,
     port_is_free,
     stop_process,
@@ -51,7 +55,12 @@ def database_url_var(name: str) -> str:
 
 @dataclass
 class Launcher:
-    """Starts infrastructure and processes, and stops every one of them."""
+    """Starts infrastructure and processes, and stops every one of them.
+
+    Every child dies with the launcher: each gets a parent-death signal, and
+    what it starts is recorded under `run/` for the watchdog and the next start
+    (see `owning`).
+    """
 
     environ: Mapping[str, str]
     base_dir: Path
@@ -61,6 +70,10 @@ class Launcher:
     @property
     def log_dir(self) -> Path:
         return self.base_dir / "logs"
+
+    @property
+    def records(self) -> RunRecords:
+        return RunRecords(self.base_dir / "run")
 
     def database_urls(self, pg_port: int) -> dict[str, str]:
         """Each database's URL: from the environment, else on the embedded cluster."""
@@ -82,15 +95,22 @@ class Launcher:
         with contextlib.ExitStack() as stack:
             if not external_pg:
                 cluster = PostgresCluster(base_dir=self.base_dir / "pg", port=pg_port)
-                cluster.start()
+                self.records.cluster(cluster.data_dir)
+                stack.callback(self.records.forget_cluster)
                 stack.callback(cluster.stop)
+                cluster.start()
                 say(f"postgres   127.0.0.1:{pg_port} (data {cluster.data_dir})")
             if not kafka:
                 broker = KafkaBroker(
-                    port=kafka_port, log_path=self.log_dir / "tansu.log"
+                    port=kafka_port,
+                    log_path=self.log_dir / "tansu.log",
+                    die_with_parent=True,
                 )
-                broker.start()
+                stack.callback(self.records.forget, "tansu")
                 stack.callback(broker.stop)
+                broker.start()
+                assert broker.process is not None
+                self.records.process("tansu", broker.process.pid)
                 kafka = broker.bootstrap_servers
                 say(f"kafka      {kafka} (Tansu, in memory)")
             yield self.database_urls(pg_port), kafka
@@ -118,8 +138,10 @@ class Launcher:
             process = subprocess.Popen(
                 argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd=PROJECT_DIR,
+                preexec_fn=die_with_parent(),
             )  # fmt: skip
         self.children.append((label, process))
+        self.records.process(label, process.pid)
 
     def start_apps(self, urls: Mapping[str, str], kafka: str) -> None:
         """Start every web process and worker of the APPS table."""
@@ -173,9 +195,58 @@ class Launcher:
         for _label, process in reversed(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-        for _label, process in reversed(self.children):
+        for label, process in reversed(self.children):
             stop_process(process)
+            self.records.forget(label)
         self.children.clear()
+
+
+@contextlib.contextmanager
+def owning(base_dir: Path) -> Iterator[None]:
+    """Own the data directory: stop what an earlier run left, watch over this one.
+
+    A lock refuses a second launcher on the same directory. The watchdog holds
+    the lock too, so the next start waits until it has cleaned up after a crash.
+    """
+    records = RunRecords(base_dir / "run")
+    # The watchdog's clean-up takes at most a stop of every group (15 s) and a
+    # PostgreSQL shutdown: wait for it rather than fail.
+    with exclusive(
+        records.directory / "launcher.lock",
+        what=f"chomik run on {base_dir}",
+        timeout=90.0,
+    ) as lock:
+        left = records.stop_all()
+        if left:
+            say(f"stopped what an earlier run left running: {', '.join(left)}")
+        guard = _start_watchdog(records.directory, lock)
+        try:
+            yield
+        finally:
+            assert guard.stdin is not None
+            guard.stdin.close()  # the watchdog stops whatever is still recorded
+            guard.wait()
+
+
+def _start_watchdog(run_dir: Path, lock: int) -> subprocess.Popen[bytes]:
+    """Start the watchdog and wait until it watches (see chomik.watchdog)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "watchdog.log").open("ab") as log:
+        guard = subprocess.Popen(
+            [sys.executable, "-m", "chomik.watchdog", str(run_dir)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+            start_new_session=True, pass_fds=(lock,), cwd=PROJECT_DIR,
+        )  # fmt: skip
+    assert guard.stdin is not None
+    assert guard.stdout is not None
+    with guard.stdout:
+        readable, _, _ = select.select([guard.stdout], [], [], 30.0)
+        ready = readable and guard.stdout.readline().decode().strip()
+    if ready != watchdog.READY:
+        guard.stdin.close()
+        stop_process(guard)
+        raise InfraError(f"the watchdog did not start (log: {run_dir}/watchdog.log)")
+    return guard
 
 
 def chomik_argv(*args: str) -> list[str]:
@@ -213,7 +284,7 @@ def run(environ: Mapping[str, str], *, ready_timeout: float = 90.0) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     started = time.monotonic()
     try:
-        with launcher.infrastructure() as (urls, kafka):
+        with owning(base_dir), launcher.infrastructure() as (urls, kafka):
             try:
                 launcher.migrate(urls)
                 launcher.start_apps(urls, kafka)

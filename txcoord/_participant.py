@@ -138,7 +138,7 @@ class Branch:
         self.engine = engine
         self.gid = gid
         self.prepared = False
-        self.prepare_sent = False
+        self.maybe_prepared = False  # PREPARE sent, its answer never came
         self.connection: Connection = engine.connect()
         try:
             self.twophase: TwoPhaseTransaction = self.connection.begin_twophase(gid)
@@ -158,8 +158,16 @@ class Branch:
         """Flush the Session, then PREPARE TRANSACTION (works on an empty one too)."""
         if self._session is not None:
             self._session.flush()
-        self.prepare_sent = True
-        self.twophase.prepare()
+        try:
+            self.twophase.prepare()
+        except DBAPIError as exc:
+            # An error the server answered carries a SQLSTATE and leaves nothing
+            # prepared; without an answer the server may have prepared the branch.
+            self.maybe_prepared = sqlstate(exc) is None
+            raise
+        except BaseException:
+            self.maybe_prepared = True
+            raise
         self.prepared = True
 
     def commit(self) -> Finish:
@@ -180,16 +188,19 @@ class Branch:
         """Roll the branch back; False when it may still be prepared.
 
         An unprepared branch ends rolled back: if the rollback fails the connection
-        is dropped and the server rolls the transaction back itself, unless the
-        PREPARE was sent and its answer lost; then it may be prepared (False).
+        is dropped and the server rolls the transaction back itself. A branch whose
+        PREPARE went unanswered may be prepared: its connection is dropped and it
+        is left to recovery (False).
         """
+        if self.maybe_prepared:
+            self.detach()
+            return False
         if not self.prepared:
             try:
                 if self.twophase.is_active:
                     self.twophase.rollback()
             except DBAPIError:
                 self.detach()
-                return not self.prepare_sent
             return True
         try:
             self.twophase.rollback()  # ROLLBACK PREPARED

@@ -46,7 +46,11 @@ class TransactionAbortedError(TxcoordError):
 
 
 class PrepareFailedError(TransactionAbortedError):
-    """A participant failed at PREPARE TRANSACTION (for example a deferred constraint)."""
+    """A participant failed at PREPARE TRANSACTION (for example a deferred constraint).
+
+    When the PREPARE's answer was lost with the connection, the branch may be
+    prepared all the same: ABORT is logged and recovery rolls it back.
+    """
 
     def __init__(self, message: str, *, tx_id: str, participant: str) -> None:
         super().__init__(message, tx_id=tx_id)

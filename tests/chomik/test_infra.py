@@ -1,8 +1,16 @@
 """The embedded infrastructure the launcher and the tests run on."""
 
+import os
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer
+
+from chomik.infra import InfraError, RunRecords, exclusive
 
 
 def test_embedded_postgres_accepts_prepare_transaction(infra):
@@ -44,3 +52,112 @@ def test_embedded_broker_round_trips_a_message(infra):
     finally:
         consumer.close()
     assert values[:1] == [b"hello"]
+
+
+def _alive(pid):
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_dead(pids, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if _alive(pid)]
+
+
+def _group_of_two():
+    """A shell leading a session of its own, with a background child."""
+    process = subprocess.Popen(
+        ["sh", "-c", "sleep 60 & echo $!; wait"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    with process.stdout:
+        return process, int(process.stdout.readline())
+
+
+def test_stop_all_stops_each_recorded_group_with_its_children(tmp_path):
+    records = RunRecords(tmp_path / "run")
+    process, child = _group_of_two()
+    records.process("shell", process.pid)
+
+    assert records.stop_all() == ["shell"]
+
+    process.wait(5)
+    assert _wait_dead([child]) == []
+    assert list(records.directory.iterdir()) == []
+    assert records.stop_all() == []  # nothing recorded, nothing to do
+
+
+def test_a_pid_reused_by_another_process_is_left_alone(tmp_path):
+    records = RunRecords(tmp_path / "run")
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        records.process("old", stranger.pid)
+        pid_file = records.directory / "old.pid"
+        pid, started = pid_file.read_text().split()
+        pid_file.write_text(f"{pid} {int(started) - 1}\n")  # an older process's pid
+
+        assert records.stop_all() == []
+        assert stranger.poll() is None
+        assert not pid_file.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_child_gets_its_signal_when_its_parent_is_killed():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True
+    )
+    with parent.stdout:
+        child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.kill()
+    parent.wait(5)
+    assert _wait_dead([child]) == []
+
+
+PARENT = """
+import subprocess, time
+from chomik.infra import die_with_parent
+child = subprocess.Popen(["sleep", "60"], preexec_fn=die_with_parent())
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_watchdog_stops_what_is_recorded_when_its_pipe_closes(tmp_path):
+    records = RunRecords(tmp_path / "run")
+    process, child = _group_of_two()
+    records.process("shell", process.pid)
+    guard = subprocess.Popen(
+        [sys.executable, "-m", "chomik.watchdog", str(records.directory)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    with guard.stdout:
+        assert guard.stdout.readline() == b"watching\n"
+    time.sleep(0.2)
+    assert process.poll() is None  # nothing happens while the pipe is open
+
+    guard.stdin.close()  # as when the launcher dies
+
+    assert guard.wait(15) == 0
+    with guard.stderr:
+        assert b"shell" in guard.stderr.read()
+    process.wait(5)
+    assert _wait_dead([child]) == []
+
+
+def test_a_second_launcher_on_the_same_directory_is_refused(tmp_path):
+    lock = tmp_path / "run" / "launcher.lock"
+    refused = rf"chomik run on here \(pid {os.getpid()}\) is running"
+    with exclusive(lock, what="chomik run on here"):
+        second = exclusive(lock, what="chomik run on here", timeout=0)
+        with pytest.raises(InfraError, match=refused), second:
+            pass
+    with exclusive(lock, what="chomik run on here"):  # free again
+        pass

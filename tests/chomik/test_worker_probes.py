@@ -97,6 +97,7 @@ def test_a_worker_whose_database_is_unreachable_is_live_but_not_ready(
         Worker(
             "probe-nodb",
             settings.replace(database_url=closed),
+            kit_jobs=False,  # a scheduler cannot start without its database
             relay=False,
             metrics_port=free_port(),
         )
@@ -124,7 +125,7 @@ def test_a_worker_whose_broker_is_unreachable_is_not_ready(settings):
 
 
 def test_only_the_parts_a_worker_runs_are_checked(settings):
-    bare = Worker("probe-bare", settings, relay=False)
+    bare = Worker("probe-bare", settings, relay=False, kit_jobs=False)
     full = Worker(
         "probe-full",
         settings,

@@ -1,6 +1,7 @@
 """`chomik run` brings the whole system up and takes all of it down again."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,9 +47,7 @@ def alive(pid):
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def launch(env_extra):
-    data_dir = tempfile.mkdtemp(prefix="chomik-run-")
-    os.chmod(data_dir, 0o755)
+def launch(env_extra, data_dir):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.update(CHOMIK_DATA_DIR=data_dir, **env_extra)
@@ -59,6 +58,15 @@ def launch(env_extra):
 
 
 @pytest.fixture
+def data_dir():
+    """A data directory for the launcher (reachable by `postgres`), removed after."""
+    path = tempfile.mkdtemp(prefix="chomik-run-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def ports():
     return {
         "EMBEDDED_PG_PORT": str(free_port()),
@@ -66,10 +74,128 @@ def ports():
     }
 
 
-def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
+def wait_up(launcher, timeout=150):
+    """Read the launcher's output until it says it is up; return the lines."""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = launcher.stdout.readline()
+        assert line, f"launcher exited early: {''.join(lines)}"
+        lines.append(line)
+        if "Press Ctrl-C to stop" in line:
+            return lines
+    raise AssertionError(f"not up in {timeout}s: {''.join(lines)}")
+
+
+def postmaster(data_dir):
+    """The pid of the embedded PostgreSQL server (pg_ctl re-parents it to init)."""
+    pid_file = Path(data_dir) / "pg" / "pgdata" / "postmaster.pid"
+    return int(pid_file.read_text().split()[0])
+
+
+def gone_within(pids, ports, timeout):
+    """Wait until none of the pids lives and every port is free; return what is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid in pids if alive(pid)]
+        left += [f"port {port}" for port in ports if not port_is_free(port)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def test_a_killed_launcher_takes_everything_with_it_and_the_next_start_works(
+    ports, data_dir
+):
     for spec in APPS:
         assert port_is_free(spec.port), f"port {spec.port} busy before the test"
-    launcher = launch(ports)
+    every_port = [spec.port for spec in APPS] + [int(p) for p in ports.values()]
+    first = launch(ports, data_dir)
+    try:
+        wait_up(first)
+        family = descendants(first.pid) | {postmaster(data_dir)}
+        assert len(family) >= len(APPS) + 3  # web processes, workers, Tansu, ...
+        first.kill()
+        first.wait(10)
+        first.stdout.close()
+        assert gone_within(family, every_port, timeout=30) == []
+    finally:
+        first.kill()
+
+    second = launch(ports, data_dir)
+    try:
+        wait_up(second)
+        for spec in APPS:
+            response = requests.get(
+                f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
+            )
+            assert response.status_code == 200, spec.name
+        family = descendants(second.pid) | {postmaster(data_dir)}
+    finally:
+        second.send_signal(signal.SIGTERM)
+        output = second.communicate(timeout=60)[0]
+    assert second.returncode == 0, output
+    assert gone_within(family, every_port, timeout=5) == []
+
+
+def watchdog_of(launcher):
+    """The launcher's watchdog child (chomik.watchdog)."""
+    for pid in descendants(launcher.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"chomik.watchdog" in cmdline:
+            return pid
+    raise AssertionError("the launcher runs no watchdog")
+
+
+def test_the_next_start_stops_what_a_killed_launcher_and_its_watchdog_left(
+    ports, data_dir
+):
+    served = [spec.port for spec in APPS] + [int(ports["EMBEDDED_KAFKA_PORT"])]
+    every_port = [*served, int(ports["EMBEDDED_PG_PORT"])]
+    first = launch(ports, data_dir)
+    try:
+        wait_up(first)
+        server = postmaster(data_dir)
+        guard = watchdog_of(first)
+        children = descendants(first.pid) - {guard}
+        os.kill(guard, signal.SIGKILL)
+        first.kill()
+        first.wait(10)
+        first.stdout.close()
+        # The launcher's own children go by their parent-death signal ...
+        assert gone_within(children, served, timeout=30) == []
+        # ... but the server pg_ctl daemonized has nobody left to stop it.
+        assert alive(server)
+    finally:
+        first.kill()
+
+    second = launch(ports, data_dir)
+    try:
+        lines = wait_up(second)
+        leftovers = [line for line in lines if "earlier run left running" in line]
+        assert leftovers, "".join(lines)
+        assert "postgres" in leftovers[0]
+        assert not alive(server)
+        for spec in APPS:
+            response = requests.get(
+                f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
+            )
+            assert response.status_code == 200, spec.name
+        family = descendants(second.pid) | {postmaster(data_dir)}
+    finally:
+        second.send_signal(signal.SIGTERM)
+        output = second.communicate(timeout=60)[0]
+    assert second.returncode == 0, output
+    assert gone_within(family, every_port, timeout=5) == []
+
+
+def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports, data_dir):
+    for spec in APPS:
+        assert port_is_free(spec.port), f"port {spec.port} busy before the test"
+    launcher = launch(ports, data_dir)
     lines = []
     try:
         deadline = time.monotonic() + 150
@@ -102,12 +228,12 @@ def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports):
         assert port_is_free(port), f"port {port} still taken"
 
 
-def test_a_taken_port_is_a_one_line_error(ports):
+def test_a_taken_port_is_a_one_line_error(ports, data_dir):
     with socket.socket() as blocker:
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", 17003))
         blocker.listen()
-        launcher = launch(ports)
+        launcher = launch(ports, data_dir)
         output = launcher.communicate(timeout=120)[0]
     assert launcher.returncode == 1
     assert "port 17003 (orders) is already in use" in output

@@ -11,7 +11,14 @@ import uuid
 import pytest
 
 from tests.txcoord.conftest import leave_prepared, start_child
-from txcoord import AbortedByRecoveryError, Decision, DecisionLog, Outcome
+from txcoord import (
+    AbortedByRecoveryError,
+    Decision,
+    DecisionLog,
+    Observer,
+    Outcome,
+    Recovery,
+)
 
 ADD_ONE = "UPDATE item SET qty = qty + 1 WHERE id = {item}"
 NOTE = "INSERT INTO note (tx, item_id) VALUES ('{tx}', {item})"
@@ -210,3 +217,62 @@ def test_other_databases_and_other_prefixes_are_never_touched(txdb, prefix):
                 == 1
             )
     assert (txdb.qty("a", 2), txdb.qty("b", 2)) == (0, 0)
+
+
+class FailsOnce(Observer):
+    """An observer whose first report raises, as a broken metrics backend would."""
+
+    def __init__(self):
+        self.failed = threading.Event()
+        self.passes = 0
+
+    def in_doubt(self, participant, branches):
+        self.passes += 1
+        if not self.failed.is_set():
+            self.failed.set()
+            raise ValueError("the metrics backend refused a sample")
+
+
+def test_the_recovery_loop_outlives_a_pass_that_failed(txdb, prefix, caplog):
+    observer = FailsOnce()
+    recovery = Recovery(
+        txdb.engines, txdb.log, prefix=prefix, abort_after=3600, observer=observer
+    )
+    stop = threading.Event()
+    loop = threading.Thread(target=recovery.run, args=(0.05, stop))
+    loop.start()
+    try:
+        assert observer.failed.wait(10)
+        # Work that only a pass after the failure can do.
+        tx_id = uuid.uuid4().hex
+        leave_prepared(txdb.engines["a"], f"{prefix}:{tx_id}:a", ADD_ONE.format(item=1))
+        DecisionLog(txdb.log).decide(tx_id, Decision.COMMIT, decided_by="test")
+        deadline = time.monotonic() + 10
+        while txdb.prepared(prefix)["a"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert loop.is_alive()
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    assert txdb.prepared(prefix) == {"a": [], "b": []}
+    assert txdb.qty("a") == 1
+    assert "txcoord recovery pass failed" in caplog.text
+    assert "the metrics backend refused a sample" in caplog.text
+
+
+def test_the_recovery_loop_stops_when_asked_without_waiting_out_its_interval(
+    txdb, prefix
+):
+    observer = FailsOnce()
+    recovery = Recovery(
+        txdb.engines, txdb.log, prefix=prefix, abort_after=3600, observer=observer
+    )
+    stop = threading.Event()
+    loop = threading.Thread(target=recovery.run, args=(3600, stop))
+    loop.start()
+    assert observer.failed.wait(10)  # the first pass ran (and failed)
+    stop.set()
+    loop.join(5)
+    assert not loop.is_alive()
+    assert observer.passes == 1
