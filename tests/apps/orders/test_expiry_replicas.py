@@ -130,7 +130,9 @@ def test_two_workers_one_killed_mid_batch_expire_each_order_once(
 
         # The survivor's relay publishes order.expired; storage gives the stock back.
         storage = Worker(
-            "storage", settings_for(StorageSettings), consumers=STORAGE_CONSUMERS,
+            "storage",
+            settings_for(StorageSettings, scheduler_replica_id=f"s-{uuid.uuid4()}"),
+            consumers=STORAGE_CONSUMERS,
             consumer_options=FAST_GROUP,
         )  # fmt: skip
         storage.start()

@@ -1,5 +1,6 @@
-"""No stock leaks, end to end: a cancelled and an expired order give their stock
-back through the orders relay, the broker and the real storage consumer."""
+"""No stock leaks, end to end: a cancelled order, an expired one and a placement
+that died after reserving give their stock back through the orders jobs and relay,
+the broker and the real storage consumer."""
 
 import dataclasses
 import time
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from apps.orders import create_app
 from apps.orders.jobs import JOBS
-from apps.orders.models import Order
+from apps.orders.models import Order, PlacementAttempt
 from apps.orders.services import Ports
 from apps.storage import create_app as create_storage_app
 from apps.storage.consumers import CONSUMERS as STORAGE_CONSUMERS
@@ -18,6 +19,7 @@ from apps.storage.models import Product, Reservation, ReservationStatus
 from apps.storage.settings import StorageSettings
 from chomik.web import runtime
 from chomik.worker import Worker
+from clients.storage import StockItem
 from tests.apps.orders.conftest import FakeAddresses, storage_client
 from tests.conftest import auth
 from tests.factories.storage import ProductFactory
@@ -33,7 +35,7 @@ def wait_until(check, timeout=45.0):
         time.sleep(0.2)
 
 
-def test_cancel_and_expiry_give_the_stock_back_through_the_broker(
+def test_cancel_expiry_and_an_abandoned_placement_give_stock_back_via_the_broker(
     committed_db, settings, settings_for, make_token
 ):
     storage_engine = committed_db.engine("storage")
@@ -76,12 +78,22 @@ def test_cancel_and_expiry_give_the_stock_back_through_the_broker(
             .values(expires_at=sa.func.now(), next_check_at=sa.func.now())
         )
 
-    (expiry,) = [job for job in JOBS if job.name == "expire_due_orders"]
-    orders_worker = Worker(
-        "orders", settings, jobs=[dataclasses.replace(expiry, seconds=0.3)]
-    )
-    storage_worker = Worker(
-        "storage", settings_for(StorageSettings), consumers=STORAGE_CONSUMERS,
+    # A placement that reserved and died before storing its order, now overdue.
+    abandoned = uuid.uuid4()
+    storage_client(storage_app).reserve(abandoned, [StockItem(product.id, 1)])
+    with orders_engine.begin() as conn:
+        conn.execute(
+            sa.insert(PlacementAttempt).values(
+                order_id=abandoned, buyer_id=buyer, next_check_at=sa.func.now()
+            )
+        )
+
+    fast = [dataclasses.replace(job, seconds=0.3) for job in JOBS]
+    orders_worker = Worker("orders", settings, jobs=fast)
+    storage_worker = Worker(  # a replica id of its own: schedulers are per replica
+        "storage",
+        settings_for(StorageSettings, scheduler_replica_id=f"storage-{uuid.uuid4()}"),
+        consumers=STORAGE_CONSUMERS,
         consumer_options=FAST_GROUP,
     )  # fmt: skip
     orders_worker.start()
@@ -100,6 +112,7 @@ def test_cancel_and_expiry_give_the_stock_back_through_the_broker(
             lambda: (
                 reservation(cancelled)
                 == reservation(expiring)
+                == reservation(abandoned)
                 == ReservationStatus.RELEASED
             )
         )
