@@ -106,8 +106,9 @@ def place_order(
 
     `attempts` opens short transactions of their own for the placement-attempt
     row (see the module docstring); everything else is in the caller's.
-    Raises UnknownProductsError, MixedCurrenciesError, UnknownAddressError (422),
-    InsufficientStockError (409), IdempotencyKeyReusedError (422).
+    Raises UnknownProductsError, MixedCurrenciesError, UnknownAddressError,
+    IdempotencyKeyReusedError (422), InsufficientStockError and
+    IdempotencyKeySpentError (409).
     """
     buyer_id = user_uuid(buyer)
     order_id = order_id_for(buyer_id, idempotency_key)

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from apps.orders import models
 from apps.orders.models import Order, OrderStatusChange
-from clients import orders as contract
 from clients.orders import (
     EXPIRABLE,
     TRANSITIONS,
@@ -17,6 +16,7 @@ from clients.orders import (
     OrderStatus,
     move_order,
 )
+from clients.orders import moves as contract
 from tests.factories.orders import OrderFactory
 
 S = OrderStatus
