@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from apps.orders import services
+from apps.orders.metrics import ORDERS_BY_STATUS
 from apps.orders.models import Order, PlacementAttempt
 from chomik.jobs import Job, JobContext, claimed, exclusive
 
@@ -34,6 +35,14 @@ def release_abandoned_placement(session: Session, row: Any) -> None:
     services.release_abandoned_placement(session, order_id=row.order_id)
 
 
+def count_orders_by_status(context: JobContext) -> None:
+    """Refresh the `orders_by_status` gauge from the database."""
+    with context.sessions() as session:
+        counts = services.count_orders_by_status(session)
+    for status, count in counts.items():
+        ORDERS_BY_STATUS.labels(status.value).set(count)
+
+
 def prune_placement_attempts(session: Session, context: JobContext) -> int:
     """Delete handled placement attempts past their retention."""
     return services.prune_placement_attempts(session, older_than=ATTEMPT_RETENTION)
@@ -51,4 +60,5 @@ JOBS: list[Job] = [
     exclusive(
         "prune_placement_attempts", prune_placement_attempts, seconds=3600, jitter=60
     ),
+    Job("count_orders_by_status", count_orders_by_status, seconds=30, jitter=5),
 ]  # fmt: skip

@@ -160,3 +160,14 @@ def list_orders(
         for o in page_of.items
     ]
     return OrderPage(views, page, page_size, page_of.total)
+
+
+def count_orders_by_status(session: Session) -> dict[OrderStatus, int]:
+    """How many orders are in each status (every status, zero included)."""
+    rows = session.execute(
+        sa.select(Order.status, sa.func.count()).group_by(Order.status)
+    ).all()
+    counts = dict.fromkeys(OrderStatus, 0)
+    for status, count in rows:
+        counts[status] = count
+    return counts

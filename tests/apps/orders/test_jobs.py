@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from apps.orders import services
 from apps.orders.jobs import JOBS
+from apps.orders.metrics import ORDERS_BY_STATUS
 from apps.orders.models import Order, OrderStatusChange, PlacementAttempt
 from apps.orders.services import OrderRequest
 from apps.storage import create_app as create_storage_app
@@ -237,3 +238,13 @@ def test_a_placement_whose_order_was_stored_keeps_its_stock(
     assert stock_of(storage_session, product) == (5, 2, 0)
     session.expire_all()
     assert session.get(PlacementAttempt, order_id).next_check_at is None
+
+
+def test_orders_by_status_are_counted_for_the_metrics(session, job_context):
+    for status in (S.AWAITING_PAYMENT, S.AWAITING_PAYMENT, S.PAID):
+        OrderFactory(status=status)
+    session.commit()
+    run_job("count_orders_by_status", job_context)
+    assert ORDERS_BY_STATUS.labels("AWAITING_PAYMENT")._value.get() == 2
+    assert ORDERS_BY_STATUS.labels("PAID")._value.get() == 1
+    assert ORDERS_BY_STATUS.labels("EXPIRED")._value.get() == 0
