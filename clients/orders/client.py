@@ -16,7 +16,6 @@ Errors (the orders service's problem types):
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,13 +24,13 @@ from typing import Any
 
 import requests
 
-from chomik.auth import issue_service_token
 from clients._http import (
     BadRequestError,
     ConflictError,
     HttpClient,
     NotFoundError,
     ResponseError,
+    ServiceToken,
 )
 from clients.orders.states import OrderStatus
 
@@ -135,12 +134,19 @@ class OrderPage:
     page_size: int
     total: int
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OrderPage:
+        return cls(
+            items=tuple(Order.from_json(item) for item in data["items"]),
+            page=int(data["page"]),
+            page_size=int(data["page_size"]),
+            total=int(data["total"]),
+        )
+
 
 class OrdersClient:
     """Calls the orders service: internal reads by service token, user calls by
     the user's access token."""
-
-    TOKEN_TTL = 300
 
     def __init__(
         self,
@@ -152,29 +158,19 @@ class OrdersClient:
         retries: int = 2,
         session: requests.Session | None = None,
     ) -> None:
-        self._secret = service_secret
-        self._caller = caller
-        self._token = ("", 0.0)
         self.http = HttpClient(
             base_url,
             timeout=timeout,
             retries=retries,
             session=session,
             problem_types=PROBLEM_TYPES,
-            token=self._service_token,
+            token=ServiceToken(service_secret, caller),
         )
-
-    def _service_token(self) -> str:
-        token, expires = self._token
-        if time.monotonic() > expires:
-            token = issue_service_token(self._secret, self._caller, ttl=self.TOKEN_TTL)
-            self._token = (token, time.monotonic() + self.TOKEN_TTL / 2)
-        return token
 
     def get_order(self, order_id: uuid.UUID) -> Order:
         """Fetch any order (internal, service token); OrderNotFoundError if none."""
         response = self.http.request("GET", f"/api/v1/internal/orders/{order_id}")
-        return Order.from_json(response.json())
+        return self.http.decode(response, Order.from_json)
 
     def place_order(
         self,
@@ -199,7 +195,8 @@ class OrdersClient:
             idempotent=True,
             headers=_user(access_token, {"Idempotency-Key": idempotency_key}),
         )
-        return Placement(Order.from_json(response.json()), response.status_code == 201)
+        order = self.http.decode(response, Order.from_json)
+        return Placement(order, created=response.status_code == 201)
 
     def list_orders(
         self,
@@ -213,15 +210,10 @@ class OrdersClient:
         params: dict[str, Any] = {"page": page, "page_size": page_size}
         if status is not None:
             params["status"] = status.value
-        body = self.http.request(
+        response = self.http.request(
             "GET", "/api/v1/orders", params=params, headers=_user(access_token)
-        ).json()
-        return OrderPage(
-            items=tuple(Order.from_json(item) for item in body["items"]),
-            page=int(body["page"]),
-            page_size=int(body["page_size"]),
-            total=int(body["total"]),
         )
+        return self.http.decode(response, OrderPage.from_json)
 
     def cancel_order(self, *, access_token: str, order_id: uuid.UUID) -> Order:
         """Cancel an unpaid order; OrderConflictError once it is paid or paying."""
@@ -231,7 +223,7 @@ class OrdersClient:
             idempotent=True,
             headers=_user(access_token),
         )
-        return Order.from_json(response.json())
+        return self.http.decode(response, Order.from_json)
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -14,7 +14,12 @@ from apps.orders.services import Ports
 from apps.orders.settings import OrdersSettings
 from apps.storage import create_app as create_storage_app
 from apps.storage.settings import StorageSettings
-from clients._http import BadRequestError, ForbiddenError, UnauthorizedError
+from clients._http import (
+    BadRequestError,
+    ForbiddenError,
+    MalformedResponseError,
+    UnauthorizedError,
+)
 from clients.orders import (
     IdempotencyKeyReusedError,
     InsufficientStockError,
@@ -27,7 +32,7 @@ from clients.orders import (
 )
 from clients.storage import StorageClient
 from tests.apps.orders.conftest import FakeAddresses
-from tests.clients.wsgi import mounted
+from tests.clients.wsgi import dropping, mounted
 from tests.conftest import TEST_SERVICE_SECRET
 from tests.factories import storage as storage_factories
 from tests.factories.storage import ProductFactory
@@ -164,4 +169,18 @@ def test_the_internal_read_needs_the_service_secret_and_users_need_their_role(
         orders.place_order(
             access_token=seller, idempotency_key="k", items=[(uuid.uuid4(), 1)],
             address_id=uuid.uuid4(),
+        )  # fmt: skip
+
+
+def test_an_answer_missing_a_field_is_a_malformed_response(orders_app, buyer):
+    _, token, address = buyer
+    product = ProductFactory(quantity=5)
+    broken = OrdersClient(
+        BASE, service_secret=TEST_SERVICE_SECRET, caller="payment",
+        session=mounted(dropping(orders_app, ["items", "*", "unit_price"]), BASE),
+    )  # fmt: skip
+    with pytest.raises(MalformedResponseError):
+        broken.place_order(
+            access_token=token, idempotency_key="k-m", items=[(product.id, 1)],
+            address_id=address,
         )  # fmt: skip
