@@ -13,7 +13,10 @@ The failure windows, and what covers each:
   released only by its own lifecycle (cancel, expiry).
 
 The order id is derived from the buyer and the Idempotency-Key, so a retry after
-a crash reserves under the same id and storage never holds stock twice for it.
+a crash reserves under the same id (storage answers the same reservation) and
+storage never holds stock twice for it. A retry that comes after the release job
+gave that stock back is refused with `idempotency-key-spent`: the key's order id
+can hold no stock any more.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from decimal import Decimal
 from typing import Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from apps.orders.errors import (
@@ -188,14 +192,16 @@ def _attempt(
 ) -> Iterator[None]:
     """Keep a committed attempt row while stock may be held without an order.
 
-    A refusal that reserved nothing takes the row away again; any other failure
-    leaves it for the release job.
+    A retry after a crash finds the row of its first attempt and pushes its due
+    time on; one whose first attempt is already due for release (or released) is
+    refused: the key is spent. A refusal that reserved nothing takes a row this
+    call made away again; any other failure leaves it for the release job.
     """
     with attempts.begin() as own:
-        own.execute(
-            sa.insert(PlacementAttempt).values(
-                order_id=order_id, buyer_id=buyer_id, next_check_at=utcnow() + ttl
-            )
+        fresh = own.scalar(_upsert_attempt(order_id, buyer_id, utcnow() + ttl))
+    if fresh is None:
+        raise IdempotencyKeySpentError(
+            "A placement with this Idempotency-Key was given up; use a new key"
         )
     try:
         yield
@@ -205,11 +211,32 @@ def _attempt(
         IdempotencyKeyReusedError,
         IdempotencyKeySpentError,
     ):
-        with attempts.begin() as own:
-            own.execute(
-                sa.delete(PlacementAttempt).where(PlacementAttempt.order_id == order_id)
-            )
+        if fresh:
+            with attempts.begin() as own:
+                own.execute(
+                    sa.delete(PlacementAttempt).where(
+                        PlacementAttempt.order_id == order_id
+                    )
+                )
         raise
+
+
+def _upsert_attempt(
+    order_id: uuid.UUID, buyer_id: uuid.UUID, due: dt.datetime
+) -> sa.Insert:
+    """Insert the attempt, or renew one not yet due nor claimed; answer whether it
+    was inserted (no row: the existing one is being or was released)."""
+    insert = pg_insert(PlacementAttempt).values(
+        order_id=order_id, buyer_id=buyer_id, next_check_at=due
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[PlacementAttempt.order_id],
+        set_={"next_check_at": insert.excluded.next_check_at},
+        where=sa.and_(
+            PlacementAttempt.next_check_at > sa.func.now(),
+            PlacementAttempt.claim_token.is_(None),
+        ),
+    ).returning(sa.literal_column("xmax = 0"))
 
 
 @contextmanager

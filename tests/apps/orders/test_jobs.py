@@ -3,10 +3,12 @@
 import datetime as dt
 import uuid
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from apps.orders import services
+from apps.orders.errors import IdempotencyKeySpentError
 from apps.orders.jobs import JOBS
 from apps.orders.metrics import ORDERS_BY_STATUS
 from apps.orders.models import Order, OrderStatusChange, PlacementAttempt
@@ -146,39 +148,76 @@ def test_a_placement_failing_after_its_reserve_releases_the_stock(
     assert stock_of(storage_session, a) == (5, 0, 0)
 
 
-def test_stock_of_a_placement_that_died_before_its_commit_is_released(
-    committed_db, settings, settings_for, addresses
-):
-    """Separate connections, really committed: the attempt row outlives the
-    placement's transaction as it would outlive its process."""
-    orders_db = make_session_factory(committed_db.engine("orders"))
-    product = ProductFactory.build(quantity=5)
-    with Session(committed_db.engine("storage")) as storage_db, storage_db.begin():
-        storage_db.add(product)
-        storage_db.flush()
-        storage_db.expunge(product)
-    storage_app = create_storage_app(settings_for(StorageSettings))
-    storage = storage_client(storage_app)
-    buyer = uuid.uuid4()
-    request = OrderRequest({product.id: 2}, addresses.add(buyer))
-    with orders_db() as session:
-        placed = services.place_order(
-            session,
-            buyer=Principal(str(buyer), frozenset({"buyer"})),
-            request=request,
-            idempotency_key="k",
-            storage=storage,
-            addresses=addresses,
-            attempts=orders_db,
-            ttl=dt.timedelta(minutes=15),
-        )
-        session.rollback()  # the process died: its transaction never committed
+class Crash:
+    """A placement whose process died after reserving, before its commit.
 
-    def stock():
-        with Session(committed_db.engine("storage")) as s:
-            row = s.get(Product, product.id)
+    Separate connections, really committed: the attempt row outlives the
+    placement's transaction as it would outlive its process.
+    """
+
+    def __init__(self, committed_db, settings_for, addresses):
+        self.db = committed_db
+        self.orders = make_session_factory(committed_db.engine("orders"))
+        self.product = ProductFactory.build(quantity=5)
+        with Session(committed_db.engine("storage")) as s, s.begin():
+            s.add(self.product)
+            s.flush()
+            s.expunge(self.product)
+        self.storage_app = create_storage_app(settings_for(StorageSettings))
+        self.storage = storage_client(self.storage_app)
+        self.addresses = addresses
+        buyer = uuid.uuid4()
+        self.buyer = Principal(str(buyer), frozenset({"buyer"}))
+        self.request = OrderRequest({self.product.id: 2}, addresses.add(buyer))
+
+    def place(self, *, commit):
+        with self.orders() as session:
+            placed = services.place_order(
+                session, buyer=self.buyer, request=self.request, idempotency_key="k",
+                storage=self.storage, addresses=self.addresses, attempts=self.orders,
+                ttl=dt.timedelta(minutes=15),
+            )  # fmt: skip
+            if commit:
+                session.commit()
+            else:
+                session.rollback()  # the process died: never committed
+        return placed
+
+    def stock(self):
+        with Session(self.db.engine("storage")) as s:
+            row = s.get(Product, self.product.id)
             return row.quantity, row.reserved
 
+    def close(self):
+        self.storage.close()
+        runtime(self.storage_app).engine.dispose()
+
+
+@pytest.fixture
+def crash(committed_db, settings_for, addresses):
+    crash = Crash(committed_db, settings_for, addresses)
+    yield crash
+    crash.close()
+
+
+def test_a_retry_after_a_crash_places_the_order_on_the_same_reservation(crash):
+    first = crash.place(commit=False)
+    assert crash.stock() == (5, 2)
+    again = crash.place(commit=True)
+    assert again.created
+    assert again.order.id == first.order.id
+    assert crash.stock() == (5, 2)  # reserved once, not twice
+    with crash.orders() as session:
+        assert session.get(Order, again.order.id).status == S.AWAITING_PAYMENT
+        assert (
+            session.scalar(sa.select(sa.func.count()).select_from(PlacementAttempt))
+            == 0
+        )
+
+
+def test_stock_of_a_placement_that_died_before_its_commit_is_released(crash, settings):
+    placed = crash.place(commit=False)
+    orders_db, stock = crash.orders, crash.stock
     context = JobContext(settings, orders_db, "test-replica")
     with orders_db() as session:
         assert session.get(Order, placed.order.id) is None
@@ -196,20 +235,22 @@ def test_stock_of_a_placement_that_died_before_its_commit_is_released(
     (event,) = abandoned(orders_db)
     assert event.order_id == str(placed.order.id)
     # What storage's worker does with it (the broker is shown in test_stock_flow).
-    with Session(committed_db.engine("storage")) as s, s.begin():
+    with Session(crash.db.engine("storage")) as s, s.begin():
         STORAGE_CONSUMERS[type(event)](s, event)
     assert stock() == (5, 0)
-    with Session(committed_db.engine("storage")) as s:
+    with Session(crash.db.engine("storage")) as s:
         status = s.scalar(
             sa.select(Reservation.status).where(Reservation.order_id == placed.order.id)
         )
     assert status == ReservationStatus.RELEASED
+    # The key is spent now: a late retry reserves nothing and says so.
+    with pytest.raises(IdempotencyKeySpentError):
+        crash.place(commit=True)
+    assert stock() == (5, 0)
     with orders_db.begin() as session:
         assert (
             services.prune_placement_attempts(session, older_than=dt.timedelta()) == 1
         )
-    storage.close()
-    runtime(storage_app).engine.dispose()
 
 
 def abandoned(sessions):
