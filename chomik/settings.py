@@ -91,6 +91,11 @@ class Settings:
         300,
         doc="seconds a signed callback's timestamp may be off from now, either way",
     )
+    seen_signature_retention: int = env(
+        "SEEN_SIGNATURE_RETENTION",
+        86400,
+        doc="seconds a seen signature is kept past its expiry (as long as a consumer of callbacks may lag)",
+    )
     http_timeout: float = env(
         "HTTP_TIMEOUT", 5.0, doc="seconds for every outgoing call"
     )
@@ -149,8 +154,12 @@ class Settings:
 
     def _refuse_default_secrets(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("secret") and value in ("", DEV_SECRET, f.default):
+            if not f.metadata.get("secret"):
+                continue
+            # A list of secrets (rotation) must hold no default among its values.
+            values = {v.strip() for v in str(getattr(self, f.name)).split(",")}
+            defaults = {"", DEV_SECRET, *str(f.default).split(",")}
+            if values & defaults:
                 raise SettingsError(
                     f"{f.metadata['env']} is left at its development default: "
                     "set it before starting with ENVIRONMENT=production"

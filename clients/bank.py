@@ -225,26 +225,26 @@ class BankClient:
         response = self.http.request(
             "POST", "/api/v1/transactions", json=body, idempotent=True
         )
-        return Transaction.from_json(response.json())
+        return self.http.decode(response, Transaction.from_json)
 
     def find_transaction(self, reference: str) -> Transaction:
         """The transaction with this reference; `TransactionNotFoundError` if none."""
         response = self.http.request(
             "GET", "/api/v1/transactions", params={"reference": reference}
         )
-        return Transaction.from_json(response.json())
+        return self.http.decode(response, Transaction.from_json)
 
     def get_transaction(self, transaction_id: uuid.UUID) -> Transaction:
         """One of this merchant's transactions."""
         response = self.http.request("GET", f"/api/v1/transactions/{transaction_id}")
-        return Transaction.from_json(response.json())
+        return self.http.decode(response, Transaction.from_json)
 
     def refund(self, transaction_id: uuid.UUID) -> StatusChange:
         """Refund a succeeded transaction (idempotent at the bank, so retried)."""
         response = self.http.request(
             "POST", f"/api/v1/transactions/{transaction_id}/refund", idempotent=True
         )
-        return StatusChange.from_json(response.json())
+        return self.http.decode(response, StatusChange.from_json)
 
     def pay(self, transaction_id: uuid.UUID, account_id: uuid.UUID) -> StatusChange:
         """Pay a transaction from a customer's account (the customer's call)."""
@@ -254,7 +254,7 @@ class BankClient:
             json={"account_id": str(account_id)},
             authenticated=False,
         )
-        return StatusChange.from_json(response.json())
+        return self.http.decode(response, StatusChange.from_json)
 
     def create_account(self, *, owner: str, balance: Decimal) -> Account:
         """Open a test account (the bank mock's, for tests and the walk-through)."""
@@ -264,14 +264,14 @@ class BankClient:
             json={"owner": owner, "balance": str(balance.quantize(Decimal("0.01")))},
             authenticated=False,
         )
-        return Account.from_json(response.json())
+        return self.http.decode(response, Account.from_json)
 
     def get_account(self, account_id: uuid.UUID) -> Account:
         """A test account and its balance."""
         response = self.http.request(
             "GET", f"/api/v1/accounts/{account_id}", authenticated=False
         )
-        return Account.from_json(response.json())
+        return self.http.decode(response, Account.from_json)
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -189,26 +189,26 @@ class CarrierClient:
         response = self.http.request(
             "POST", "/api/v1/shipments", json=body, idempotent=True
         )
-        return Shipment.from_json(response.json())
+        return self.http.decode(response, Shipment.from_json)
 
     def find_shipment(self, reference: str) -> Shipment:
         """The shipment with this reference; `ShipmentNotFoundError` if none."""
         response = self.http.request(
             "GET", "/api/v1/shipments", params={"reference": reference}
         )
-        return Shipment.from_json(response.json())
+        return self.http.decode(response, Shipment.from_json)
 
     def get_shipment(self, shipment_id: uuid.UUID) -> Shipment:
         """One of this merchant's shipments."""
         response = self.http.request("GET", f"/api/v1/shipments/{shipment_id}")
-        return Shipment.from_json(response.json())
+        return self.http.decode(response, Shipment.from_json)
 
     def advance(self, shipment_id: uuid.UUID) -> Shipment:
         """Move a shipment one status on now (the carrier mock, outside production)."""
         response = self.http.request(
             "POST", f"/api/v1/shipments/{shipment_id}/advance", authenticated=False
         )
-        return Shipment.from_json(response.json())
+        return self.http.decode(response, Shipment.from_json)
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -24,10 +24,6 @@ log = logging.getLogger(__name__)
 
 HOUR = 3600.0
 
-# A consumer verifies a callback against the time the gateway received it, so a
-# remembered signature must outlive its expiry by as long as a consumer may lag.
-SIGNATURE_GRACE = dt.timedelta(days=1)
-
 
 def drop_stale_jobstores(
     session: Session, *, own_table: str, older_than: dt.timedelta
@@ -90,7 +86,10 @@ def _prune_idempotency_keys(session: Session, context: JobContext) -> int:
 
 
 def _prune_seen_signatures(session: Session, context: JobContext) -> int:
-    return prune_seen_signatures(session, grace=SIGNATURE_GRACE)
+    # A consumer verifies a callback against the time the gateway received it, so a
+    # remembered signature must outlive its expiry by as long as a consumer may lag.
+    grace = dt.timedelta(seconds=context.settings.seen_signature_retention)
+    return prune_seen_signatures(session, grace=grace)
 
 
 KIT_JOBS: tuple[Job, ...] = (

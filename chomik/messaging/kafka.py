@@ -221,13 +221,30 @@ def _convert(hint: Any, value: Any, what: str = "") -> Any:
         return tuple(_convert(item, v, what) for v in value)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return hint(**_load_fields(hint, value, what))
-    if hint is uuid.UUID:
-        return uuid.UUID(str(value))
-    if hint is Decimal:
-        return Decimal(str(value))
-    if hint is dt.datetime:
-        return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
-    return value
+    scalar = _SCALARS.get(hint)
+    return value if scalar is None else scalar(value)
+
+
+def _decimal(value: Any) -> Decimal:
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _aware_datetime(value: Any) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} carries no time zone")
+    return moment.astimezone(dt.UTC)
+
+
+# JSON scalars read back as the annotated type.
+_SCALARS: dict[Any, Any] = {
+    uuid.UUID: lambda value: uuid.UUID(str(value)),
+    Decimal: _decimal,
+    dt.datetime: _aware_datetime,
+}
 
 
 def envelope_of(event: Event, *, request_id: str | None = None) -> Envelope:

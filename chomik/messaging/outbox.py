@@ -9,7 +9,10 @@ A row the broker refuses for good (too large, an invalid topic: the errors in
 counts a refusal; after `RelayConfig.max_refusals` of them it is parked: kept with
 its error (`last_error`, `parked_at`), left out of the pending scan and of the
 pending gauges, counted by `outbox_parked` (gauge) and `outbox_parked_events_total`.
-Until then its key's later events wait behind it; once it is parked they flow, so
+Until then its key's later events wait behind it (a refusal that arrives after
+`send()` returned may find the key's later rows of that batch already on the broker:
+they are sent again, and consumers skip the copies by event id); once it is parked
+they flow, so
 one refused event cannot stop an entity for good (an operator inspects the parked
 row and re-emits or drops it). A broker that is down or slow (timeouts, leader
 moves) never counts toward parking: the relay backs off and every row waits.

@@ -31,7 +31,12 @@ class Swatch(Base):
 @pytest.fixture
 def session(dbs):
     """A session whose table lives only inside this test's rolled-back transaction."""
-    Base.metadata.create_all(dbs.connection("gateway"))
+    dbs.connection("gateway").execute(
+        sa.text(
+            "CREATE TABLE test_db_swatches"
+            " (id uuid PRIMARY KEY, n integer NOT NULL, colour varchar(16) NOT NULL)"
+        )
+    )
     return dbs.session("gateway")
 
 

@@ -31,6 +31,14 @@ def test_production_refuses_a_default_secret():
 PRODUCTION_DB = "postgresql+psycopg2://app@db.internal/chomik_chomik"
 
 
+def test_production_refuses_a_default_hidden_in_a_list_of_secrets():
+    environ = {"ENVIRONMENT": "production", "DATABASE_URL": PRODUCTION_DB}
+    with pytest.raises(SettingsError, match="SERVICE_TOKEN_SECRET"):
+        Settings.from_env(
+            {**environ, "SERVICE_TOKEN_SECRET": f"{'x' * 40},{DEV_SECRET}"}
+        )
+
+
 def test_production_starts_with_real_secrets_and_a_database():
     settings = Settings.from_env(
         {

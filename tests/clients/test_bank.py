@@ -10,6 +10,7 @@ import requests
 import sqlalchemy as sa
 from wsgiadapter import WSGIAdapter
 
+from clients._http import MalformedResponseError
 from clients.bank import (
     Account,
     AccountNotFoundError,
@@ -27,7 +28,7 @@ from clients.bank import (
 )
 from mocks.bank import create_app
 from mocks.bank.settings import BankSettings
-from tests.clients.wsgi import string_content_length
+from tests.clients.wsgi import dropping, string_content_length
 
 BASE = "http://bank.test"
 TOKEN = "client-test-merchant"
@@ -158,3 +159,14 @@ def test_a_callback_body_parses_into_its_typed_form(bank, dbs):
         "SUCCEEDED", Decimal("12.30"), "order-1",
     )  # fmt: skip
     assert callback.occurred_at.tzinfo == dt.UTC
+
+
+@pytest.mark.parametrize("field", ["status", "amount", "reference"])
+def test_an_answer_missing_a_field_is_a_malformed_response_error(app, field):
+    client = client_for(dropping(app, [field]))
+    try:
+        with pytest.raises(MalformedResponseError) as caught:
+            create(client, reference=f"malformed-{field}")
+    finally:
+        client.close()
+    assert repr(field) in caught.value.detail

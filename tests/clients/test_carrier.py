@@ -8,6 +8,7 @@ import requests
 import sqlalchemy as sa
 from wsgiadapter import WSGIAdapter
 
+from clients._http import MalformedResponseError
 from clients.carrier import (
     BadRequestError,
     CarrierCallback,
@@ -22,7 +23,7 @@ from clients.carrier import (
 )
 from mocks.carrier import create_app
 from mocks.carrier.settings import CarrierSettings
-from tests.clients.wsgi import string_content_length
+from tests.clients.wsgi import dropping, string_content_length
 
 BASE = "http://carrier.test"
 TOKEN = "client-test-carrier-merchant"
@@ -116,3 +117,14 @@ def test_a_callback_body_parses_into_its_typed_form(carrier, dbs):
         shipment.id, "order-4", "IN_TRANSIT",
     )  # fmt: skip
     assert callback.occurred_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("field", ["status", "tracking_number"])
+def test_an_answer_missing_a_field_is_a_malformed_response_error(app, field):
+    client = client_for(dropping(app, [field]))
+    try:
+        with pytest.raises(MalformedResponseError) as caught:
+            client.create_shipment(reference=f"malformed-{field}", address=ADDRESS)
+    finally:
+        client.close()
+    assert repr(field) in caught.value.detail

@@ -144,3 +144,10 @@ def test_decoding_malformed_items_is_malformed(items):
 
 def test_the_factory_builds_complete_events():
     assert order_paid("o-9").order_id == "o-9"
+
+
+@pytest.mark.parametrize("amount", ["NaN", "-Infinity", "sNaN"])
+def test_an_amount_that_is_no_finite_number_is_malformed(amount):
+    paid = PaymentSucceeded("pay-1", "o-1", Decimal("12.50"))
+    with pytest.raises(MalformedMessageError, match="finite"):
+        PaymentSucceeded.from_data({**paid.to_data(), "amount": amount})
