@@ -5,15 +5,13 @@ Problem
 │   └── OrderNotFoundError          404 order-not-found
 ├── ConflictError
 │   ├── InsufficientStockError      409 insufficient-stock (product_ids)
+│   ├── IdempotencyKeySpentError    409 idempotency-key-spent
 │   └── IllegalTransitionError      409 illegal-transition (clients.orders)
-└── ValidationProblem               422
-    ├── UnknownProductsError        422 unknown-products (product_ids)
-    ├── MixedCurrenciesError        422 mixed-currencies
-    ├── UnknownAddressError         422 unknown-address
-    └── IdempotencyKeyReusedError   422 idempotency-key-reused (chomik.idempotency)
-
-ConflictError
-└── IdempotencyKeySpentError        409 idempotency-key-spent
+├── ValidationProblem               422
+│   ├── UnknownProductsError        422 unknown-products (product_ids)
+│   ├── MixedCurrenciesError        422 mixed-currencies
+│   └── UnknownAddressError         422 unknown-address
+└── IdempotencyKeyReusedError       422 idempotency-key-reused (chomik.idempotency)
 """
 
 from __future__ import annotations
