@@ -56,7 +56,11 @@ APPS: tuple[AppSpec, ...] = (
         "apps.delivery.worker:build_worker",
     ),
     AppSpec(
-        "orders", 17003, "apps.orders:create_app", "apps.orders.worker:build_worker"
+        "orders",
+        17003,
+        "apps.orders:create_app",
+        "apps.orders.worker:build_worker",
+        worker_replicas=2,
     ),
     AppSpec(
         "payment",

@@ -151,8 +151,13 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         idempotent: bool | None = None,
         authenticated: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        """Send one call (retrying if idempotent) and return a successful answer."""
+        """Send one call (retrying if idempotent) and return a successful answer.
+
+        `headers` are added to (and override) the client's own, e.g. a user's
+        `Authorization` instead of the service token.
+        """
         retry = (
             method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
         )
@@ -164,7 +169,7 @@ class HttpClient:
                     f"{self.base_url}{path}",
                     json=json,
                     params=params,
-                    headers=self._headers(authenticated),
+                    headers={**self._headers(authenticated), **dict(headers or {})},
                     timeout=self.timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -34,13 +34,20 @@ __all__ = [
     "Envelope",
     "Event",
     "MalformedMessageError",
+    "OrderAbandoned",
     "OrderCancelled",
+    "OrderDelivered",
     "OrderExpired",
     "OrderItem",
     "OrderPaid",
     "OrderPaymentFailed",
+    "OrderPaymentPending",
+    "OrderPlaced",
+    "OrderShipped",
     "PaymentFailed",
     "PaymentSucceeded",
+    "ShipmentDelivered",
+    "ShipmentInTransit",
     "ShipmentStatusChanged",
     "StockCommitted",
     "StockReleased",
@@ -77,6 +84,34 @@ Items = tuple[OrderItem, ...]
 
 
 # --- orders.events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderPlaced(Event):
+    """An order was placed with its stock reserved; it awaits payment."""
+
+    type = "order.placed"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str
+    address_id: str
+    currency: str
+    total: Decimal
+    items: Items
+
+
+@dataclass(frozen=True)
+class OrderPaymentPending(Event):
+    """A payment for the order was started at the bank."""
+
+    type = "order.payment_pending"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str
+    total: Decimal
+    currency: str
 
 
 @dataclass(frozen=True)
@@ -123,6 +158,38 @@ class OrderPaymentFailed(Event):
 
     order_id: str
     payment_id: str
+
+
+@dataclass(frozen=True)
+class OrderAbandoned(Event):
+    """A placement reserved stock and never stored its order: the stock goes back."""
+
+    type = "order.abandoned"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+
+
+@dataclass(frozen=True)
+class OrderShipped(Event):
+    """The carrier has the order's parcel on its way."""
+
+    type = "order.shipped"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str
+
+
+@dataclass(frozen=True)
+class OrderDelivered(Event):
+    """The carrier delivered the order."""
+
+    type = "order.delivered"
+    topic = ORDERS_EVENTS
+
+    order_id: str
+    buyer_id: str
 
 
 # --- stock.events --------------------------------------------------------------------
@@ -206,6 +273,30 @@ class ShipmentStatusChanged(Event):
     status: str
 
 
+@dataclass(frozen=True)
+class ShipmentInTransit(Event):
+    """The carrier picked the order's parcel up: the order is shipped."""
+
+    type = "shipment.in_transit"
+    topic = DELIVERY_EVENTS
+    key_field = "order_id"
+
+    shipment_id: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class ShipmentDelivered(Event):
+    """The carrier delivered the order's parcel."""
+
+    type = "shipment.delivered"
+    topic = DELIVERY_EVENTS
+    key_field = "order_id"
+
+    shipment_id: str
+    order_id: str
+
+
 # --- callbacks from the outside world (published by the gateway) ---------------------
 
 
@@ -239,16 +330,23 @@ class CarrierCallbackReceived(Event):
 
 # Every event type of the system, in one table (decoding looks types up here).
 EVENT_TYPES: Mapping[str, type[Event]] = event_table(
+    OrderPlaced,
+    OrderPaymentPending,
     OrderPaid,
     OrderCancelled,
     OrderExpired,
     OrderPaymentFailed,
+    OrderAbandoned,
+    OrderShipped,
+    OrderDelivered,
     StockReserved,
     StockReleased,
     StockCommitted,
     PaymentSucceeded,
     PaymentFailed,
     ShipmentStatusChanged,
+    ShipmentInTransit,
+    ShipmentDelivered,
     BankCallbackReceived,
     CarrierCallbackReceived,
 )

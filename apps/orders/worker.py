@@ -1,14 +1,11 @@
-"""The orders worker: the outbox relay; consumers and jobs join as the service grows."""
+"""The orders worker: the outbox relay, the consumers that move orders, the leased jobs."""
 
 from __future__ import annotations
 
+from apps.orders.consumers import CONSUMERS
+from apps.orders.jobs import JOBS
 from apps.orders.settings import OrdersSettings
-from chomik.jobs.scheduling import Job
-from chomik.messaging.consuming import Handler, HandlerKey
 from chomik.worker import Worker
-
-CONSUMERS: dict[HandlerKey, Handler] = {}
-JOBS: list[Job] = []
 
 
 def build_worker(settings: OrdersSettings | None = None) -> Worker:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from apps.storage import services
 from apps.storage.errors import ReservationNotFoundError
 from chomik.messaging.consuming import Handler, HandlerKey
-from clients.events import OrderCancelled, OrderExpired, OrderPaid
+from clients.events import OrderAbandoned, OrderCancelled, OrderExpired, OrderPaid
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ def confirm_sale(session: Session, event: OrderPaid) -> None:
     services.commit_stock(session, order_id=uuid.UUID(event.order_id))
 
 
-def return_stock(session: Session, event: OrderCancelled | OrderExpired) -> None:
+def return_stock(
+    session: Session, event: OrderCancelled | OrderExpired | OrderAbandoned
+) -> None:
     """The order will not be paid: its reserved stock goes back on sale.
 
     An order that never held a reservation has nothing to give back.
@@ -39,4 +41,5 @@ CONSUMERS: dict[HandlerKey, Handler] = {
     OrderPaid: confirm_sale,
     OrderCancelled: return_stock,
     OrderExpired: return_stock,
+    OrderAbandoned: return_stock,
 }

@@ -14,6 +14,16 @@ def string_content_length(app):
     return wrapped
 
 
+def mounted(app, base_url):
+    """A requests session whose calls to `base_url` go to `app` in-process."""
+    import requests
+    from wsgiadapter import WSGIAdapter
+
+    session = requests.Session()
+    session.mount(base_url, WSGIAdapter(string_content_length(app)))
+    return session
+
+
 def dropping(app, path):
     """The real app, with the field at `path` (keys, "*" for every list item) removed
     from its JSON answers: a remote side that breaks the contract."""

@@ -88,6 +88,12 @@ def test_workers_are_the_same_as_in_compose(document):
     assert replicas == "${{PAYMENT_WORKER_REPLICAS}}"
     defaults = {p["name"]: p.get("value") for p in document["parameters"]}
     assert defaults["PAYMENT_WORKER_REPLICAS"] == "2"
+    for spec in APPS:  # as many replicas by default as `chomik run` starts
+        if spec.worker is not None:
+            replicas = workers[("chomik", "worker", spec.name)]["spec"]["replicas"]
+            if isinstance(replicas, str):  # a template parameter: its default
+                replicas = defaults[replicas.strip("${}")]
+            assert str(replicas) == str(spec.worker_replicas), spec.name
     for deployment in workers.values():  # each replica's id: its own pod name
         env = {e["name"]: e for e in only_container(deployment)["env"]}
         field = env["SCHEDULER_REPLICA_ID"]["valueFrom"]["fieldRef"]
