@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,77 @@ def test_the_next_start_stops_what_a_killed_launcher_and_its_watchdog_left(
     assert gone_within(family, every_port, timeout=5) == []
 
 
+GATEWAY = "http://127.0.0.1:17000/api/v1"
+
+
+def signed_up(role):
+    """Register and log in a new user of `role` through the gateway; auth headers."""
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    account = {"email": email, "password": "a long password", "name": role.title()}
+    answer = requests.post(
+        f"{GATEWAY}/auth/register", json={**account, "role": role}, timeout=10
+    )
+    assert answer.status_code == 201, answer.text
+    login = {"email": email, "password": account["password"]}
+    tokens = requests.post(f"{GATEWAY}/auth/login", json=login, timeout=10).json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def order_and_cancel_through_the_gateway():
+    """A seller lists, a buyer orders (twice, one key), cancels; the stock comes back."""
+    seller, buyer = signed_up("seller"), signed_up("buyer")
+    product = requests.post(
+        f"{GATEWAY}/products",
+        headers=seller,
+        json={
+            "title": "Air Max 90", "brand": "Nike", "model": "Air Max 90",
+            "size": "42", "color": "white", "condition": "new",
+            "price": "129.90", "currency": "RUB", "quantity": 3,
+        },
+        timeout=10,
+    )  # fmt: skip
+    assert product.status_code == 201, product.text
+    product_id = product.json()["id"]
+    address = requests.post(
+        f"{GATEWAY}/addresses",
+        headers=buyer,
+        json={
+            "recipient": "Ann Buyer", "phone": "+79161234567", "country": "RU",
+            "city": "Moscow", "street": "Tverskaya 1", "postal_code": "125009",
+        },
+        timeout=10,
+    )  # fmt: skip
+    assert address.status_code == 201, address.text
+    body = {
+        "items": [{"product_id": product_id, "quantity": 2}],
+        "address_id": address.json()["id"],
+    }
+    headers = {**buyer, "Idempotency-Key": str(uuid.uuid4())}
+    placed = requests.post(f"{GATEWAY}/orders", headers=headers, json=body, timeout=10)
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    assert (order["status"], order["total"]) == ("AWAITING_PAYMENT", "259.80")
+    again = requests.post(f"{GATEWAY}/orders", headers=headers, json=body, timeout=10)
+    assert (again.status_code, again.json()["id"]) == (200, order["id"])
+
+    def available():
+        answer = requests.get(f"{GATEWAY}/products/{product_id}", timeout=10)
+        return answer.json()["available"]
+
+    assert available() == 1
+    cancelled = requests.post(
+        f"{GATEWAY}/orders/{order['id']}/cancel", headers=buyer, timeout=10
+    )
+    assert cancelled.json()["status"] == "CANCELLED", cancelled.text
+    # order.cancelled travels through the outbox, the broker and storage's worker.
+    deadline = time.monotonic() + 60
+    while available() != 3:
+        assert time.monotonic() < deadline, (
+            "the cancelled order's stock never came back"
+        )
+        time.sleep(0.5)
+
+
 def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports, data_dir):
     for spec in APPS:
         assert port_is_free(spec.port), f"port {spec.port} busy before the test"
@@ -215,6 +287,7 @@ def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports, da
         assert len(worker_metrics) == sum(s.worker_replicas for s in APPS if s.worker)
         for url in worker_metrics:
             assert "outbox_pending" in requests.get(url, timeout=5).text
+        order_and_cancel_through_the_gateway()
         family = descendants(launcher.pid)
         assert len(family) >= len(APPS) + 2  # web processes, PostgreSQL, Tansu at least
     finally:
