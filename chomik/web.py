@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Blueprint
 from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from chomik import problems
+from chomik import jsonbounds, problems
 from chomik.auth import TokenVerifier, access_of
 from chomik.db import make_engine, make_session_factory
 from chomik.logs import (
@@ -78,6 +80,7 @@ def create_app(
     """Build a service's Flask app with every cross-cutting concern wired in."""
     configure_logging(name, settings.log_level)
     app = Flask(name)
+    app.json = BoundedJSONProvider(app)
     app.config.update(
         API_TITLE=title or f"Chomik {name}",
         API_VERSION="v1",
@@ -112,6 +115,13 @@ def create_app(
     _add_metrics(app)
     app.extensions["chomik.api"] = api
     return app
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, parsing with the kit's bounds on depth and number length."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return jsonbounds.loads(s)
 
 
 V = TypeVar("V", bound=Callable[..., Any])
@@ -156,6 +166,43 @@ def _handler() -> Callable[..., Any] | None:
     if method is None and request.method == "HEAD":
         method = getattr(view_class, "get", None)
     return method if callable(method) else None
+
+
+def _read_chunked_body() -> None:
+    """Read a body without Content-Length whole, or refuse it with 413.
+
+    werkzeug stops reading such a stream at MAX_CONTENT_LENGTH without saying
+    so: a longer body would arrive cut short, as malformed JSON (a 400).
+    """
+    if request.content_length is not None or "wsgi.input_terminated" not in (
+        request.environ
+    ):
+        return
+    limit = request.max_content_length or MAX_BODY_BYTES
+    data = request.input_stream.read(limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    request._cached_data = data  # what get_data() answers from now on
+
+
+def _bound_json_body() -> None:
+    # Before anything parses the body (the limiter's keys, webargs, the views):
+    # a body too deep or with a huge number is the same 400 on every route.
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "chomik_streams_body", False):
+        return
+    _read_chunked_body()
+    if not request.is_json:
+        return
+    data = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    if not data:
+        return
+    try:
+        jsonbounds.loads(data)
+    except jsonbounds.JsonBoundsError as exc:
+        raise problems.BadRequestError(f"Unacceptable JSON: {exc}") from exc
+    except ValueError:
+        return  # malformed: the view's parser answers it
 
 
 def _authenticate() -> None:
@@ -212,8 +259,9 @@ def _cleanup(_exc: BaseException | None) -> None:
 
 
 def _wire_request_cycle(app: Flask) -> None:
-    """Request id, authentication, NUL refusal, and the one transaction of each request."""
+    """Request id, JSON bounds, authentication, NUL refusal, one transaction each."""
     app.before_request(_bind_request_id)
+    app.before_request(_bound_json_body)
     app.before_request(_authenticate)
     app.before_request(_refuse_nul_characters)
     app.after_request(_finish)

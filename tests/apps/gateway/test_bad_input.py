@@ -178,3 +178,30 @@ def test_expired_token_is_401(client, make_token):
 
 def test_logout_without_a_token_is_401(client):
     assert_problem(client.post("/api/v1/auth/logout"), 401)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 1000 + "]" * 1000, '{"price": ' + "9" * 5000 + "}"],
+    ids=["deep", "long-number"],
+)
+def test_hostile_json_through_the_proxy_is_a_400_problem(
+    make_gateway, storage_service, body
+):
+    client = make_gateway(storage_url=storage_service).test_client()
+    response = client.post(
+        "/api/v1/products", data=body, content_type="application/json"
+    )
+    assert_problem(response, 400, "bad-request")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 1000 + "]" * 1000, '{"email": ' + "9" * 5000 + "}"],
+    ids=["deep", "long-number"],
+)
+def test_hostile_json_to_login_is_a_400_problem_before_the_limiter(client, body):
+    response = client.post(
+        "/api/v1/auth/login", data=body, content_type="application/json"
+    )
+    assert_problem(response, 400, "bad-request")
