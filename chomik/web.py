@@ -35,6 +35,17 @@ S = TypeVar("S", bound=Settings)
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+# Every answer is JSON for programs: nothing may run, load, or frame it. A page
+# that needs more (the gateway's /docs) sets its own Content-Security-Policy.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# Methods metrics name as they are; any other becomes "other", so a client
+# cannot add label values (time series) by inventing method names.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclass
@@ -81,6 +92,11 @@ def create_app(
     configure_logging(name, settings.log_level)
     app = Flask(name)
     app.json = BoundedJSONProvider(app)
+    # No redirect is ever built from the request's Host header: `//x` and `x/`
+    # are simply other paths (404), never a 308 to a forged host.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.url_map.redirect_defaults = False
     app.config.update(
         API_TITLE=title or f"Chomik {name}",
         API_VERSION="v1",
@@ -113,6 +129,8 @@ def create_app(
     _wire_request_cycle(app)
     _add_health(app)
     _add_metrics(app)
+    # After the exporter's own hook, so it runs before it (Flask runs them last first).
+    app.after_request(_collapse_unknown_method)
     app.extensions["chomik.api"] = api
     return app
 
@@ -244,10 +262,20 @@ def _finish(response: Response) -> Response:
     _end_session(commit=response.status_code < 400)
     if "request_id" in g:
         response.headers[REQUEST_ID_HEADER] = g.request_id
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     log.info(
-        "%s %s %s", request.method, request.path, response.status_code,
+        "%s %s %s", g.get("method", request.method), request.path,
+        response.status_code,
         extra={"service": current_app.name},
     )  # fmt: skip
+    return response
+
+
+def _collapse_unknown_method(response: Response) -> Response:
+    if request.method not in KNOWN_METHODS:
+        g.method = request.method[:32]  # the log keeps (the start of) the name
+        request.method = "other"
     return response
 
 

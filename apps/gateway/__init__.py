@@ -36,6 +36,9 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         description="The public API of Chomik, the sneakers marketplace. "
         "Log in, then use Authorize with the access token.",
     )
+    app.url_map.converters["public_path"] = proxy.public_path_converter(
+        [blueprint.url_prefix or "" for blueprint in BLUEPRINTS]
+    )
     for blueprint in PLAIN_BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.view_functions["api-docs.openapi_json"] = docs.merged_openapi
