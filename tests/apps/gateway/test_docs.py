@@ -89,9 +89,7 @@ def test_merge_renames_clashing_components_and_keeps_shared_ones():
     assert merged["tags"] == [{"name": "products"}]
 
 
-def test_the_merged_document_leaves_out_internal_tags_and_schemas(
-    client, settings_for
-):
+def test_the_merged_document_leaves_out_internal_tags_and_schemas(client, settings_for):
     from apps.delivery import create_app as create_delivery
     from apps.delivery.settings import DeliverySettings
     from apps.storage import create_app as create_storage
