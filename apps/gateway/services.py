@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,8 +56,11 @@ class TokenPair:
 
 
 def normalize_email(email: str) -> str:
-    """The one spelling of an e-mail address that is stored and looked up."""
-    return email.strip().lower()
+    """The one spelling of an e-mail address that is stored and looked up.
+
+    NFKC first: a full-width or ligature spelling is the same address.
+    """
+    return unicodedata.normalize("NFKC", email).strip().lower()
 
 
 def _hash_token(raw: str) -> str:
