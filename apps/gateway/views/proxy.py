@@ -87,7 +87,9 @@ def _request_headers() -> list[tuple[str, str]]:
         for name, value in end_to_end(request.headers.items())
         if name.lower() not in _REPLACED and name.lower() != "x-forwarded-for"
     ]
-    address = request.remote_addr or "unknown"
+    # The socket's peer, also behind trusted proxies (whose own header is `prior`).
+    original = request.environ.get("werkzeug.proxy_fix.orig", {})
+    address = original.get("REMOTE_ADDR") or request.remote_addr or "unknown"
     prior = request.headers.get("X-Forwarded-For")
     headers += [
         ("X-Forwarded-For", f"{prior}, {address}" if prior else address),
