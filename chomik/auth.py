@@ -110,13 +110,19 @@ def issue_access_token(
     ttl: int,
     kid: str,
     extra: Mapping[str, Any] | None = None,
+    issued_at: int | None = None,
+    jti: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Sign an RS256 access token; return it and its claims."""
-    now = int(time.time())
+    """Sign an RS256 access token; return it and its claims.
+
+    RS256 signatures are deterministic: the same `issued_at` and `jti` give the
+    same token again.
+    """
+    now = int(time.time()) if issued_at is None else issued_at
     claims: dict[str, Any] = {
         "sub": subject,
         "roles": sorted(roles),
-        "jti": uuid.uuid4().hex,
+        "jti": jti or uuid.uuid4().hex,
         "iat": now,
         "nbf": now,
         "exp": now + ttl,

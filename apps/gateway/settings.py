@@ -36,6 +36,12 @@ class GatewaySettings(Settings):
     refresh_token_ttl: int = env(
         "REFRESH_TOKEN_TTL", 30 * 24 * 3600, doc="seconds a refresh token is valid"
     )
+    refresh_reuse_grace: int = env(
+        "REFRESH_REUSE_GRACE",
+        10,
+        doc="seconds a spent refresh token still answers its same successor pair "
+        "(a retry whose answer was lost); after that, reuse revokes the session",
+    )
     refresh_token_retention: int = env(
         "REFRESH_TOKEN_RETENTION",
         24 * 3600,
