@@ -14,6 +14,7 @@ without a valid token is a 401 even when its input is invalid too.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -26,8 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app, g, request
 
-from chomik.problems import ForbiddenError, UnauthorizedError
+from chomik.problems import ForbiddenError, UnauthorizedError, UnavailableError
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -194,6 +196,13 @@ class TokenVerifier:
             raise UnauthorizedError("No key is configured to verify tokens")
         try:
             return self._jwks.get_signing_key_from_jwt(token).key
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:
+            # Our side cannot check the token just now: not the caller's fault.
+            log.warning("the JWKS cannot be fetched: %s", exc)
+            raise UnavailableError(
+                "The keys that verify tokens cannot be fetched; try again shortly",
+                headers={"Retry-After": "5"},
+            ) from exc
         except jwt.PyJWKClientError as exc:
             raise UnauthorizedError("The token's signing key is unknown") from exc
 
