@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import jwt
@@ -13,6 +14,7 @@ from apps.gateway.errors import InvalidCredentialsError
 from apps.gateway.models import Role, User
 from apps.gateway.passwords import Passwords
 from chomik.auth import generate_key_pair, issue_access_token, key_id
+from chomik.web import MAX_BODY_BYTES
 from tests.apps.gateway.conftest import PASSWORD
 from tests.conftest import AUDIENCE, ISSUER, auth
 
@@ -254,3 +256,15 @@ def test_a_full_width_spelling_of_a_taken_email_is_the_same_account(
         json={"email": "\uff53eller@EXAMPLE.com", "password": PASSWORD},
     )
     assert login.status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_through_the_proxy_is_413(client):
+    body = b'{"title": "' + b"a" * (MAX_BODY_BYTES + 10) + b'"}'
+    response = client.post(
+        "/api/v1/products/echo",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_problem(response, 413, "payload-too-large")
