@@ -14,6 +14,7 @@ without a valid token is a 401 even when its input is invalid too.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -26,8 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app, g, request
 
-from chomik.problems import ForbiddenError, UnauthorizedError
+from chomik.problems import ForbiddenError, UnauthorizedError, UnavailableError
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -110,13 +112,19 @@ def issue_access_token(
     ttl: int,
     kid: str,
     extra: Mapping[str, Any] | None = None,
+    issued_at: int | None = None,
+    jti: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Sign an RS256 access token; return it and its claims."""
-    now = int(time.time())
+    """Sign an RS256 access token; return it and its claims.
+
+    RS256 signatures are deterministic: the same `issued_at` and `jti` give the
+    same token again.
+    """
+    now = int(time.time()) if issued_at is None else issued_at
     claims: dict[str, Any] = {
         "sub": subject,
         "roles": sorted(roles),
-        "jti": uuid.uuid4().hex,
+        "jti": jti or uuid.uuid4().hex,
         "iat": now,
         "nbf": now,
         "exp": now + ttl,
@@ -188,6 +196,13 @@ class TokenVerifier:
             raise UnauthorizedError("No key is configured to verify tokens")
         try:
             return self._jwks.get_signing_key_from_jwt(token).key
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:
+            # Our side cannot check the token just now: not the caller's fault.
+            log.warning("the JWKS cannot be fetched: %s", exc)
+            raise UnavailableError(
+                "The keys that verify tokens cannot be fetched; try again shortly",
+                headers={"Retry-After": "5"},
+            ) from exc
         except jwt.PyJWKClientError as exc:
             raise UnauthorizedError("The token's signing key is unknown") from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -34,6 +35,14 @@ from chomik.infra import (
 from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# Secrets every process of one machine must share. The code's defaults are
+# public, so `chomik run` makes its own on first start, kept in the data
+# directory like the signing key; a value set in the environment wins.
+GENERATED_SECRETS = (
+    "SERVICE_TOKEN_SECRET",
+    "BANK_CALLBACK_SECRETS",
+    "CARRIER_CALLBACK_SECRETS",
+)
 
 
 class Shutdown(Exception):  # noqa: N818 - a request to stop, not an error
@@ -130,6 +139,8 @@ class Launcher:
         # The gateway makes its development key pair in the data directory on
         # first start; every service verifies tokens through the gateway's JWKS.
         env.setdefault("CHOMIK_DATA_DIR", str(self.base_dir))
+        for name, value in machine_secrets(self.base_dir / "secrets").items():
+            env.setdefault(name, value)
         return env
 
     def spawn(self, label: str, argv: list[str], env: Mapping[str, str]) -> None:
@@ -199,6 +210,20 @@ class Launcher:
             stop_process(process)
             self.records.forget(label)
         self.children.clear()
+
+
+def machine_secrets(directory: Path) -> dict[str, str]:
+    """Each of GENERATED_SECRETS, read from `directory`, made there when missing."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    found = {}
+    for name in GENERATED_SECRETS:
+        path = directory / name.lower()
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(32))
+        found[name] = path.read_text().strip()
+    return found
 
 
 @contextlib.contextmanager

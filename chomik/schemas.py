@@ -1,4 +1,4 @@
-"""Marshmallow pieces every HTTP contract shares: money, and pages of a list.
+"""Marshmallow pieces every HTTP contract shares: money, lines of text, pages.
 
 A list answers `{items, page, page_size, total}` (flask-smorest's own `@paginate`
 does not produce this shape): `PageArgsSchema` reads `page` and `page_size`, a
@@ -9,6 +9,7 @@ does not produce this shape): `PageArgsSchema` reads `page` and `page_size`, a
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,10 +23,47 @@ MAX_PAGE_SIZE = 100
 
 _DECIMAL_TEXT = re.compile(r"-?\d{1,12}(\.\d{1,12})?", re.ASCII)
 _CENT = Decimal("0.01")
+# Characters that never belong in a line a person reads: C0/C1 controls, DEL,
+# surrogates, line and paragraph separators, and the format characters (Cf):
+# bidirectional overrides and isolates that make a label print differently from
+# what is stored, zero-width spaces and joiners that make two names look alike.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def has_control(text: str) -> bool:
+    """Tell whether a text holds a control, bidi or zero-width character."""
+    return any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in text)
+
+
+class Line(ma.fields.String):
+    """A trimmed, non-empty line of text without control, bidi or zero-width marks."""
+
+    default_error_messages = {
+        "blank": "Must not be blank.",
+        "control": "Must not contain control, bidi or zero-width characters.",
+        "too_long": "At most {max} characters.",
+    }
+
+    def __init__(self, max_length: int, **kwargs: Any) -> None:
+        metadata = {"maxLength": max_length, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+        self.max_length = max_length
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not text:
+            raise self.make_error("blank")
+        if has_control(text):
+            raise self.make_error("control")
+        if len(text) > self.max_length:
+            raise self.make_error("too_long", max=self.max_length)
+        return text
 
 
 class Money(ma.fields.Field[Decimal]):
-    """A decimal string with at most two places ("129.90"); never a float."""
+    """A decimal string with at most two places ("129.90"); never a float or "-0"."""
 
     default_error_messages = {
         "invalid": 'Not a decimal string such as "129.90".',
@@ -64,6 +102,8 @@ class Money(ma.fields.Field[Decimal]):
             raise self.make_error("invalid") from exc
         if not amount.is_finite():
             raise self.make_error("invalid")
+        if amount.is_signed() and amount.is_zero():
+            raise self.make_error("invalid")  # "-0": no amount is negative zero
         exponent = amount.as_tuple().exponent
         if isinstance(exponent, int) and exponent < -2:
             raise self.make_error("places")

@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Blueprint
 from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from chomik import problems
+from chomik import jsonbounds, problems
 from chomik.auth import TokenVerifier, access_of
 from chomik.db import make_engine, make_session_factory
 from chomik.logs import (
@@ -33,6 +35,17 @@ S = TypeVar("S", bound=Settings)
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+# Every answer is JSON for programs: nothing may run, load, or frame it. A page
+# that needs more (the gateway's /docs) sets its own Content-Security-Policy.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# Methods metrics name as they are; any other becomes "other", so a client
+# cannot add label values (time series) by inventing method names.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclass
@@ -78,6 +91,12 @@ def create_app(
     """Build a service's Flask app with every cross-cutting concern wired in."""
     configure_logging(name, settings.log_level)
     app = Flask(name)
+    app.json = BoundedJSONProvider(app)
+    # No redirect is ever built from the request's Host header: `//x` and `x/`
+    # are simply other paths (404), never a 308 to a forged host.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.url_map.redirect_defaults = False
     app.config.update(
         API_TITLE=title or f"Chomik {name}",
         API_VERSION="v1",
@@ -110,8 +129,17 @@ def create_app(
     _wire_request_cycle(app)
     _add_health(app)
     _add_metrics(app)
+    # After the exporter's own hook, so it runs before it (Flask runs them last first).
+    app.after_request(_collapse_unknown_method)
     app.extensions["chomik.api"] = api
     return app
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, parsing with the kit's bounds on depth and number length."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return jsonbounds.loads(s)
 
 
 V = TypeVar("V", bound=Callable[..., Any])
@@ -158,6 +186,43 @@ def _handler() -> Callable[..., Any] | None:
     return method if callable(method) else None
 
 
+def _read_chunked_body() -> None:
+    """Read a body without Content-Length whole, or refuse it with 413.
+
+    werkzeug stops reading such a stream at MAX_CONTENT_LENGTH without saying
+    so: a longer body would arrive cut short, as malformed JSON (a 400).
+    """
+    if request.content_length is not None or "wsgi.input_terminated" not in (
+        request.environ
+    ):
+        return
+    limit = request.max_content_length or MAX_BODY_BYTES
+    data = request.input_stream.read(limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    request._cached_data = data  # what get_data() answers from now on
+
+
+def _bound_json_body() -> None:
+    # Before anything parses the body (the limiter's keys, webargs, the views):
+    # a body too deep or with a huge number is the same 400 on every route.
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "chomik_streams_body", False):
+        return
+    _read_chunked_body()
+    if not request.is_json:
+        return
+    data = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    if not data:
+        return
+    try:
+        jsonbounds.loads(data)
+    except jsonbounds.JsonBoundsError as exc:
+        raise problems.BadRequestError(f"Unacceptable JSON: {exc}") from exc
+    except ValueError:
+        return  # malformed: the view's parser answers it
+
+
 def _authenticate() -> None:
     # Before flask-smorest parses the body or query inside the view: a request
     # without a valid token is a 401 even when its input is invalid too.
@@ -197,10 +262,20 @@ def _finish(response: Response) -> Response:
     _end_session(commit=response.status_code < 400)
     if "request_id" in g:
         response.headers[REQUEST_ID_HEADER] = g.request_id
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     log.info(
-        "%s %s %s", request.method, request.path, response.status_code,
+        "%s %s %s", g.get("method", request.method), request.path,
+        response.status_code,
         extra={"service": current_app.name},
     )  # fmt: skip
+    return response
+
+
+def _collapse_unknown_method(response: Response) -> Response:
+    if request.method not in KNOWN_METHODS:
+        g.method = request.method[:32]  # the log keeps (the start of) the name
+        request.method = "other"
     return response
 
 
@@ -212,8 +287,9 @@ def _cleanup(_exc: BaseException | None) -> None:
 
 
 def _wire_request_cycle(app: Flask) -> None:
-    """Request id, authentication, NUL refusal, and the one transaction of each request."""
+    """Request id, JSON bounds, authentication, NUL refusal, one transaction each."""
     app.before_request(_bind_request_id)
+    app.before_request(_bound_json_body)
     app.before_request(_authenticate)
     app.before_request(_refuse_nul_characters)
     app.after_request(_finish)

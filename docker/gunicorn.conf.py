@@ -10,6 +10,12 @@ worker_class = "gthread"
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
+# gunicorn parses the request line and headers before the app sees them and
+# answers 400 itself past these bounds (its defaults, stated here on purpose);
+# bodies are bounded by the app (MAX_CONTENT_LENGTH, 1 MiB: 413).
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 accesslog = None  # the app logs every request as a JSON line
 control_socket_disable = (
     True  # several gunicorns share a host: no shared control socket

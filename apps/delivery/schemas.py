@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any
 
 import marshmallow as ma
 
 from apps.delivery.countries import ISO_COUNTRIES
+from chomik.schemas import Line as KitLine
 from chomik.schemas import PageSchema
 
 # E.164: "+", then 8 to 15 digits, the first (the country code's) never 0.
 PHONE = re.compile(r"\+[1-9][0-9]{7,14}", re.ASCII)
-# Characters that never belong in an address line: C0/C1 controls, DEL, line and
-# paragraph separators, surrogates, and the bidirectional overrides that can make
-# a label print differently from what is stored.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_CONTROL_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
-def _has_control(text: str) -> bool:
-    return any(
-        char in _BIDI_CONTROLS or unicodedata.category(char) in _CONTROL_CATEGORIES
-        for char in text
-    )
-
-
-class Line(ma.fields.String):
-    """A trimmed, non-empty line of text without control characters."""
-
-    default_error_messages = {
-        "blank": "Must not be blank.",
-        "control": "Must not contain control characters.",
-        "too_long": "At most {max} characters.",
-    }
+class Line(KitLine):
+    """A required line of an address (the kit's Line)."""
 
     def __init__(self, max_length: int, **kwargs: Any) -> None:
-        metadata = {"maxLength": max_length, **kwargs.pop("metadata", {})}
-        super().__init__(required=True, metadata=metadata, **kwargs)
-        self.max_length = max_length
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs).strip()
-        if not text:
-            raise self.make_error("blank")
-        if _has_control(text):
-            raise self.make_error("control")
-        if len(text) > self.max_length:
-            raise self.make_error("too_long", max=self.max_length)
-        return text
+        super().__init__(max_length, required=True, **kwargs)
 
 
 class Phone(Line):

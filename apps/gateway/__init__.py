@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 from flask_smorest import Blueprint
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from apps.gateway import services
 from apps.gateway.context import build_gateway
@@ -36,6 +37,9 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         description="The public API of Chomik, the sneakers marketplace. "
         "Log in, then use Authorize with the access token.",
     )
+    app.url_map.converters["public_path"] = proxy.public_path_converter(
+        [blueprint.url_prefix or "" for blueprint in BLUEPRINTS]
+    )
     for blueprint in PLAIN_BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.view_functions["api-docs.openapi_json"] = docs.merged_openapi
@@ -48,6 +52,12 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     )
     app.extensions["chomik.gateway"] = build_gateway(settings, keys)
     install_rate_limits(app, settings, runtime(app).engine)
+    if settings.trusted_proxy_hops:
+        # Behind a router every client shares its address: the client is the
+        # address the trusted hops forwarded. Without hops forwarded headers are
+        # ignored, or anyone could pick the address their attempts count under.
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app
 
 

@@ -51,6 +51,7 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
             settings.jwt_audience,
             settings.access_token_ttl,
             settings.refresh_token_ttl,
+            settings.refresh_reuse_grace,
         ),
         forwarder=forwarder,
         documents=ServiceDocuments(

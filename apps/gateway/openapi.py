@@ -94,7 +94,7 @@ def merge(
         }
         if not public:
             continue
-        doc = _renamed_components(service, document, components)
+        doc = _renamed_components(service, _only(document, public), components)
         for path in public:
             paths[path] = doc["paths"][path]
         for section, entries in (doc.get("components") or {}).items():
@@ -102,6 +102,62 @@ def merge(
         known = {tag.get("name") for tag in tags}
         tags.extend(t for t in doc.get("tags") or [] if t.get("name") not in known)
     return merged
+
+
+def _only(document: Mapping[str, Any], paths: Mapping[str, Any]) -> dict[str, Any]:
+    """The document cut down to `paths`, the components they reach, their tags.
+
+    Internal routes' schemas and tags would otherwise show in the public
+    document and in Swagger UI, though their paths are left out.
+    """
+    components = document.get("components") or {}
+    reached: set[str] = set()
+    pending = list(_refs(paths))
+    while pending:
+        ref = pending.pop()
+        if ref in reached or not ref.startswith("#/components/"):
+            continue
+        reached.add(ref)
+        section, name = ref.split("/")[2:4]
+        pending.extend(_refs((components.get(section) or {}).get(name)))
+    used_tags = {
+        tag
+        for item in paths.values()
+        for operation in (item or {}).values()
+        if isinstance(operation, dict)
+        for tag in operation.get("tags") or []
+    }
+    kept_components = {
+        section: {
+            name: value
+            for name, value in (entries or {}).items()
+            if section == "securitySchemes"
+            or f"#/components/{section}/{name}" in reached
+        }
+        for section, entries in components.items()
+    }
+    return {
+        **document,
+        "paths": dict(paths),
+        "components": kept_components,
+        "tags": [t for t in document.get("tags") or [] if t.get("name") in used_tags],
+    }
+
+
+def _refs(node: Any) -> list[str]:
+    """Every `$ref` below a node of a document."""
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str):
+                found.append(ref)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _renamed_components(

@@ -7,19 +7,23 @@ database (one upsert per hit). A Redis URL in RATELIMIT_STORAGE_URI replaces it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded
+from limits import RateLimitItem, parse
 from limits.storage import Storage
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.engine import Engine
 
-from apps.gateway.errors import TooManyRequestsError
+from apps.gateway.errors import InvalidCredentialsError, TooManyRequestsError
 from apps.gateway.services import normalize_email
 from apps.gateway.settings import GatewaySettings
 from chomik.problems import render_problem
@@ -110,6 +114,18 @@ class DatabaseStorage(Storage):
         with self.engine.begin() as conn:
             return conn.execute(sa.text("DELETE FROM rate_limits")).rowcount
 
+    def decr(self, key: str, amount: int = 1) -> int:
+        """Give back `amount` of a live window's count (never below zero)."""
+        with self.engine.begin() as conn:
+            count = conn.execute(
+                sa.text(
+                    "UPDATE rate_limits SET count = greatest(count - :amount, 0) "
+                    "WHERE key = :key AND expires_at > now() RETURNING count"
+                ),
+                {"key": key, "amount": amount},
+            ).scalar()
+        return int(count or 0)
+
     def clear(self, key: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -118,7 +134,7 @@ class DatabaseStorage(Storage):
 
 
 def client_address() -> str:
-    """The caller's address: the gateway is the edge, so the socket's peer."""
+    """The caller's address: the socket's peer, or as TRUSTED_PROXY_HOPS tell."""
     return f"address:{request.remote_addr or 'unknown'}"
 
 
@@ -131,10 +147,96 @@ def login_account() -> str:
     return "account:" + hashlib.sha256(account.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class LoginLimits:
+    """The three bounds on failed logins."""
+
+    pair: RateLimitItem  # one account from one address: tight
+    address: RateLimitItem  # one address, whatever the account
+    account: RateLimitItem  # one account from everywhere: looser
+
+
+class LoginThrottle:
+    """Count failed logins only, per (account, address), address and account.
+
+    An attempt reserves one count of each before it runs, so attempts in flight
+    together cannot all pass; a success (or a request refused for another reason)
+    gives its reservation back, so only failures stay counted. Over the account's
+    bound only addresses already failing for it are refused: the owner, from an
+    address that has not been guessing, still gets in.
+    """
+
+    def __init__(self, storage: Storage, limits: LoginLimits) -> None:
+        self.storage = storage
+        self.strategy = FixedWindowRateLimiter(storage)
+        self.limits = limits
+
+    def admit(self, account: str, address: str) -> list[tuple[RateLimitItem, str]]:
+        """Reserve one attempt; raise 429 when a bound is reached."""
+        counters = [
+            (self.limits.address, address),
+            (self.limits.pair, f"{account}/{address}"),
+        ]
+        reserved: list[tuple[RateLimitItem, str]] = []
+        for item, key in counters:
+            reserved.append((item, key))
+            if not self.strategy.hit(item, key):
+                self.give_back(reserved)
+                raise self._too_many(item, key)
+        failing_here = (
+            self.strategy.get_window_stats(
+                self.limits.pair, f"{account}/{address}"
+            ).remaining
+            < self.limits.pair.amount - 1
+        )
+        reserved.append((self.limits.account, account))
+        if not self.strategy.hit(self.limits.account, account) and failing_here:
+            self.give_back(reserved)
+            raise self._too_many(self.limits.account, account)
+        return reserved
+
+    def give_back(self, reserved: list[tuple[RateLimitItem, str]]) -> None:
+        """Return the counts of an attempt that did not fail."""
+        for item, key in reserved:
+            name = item.key_for(key)
+            decr = getattr(self.storage, "decr", None)
+            if decr is not None:
+                decr(name, 1)
+            else:
+                self.storage.incr(name, item.get_expiry(), amount=-1)
+
+    def _too_many(self, item: RateLimitItem, key: str) -> TooManyRequestsError:
+        reset_at = self.strategy.get_window_stats(item, key).reset_time
+        retry_after = min(item.get_expiry(), max(1, math.ceil(reset_at - time.time())))
+        return TooManyRequestsError(
+            f"Too many failed logins: try again in {retry_after} s",
+            retry_after=retry_after,
+        )
+
+
+def throttled(view: Callable[..., Any], throttle: LoginThrottle) -> Callable[..., Any]:
+    """The login view, with its failures counted by `throttle`."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        reserved = throttle.admit(login_account(), client_address())
+        try:
+            response = view(*args, **kwargs)
+        except InvalidCredentialsError:
+            raise  # a failure: its counts stay
+        except BaseException:
+            throttle.give_back(reserved)
+            raise
+        throttle.give_back(reserved)
+        return response
+
+    return wrapper
+
+
 def install_rate_limits(
     app: Flask, settings: GatewaySettings, engine: Engine
 ) -> Limiter:
-    """Give this app its own limiter and limit its login and registration views."""
+    """Give this app its own limiter; throttle failed logins and registrations."""
     uri = settings.ratelimit_storage_uri or f"{DATABASE_SCHEME}://"
     options: dict[str, Any] = (
         {} if settings.ratelimit_storage_uri else {"engine": engine}
@@ -148,20 +250,21 @@ def install_rate_limits(
         headers_enabled=False,
     )
     limiter.init_app(app)
-    # Every attempt counts before it runs: counting only failures after the
-    # fact would let attempts already in flight all through at once.
-    limits: dict[str, list[Callable[[Callable[..., Any]], Callable[..., Any]]]] = {
-        "auth.Login": [
-            limiter.limit(settings.login_rate_limit, key_func=login_account),
-            limiter.limit(settings.login_address_rate_limit),
-        ],
-        "auth.Register": [limiter.limit(settings.register_rate_limit)],
-    }  # fmt: skip
-    for endpoint, decorators in limits.items():
-        view = app.view_functions[endpoint]
-        for decorate in decorators:
-            view = decorate(view)
-        app.view_functions[endpoint] = view
+    throttle = LoginThrottle(
+        limiter.storage,
+        LoginLimits(
+            pair=parse(settings.login_rate_limit),
+            address=parse(settings.login_address_rate_limit),
+            account=parse(settings.login_account_rate_limit),
+        ),
+    )
+    app.view_functions["auth.Login"] = throttled(
+        app.view_functions["auth.Login"], throttle
+    )
+    limited: Callable[..., Any] = limiter.limit(settings.register_rate_limit)(
+        app.view_functions["auth.Register"]
+    )
+    app.view_functions["auth.Register"] = limited
 
     def too_many_requests(_error: RateLimitExceeded) -> Response:
         current = limiter.current_limit

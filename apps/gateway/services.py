@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import hmac
 import secrets
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,13 +32,14 @@ from chomik.problems import UnauthorizedError, ValidationProblem
 
 @dataclass(frozen=True)
 class TokenIssuer:
-    """What signing a token pair needs."""
+    """What signing a token pair needs, and how long a spent token may be retried."""
 
     keys: SigningKeys
     issuer: str
     audience: str
     access_ttl: int
     refresh_ttl: int
+    reuse_grace: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,11 @@ class TokenPair:
 
 
 def normalize_email(email: str) -> str:
-    """The one spelling of an e-mail address that is stored and looked up."""
-    return email.strip().lower()
+    """The one spelling of an e-mail address that is stored and looked up.
+
+    NFKC first: a full-width or ligature spelling is the same address.
+    """
+    return unicodedata.normalize("NFKC", email).strip().lower()
 
 
 def _hash_token(raw: str) -> str:
@@ -137,13 +144,7 @@ def _issue(
     session: Session, user: User, family_id: uuid.UUID, issuer: TokenIssuer
 ) -> TokenPair:
     raw = secrets.token_urlsafe(32)
-    session.add(
-        RefreshToken(
-            family_id=family_id,
-            token_hash=_hash_token(raw),
-            expires_at=utcnow() + dt.timedelta(seconds=issuer.refresh_ttl),
-        )
-    )
+    _store_refresh_token(session, family_id, raw, issuer)
     access, _claims = issue_access_token(
         issuer.keys.private_pem,
         subject=str(user.id),
@@ -157,15 +158,55 @@ def _issue(
     return TokenPair(access, raw, issuer.access_ttl)
 
 
+def _store_refresh_token(
+    session: Session, family_id: uuid.UUID, raw: str, issuer: TokenIssuer
+) -> None:
+    session.add(
+        RefreshToken(
+            family_id=family_id,
+            token_hash=_hash_token(raw),
+            expires_at=utcnow() + dt.timedelta(seconds=issuer.refresh_ttl),
+        )
+    )
+
+
+def _successor(
+    user: User, family_id: uuid.UUID, issuer: TokenIssuer, spent: str, at: dt.datetime
+) -> TokenPair:
+    """The pair that replaces a spent refresh token, the same each time it is asked.
+
+    Derived from the spent token with a key only the gateway holds (from its
+    signing key), and signed with the spending time: a retry within the grace
+    window gets the very same pair back, with nothing more stored.
+    """
+    key = hashlib.sha256(b"chomik refresh successor\0" + issuer.keys.private_pem)
+    digest = hmac.new(key.digest(), spent.encode(), hashlib.sha256).digest()
+    raw = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    access, _claims = issue_access_token(
+        issuer.keys.private_pem,
+        subject=str(user.id),
+        roles=[user.role],
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+        ttl=issuer.access_ttl,
+        kid=issuer.keys.kid,
+        extra={"sid": str(family_id)},
+        issued_at=int(at.timestamp()),
+        jti=hashlib.sha256(b"jti\0" + digest).hexdigest()[:32],
+    )
+    return TokenPair(access, raw, issuer.access_ttl)
+
+
 def rotate_refresh_token(
     sessions: sessionmaker[Session], raw: str, issuer: TokenIssuer
 ) -> TokenPair:
     """Spend a refresh token and issue the next pair of its family.
 
     Runs in its own transaction, which commits even when the answer is 401: a
-    spent token presented again revokes its whole family, and that revocation
-    must stay although the request fails. The token row is locked, so two
-    concurrent uses of one token count as a reuse.
+    spent token presented again after the grace window revokes its whole
+    family, and that revocation must stay although the request fails. Within
+    the window (a retry whose answer was lost) it answers the same pair again.
+    The token row is locked, so concurrent uses of one token are serialised.
     """
     with transaction(sessions) as session:
         pair, refusal = _rotate(session, raw, issuer)
@@ -191,12 +232,17 @@ def _rotate(
     if family.revoked_at is not None:
         return None, "This refresh token's session has been revoked"
     if token.used_at is not None:
+        if now - token.used_at <= dt.timedelta(seconds=issuer.reuse_grace):
+            # A retry whose answer was lost: the same successor again.
+            return _successor(user, family.id, issuer, raw, token.used_at), ""
         family.revoked_at = now
         return None, "Refresh token reused: its session is revoked"
     if token.expires_at <= now:
         return None, "The refresh token has expired"
     token.used_at = now
-    return _issue(session, user, family.id, issuer), ""
+    pair = _successor(user, family.id, issuer, raw, now)
+    _store_refresh_token(session, family.id, pair.refresh_token, issuer)
+    return pair, ""
 
 
 def log_out(

@@ -36,6 +36,12 @@ class GatewaySettings(Settings):
     refresh_token_ttl: int = env(
         "REFRESH_TOKEN_TTL", 30 * 24 * 3600, doc="seconds a refresh token is valid"
     )
+    refresh_reuse_grace: int = env(
+        "REFRESH_REUSE_GRACE",
+        10,
+        doc="seconds a spent refresh token still answers its same successor pair "
+        "(a retry whose answer was lost); after that, reuse revokes the session",
+    )
     refresh_token_retention: int = env(
         "REFRESH_TOKEN_RETENTION",
         24 * 3600,
@@ -49,12 +55,26 @@ class GatewaySettings(Settings):
         "PASSWORD_HASH_MEMORY_KIB", 65536, doc="argon2 memory in KiB"
     )
     login_rate_limit: str = env(
-        "LOGIN_RATE_LIMIT", "5/minute", doc="failed logins allowed per account"
+        "LOGIN_RATE_LIMIT",
+        "5/minute",
+        doc="failed logins allowed per account from one client address",
     )
     login_address_rate_limit: str = env(
         "LOGIN_ADDRESS_RATE_LIMIT",
         "20/minute",
-        doc="failed logins allowed per client address",
+        doc="failed logins allowed per client address, whatever the account",
+    )
+    login_account_rate_limit: str = env(
+        "LOGIN_ACCOUNT_RATE_LIMIT",
+        "100/hour",
+        doc="failed logins per account from every address; past it only "
+        "addresses without failures for the account may still try",
+    )
+    trusted_proxy_hops: int = env(
+        "TRUSTED_PROXY_HOPS",
+        0,
+        doc="proxies in front of the gateway whose X-Forwarded-For/-Proto are "
+        "believed (0: the socket's peer is the client)",
     )
     register_rate_limit: str = env(
         "REGISTER_RATE_LIMIT", "20/hour", doc="registrations allowed per address"

@@ -9,15 +9,14 @@ from marshmallow import validate
 
 from apps.storage.models import ProductCondition
 from apps.storage.services import SORTS
-from chomik.schemas import Money, PageArgsSchema, PageSchema
+from chomik.schemas import Line, Money, PageArgsSchema, PageSchema
 
 MAX_QUANTITY = 1_000_000
 
 
-def _text(max_length: int, *, required: bool = True) -> ma.fields.String:
-    return ma.fields.String(
-        required=required, validate=validate.Length(min=1, max=max_length)
-    )
+def _text(max_length: int, *, required: bool = True) -> Line:
+    # Trimmed, never blank, no control, bidi or zero-width characters.
+    return Line(max_length, required=required)
 
 
 class ProductSchema(ma.Schema):

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import threading
 import time
 import uuid
 
@@ -196,6 +197,43 @@ def test_tokens_verify_against_a_jwks_url(settings_for, make_token, jwt_keys):
     for _ in range(3):
         assert status(client, "me", make_token("u1", "buyer")) == 200
     assert len(fetched) == 1  # cached by kid
+
+
+@pytest.mark.parametrize("answer", ["down", "not-json", "not-a-key-set"])
+def test_a_jwks_that_cannot_be_fetched_is_503_not_401(settings_for, make_token, answer):
+    from werkzeug.serving import make_server
+
+    from chomik.infra import free_port
+
+    def jwks_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"<html>" if answer == "not-json" else b'{"keys": "nope"}']
+
+    port = free_port()
+    server = None if answer == "down" else make_server("127.0.0.1", port, jwks_app)
+    if server is not None:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app = create_app(
+            "secured",
+            settings_for(
+                Settings,
+                jwt_public_key_file="",
+                jwks_url=f"http://127.0.0.1:{port}/jwks",
+            ),
+            [blp],
+        )
+        response = app.test_client().get(
+            "/api/v1/secured/me", headers=auth(make_token("u1", "buyer"))
+        )
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["type"] == "unavailable"
+    assert response.headers["Retry-After"]
 
 
 class NoteSchema(ma.Schema):

@@ -46,7 +46,7 @@ PUBLIC: set[tuple[str, str, str]] = {
 # Whole prefixes that are public: the gateway's docs, and its proxy (the service
 # behind it decides, and a bad token is refused there before it is forwarded).
 PUBLIC_PREFIXES: dict[str, tuple[str, ...]] = {
-    "gateway": ("/docs", "/api/v1/<path:path>"),
+    "gateway": ("/docs", "/api/v1/<public_path:path>"),
 }
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 INVALID_BODY = '["not", "an", "object"]'

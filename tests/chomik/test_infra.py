@@ -161,3 +161,28 @@ def test_a_second_launcher_on_the_same_directory_is_refused(tmp_path):
             pass
     with exclusive(lock, what="chomik run on here"):  # free again
         pass
+
+
+def test_chomik_run_gives_every_child_secrets_of_its_own(tmp_path):
+    from chomik.launcher import GENERATED_SECRETS, Launcher
+    from chomik.settings import DEV_SECRET
+
+    def env_of(base_dir, environ=None):
+        launcher = Launcher(environ=environ or {}, base_dir=base_dir)
+        return launcher.child_env({"gateway": "postgresql://x/y"}, "127.0.0.1:1")
+
+    first = env_of(tmp_path / "a")
+    for name in GENERATED_SECRETS:
+        assert len(first[name]) >= 32
+        assert "dev-only" not in first[name]
+    assert first["SERVICE_TOKEN_SECRET"] != DEV_SECRET
+    assert len({first[name] for name in GENERATED_SECRETS}) == 3
+    # Kept in the data directory, readable by its owner only, stable across starts.
+    assert env_of(tmp_path / "a") == first
+    for path in (tmp_path / "a" / "secrets").iterdir():
+        assert path.stat().st_mode & 0o077 == 0
+    other = env_of(tmp_path / "b")
+    assert other["SERVICE_TOKEN_SECRET"] != first["SERVICE_TOKEN_SECRET"]
+    # A secret set in the environment wins.
+    given = env_of(tmp_path / "a", {"SERVICE_TOKEN_SECRET": "from-the-operator"})
+    assert given["SERVICE_TOKEN_SECRET"] == "from-the-operator"

@@ -5,7 +5,7 @@ from decimal import Decimal
 import marshmallow as ma
 import pytest
 
-from chomik.schemas import MAX_MONEY, Money, PageArgsSchema, PageSchema
+from chomik.schemas import MAX_MONEY, Line, Money, PageArgsSchema, PageSchema
 
 
 class PriceSchema(ma.Schema):
@@ -72,3 +72,30 @@ def test_page_args_default_and_bounds():
 def test_page_schema_dumps_items_page_page_size_and_total():
     page = {"items": [{"name": "a"}], "page": 2, "page_size": 1, "total": 5}
     assert ItemPageSchema().dump(page) == page
+
+
+@pytest.mark.parametrize("raw", ["-0", "-0.00", "-0.0"])
+def test_negative_zero_is_not_an_amount(raw):
+    with pytest.raises(ma.ValidationError) as refused:
+        PriceSchema().load({"price": raw})
+    assert "price" in refused.value.messages
+
+
+class LineSchema(ma.Schema):
+    title = Line(20, required=True)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "   ", "\t\n", "a\u202eb", "a\u2066b", "a\u200bb", "a\u200db", "\ufeffa",
+     "a\u061cb", "a\x00b", "a\x85b", "a\u2028b", "x" * 21],
+)  # fmt: skip
+def test_a_line_refuses_blank_control_bidi_and_zero_width_text(raw):
+    with pytest.raises(ma.ValidationError):
+        LineSchema().load({"title": raw})
+
+
+def test_a_line_is_trimmed_and_keeps_letters_of_any_script():
+    assert LineSchema().load({"title": "  Кроссовки é 靴 "}) == {
+        "title": "Кроссовки é 靴"
+    }

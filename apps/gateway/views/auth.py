@@ -25,6 +25,8 @@ from chomik.web import db_session, runtime
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts and tokens")
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# RFC 6749 §5.1: no cache, shared or private, may keep an answer carrying tokens.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @blp.route("/register")
@@ -57,16 +59,19 @@ class Login(MethodView):
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, schema=ProblemSchema, description="Wrong e-mail or password")
     @blp.alt_response(429, schema=ProblemSchema, description="Too many failed attempts")
-    def post(self, data: dict[str, Any]) -> services.TokenPair:
+    def post(
+        self, data: dict[str, Any]
+    ) -> tuple[services.TokenPair, int, dict[str, str]]:
         """Log in: an access token and a refresh token"""
         state = gateway()
-        return services.log_in(
+        pair = services.log_in(
             db_session(),
             email=data["email"],
             password=data["password"],
             passwords=state.passwords,
             issuer=state.issuer,
         )
+        return pair, 200, NO_STORE
 
 
 @blp.route("/refresh")
@@ -78,15 +83,18 @@ class Refresh(MethodView):
         schema=ProblemSchema,
         description="Unknown, expired, spent or revoked token",
     )
-    def post(self, data: dict[str, Any]) -> services.TokenPair:
+    def post(
+        self, data: dict[str, Any]
+    ) -> tuple[services.TokenPair, int, dict[str, str]]:
         """Exchange a refresh token for a new pair
 
         The refresh token is spent: presenting it again revokes every token of
         its login session.
         """
-        return services.rotate_refresh_token(
+        pair = services.rotate_refresh_token(
             runtime().sessions, data["refresh_token"], gateway().issuer
         )
+        return pair, 200, NO_STORE
 
 
 @blp.route("/logout")

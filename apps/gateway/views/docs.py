@@ -10,6 +10,13 @@ from apps.gateway.openapi import merge
 from apps.gateway.proxy import route
 
 bp = Blueprint("docs", __name__)
+# Swagger UI runs its local bundle and fetches the API from this origin; it sets
+# inline styles and uses data: images. Nothing else loads, nothing may frame it.
+DOCS_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -40,6 +47,12 @@ INITIALIZER = """window.onload = function () {
   });
 };
 """
+
+
+@bp.after_request
+def _docs_policy(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = DOCS_POLICY
+    return response
 
 
 @bp.get("/docs")

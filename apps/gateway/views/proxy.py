@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, g, request
+from werkzeug.routing import PathConverter
 
 from apps.gateway.context import gateway
 from apps.gateway.errors import UnknownRouteError
@@ -26,11 +28,25 @@ _REPLACED = {
 }
 
 
+def public_path_converter(own_prefixes: list[str]) -> type[PathConverter]:
+    """A path converter that never matches below the gateway's own prefixes.
+
+    Its own routes (`/auth/login`) then answer another method with 405 and
+    `Allow`, instead of the proxy taking the request and answering 404.
+    """
+    names = "|".join(re.escape(prefix.strip("/")) for prefix in own_prefixes)
+
+    class PublicPath(PathConverter):
+        regex = rf"(?!(?:{names})(?:/|$))[^/].*?"
+
+    return PublicPath
+
+
 # The gateway's server writes its own; the service's copies would be duplicates.
 _SERVER_OWN = {"server", "date"}
 
 
-@bp.route("/api/v1/<path:path>", methods=METHODS)
+@bp.route("/api/v1/<public_path:path>", methods=METHODS)
 @streams_body
 def forward(path: str) -> Response:
     """Pass a request on to the service that owns its path."""
@@ -71,7 +87,9 @@ def _request_headers() -> list[tuple[str, str]]:
         for name, value in end_to_end(request.headers.items())
         if name.lower() not in _REPLACED and name.lower() != "x-forwarded-for"
     ]
-    address = request.remote_addr or "unknown"
+    # The socket's peer, also behind trusted proxies (whose own header is `prior`).
+    original = request.environ.get("werkzeug.proxy_fix.orig", {})
+    address = original.get("REMOTE_ADDR") or request.remote_addr or "unknown"
     prior = request.headers.get("X-Forwarded-For")
     headers += [
         ("X-Forwarded-For", f"{prior}, {address}" if prior else address),

@@ -77,6 +77,8 @@ BAD_FIELDS = [
     ("recipient", "r" * 101),
     ("recipient", "Anna\nPetrova"),
     ("recipient", "Anna\u202ePetrova"),
+    ("recipient", "Anna\u200bPetrova"),
+    ("street", "Tverskaya\u200e 7"),
     ("city", "c" * 101),
     ("city", "Mos\tcow"),
     ("street", "s" * 201),

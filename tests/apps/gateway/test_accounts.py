@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import jwt
 import sqlalchemy as sa
 
+from apps.gateway import services
 from apps.gateway.models import User
 from tests.apps.gateway.conftest import PASSWORD, Actors
 from tests.conftest import auth
 
 
-def test_whole_account_flow_from_register_to_logout(client, actors):
+def test_whole_account_flow_from_register_to_logout(client, actors, monkeypatch):
     created = actors.register("Alice@Example.com", "buyer")
     assert created["email"] == "alice@example.com"
     assert created["roles"] == ["buyer"]
@@ -33,7 +36,10 @@ def test_whole_account_flow_from_register_to_logout(client, actors):
         == 200
     )
 
-    # The spent token again: refused, and its whole family with it.
+    # The spent token again, past the retry grace window: refused, and its
+    # whole family with it.
+    later = services.utcnow() + dt.timedelta(seconds=11)
+    monkeypatch.setattr(services, "utcnow", lambda: later)
     reused = client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import jwt
@@ -13,6 +14,7 @@ from apps.gateway.errors import InvalidCredentialsError
 from apps.gateway.models import Role, User
 from apps.gateway.passwords import Passwords
 from chomik.auth import generate_key_pair, issue_access_token, key_id
+from chomik.web import MAX_BODY_BYTES
 from tests.apps.gateway.conftest import PASSWORD
 from tests.conftest import AUDIENCE, ISSUER, auth
 
@@ -178,3 +180,91 @@ def test_expired_token_is_401(client, make_token):
 
 def test_logout_without_a_token_is_401(client):
     assert_problem(client.post("/api/v1/auth/logout"), 401)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 1000 + "]" * 1000, '{"price": ' + "9" * 5000 + "}"],
+    ids=["deep", "long-number"],
+)
+def test_hostile_json_through_the_proxy_is_a_400_problem(
+    make_gateway, storage_service, body
+):
+    client = make_gateway(storage_url=storage_service).test_client()
+    response = client.post(
+        "/api/v1/products", data=body, content_type="application/json"
+    )
+    assert_problem(response, 400, "bad-request")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 1000 + "]" * 1000, '{"email": ' + "9" * 5000 + "}"],
+    ids=["deep", "long-number"],
+)
+def test_hostile_json_to_login_is_a_400_problem_before_the_limiter(client, body):
+    response = client.post(
+        "/api/v1/auth/login", data=body, content_type="application/json"
+    )
+    assert_problem(response, 400, "bad-request")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": "   "}, "name"),
+        ({"name": "Eve\u202e"}, "name"),
+        ({"name": "Ev\u200be"}, "name"),
+        ({"email": "seller\u0430@example.com"}, "email"),
+        ({"email": "\u0430dmin@example.com"}, "email"),
+    ],
+    ids=["blank-name", "bidi-name", "zero-width-name", "cyrillic-a", "cyrillic-first"],
+)
+def test_registration_refuses_lookalike_names_and_emails(client, dbs, change, field):
+    problem = assert_problem(
+        client.post("/api/v1/auth/register", json={**VALID, **change}),
+        422,
+        "validation-error",
+    )
+    assert field in problem["errors"]
+    assert users(dbs) == 0
+
+
+def test_an_email_in_one_other_script_is_accepted(client, dbs):
+    response = client.post(
+        "/api/v1/auth/register",
+        json={
+            **VALID,
+            "email": "\u043f\u0440\u043e\u0434\u0430\u0432\u0435\u0446@example.com",
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+
+
+def test_a_full_width_spelling_of_a_taken_email_is_the_same_account(
+    client, actors, dbs
+):
+    actors.register("seller@example.com")
+    response = client.post(
+        "/api/v1/auth/register",
+        json={**VALID, "email": "\uff33\uff45\uff4c\uff4c\uff45\uff52@example.com"},
+    )
+    assert_problem(response, 409, "email-taken")
+    assert users(dbs) == 1
+    login = client.post(
+        "/api/v1/auth/login",
+        json={"email": "\uff53eller@EXAMPLE.com", "password": PASSWORD},
+    )
+    assert login.status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_through_the_proxy_is_413(client):
+    body = b'{"title": "' + b"a" * (MAX_BODY_BYTES + 10) + b'"}'
+    response = client.post(
+        "/api/v1/products/echo",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_problem(response, 413, "payload-too-large")

@@ -68,7 +68,9 @@ def test_merge_renames_clashing_components_and_keeps_shared_ones():
     }
     service = {
         "paths": {
-            "/api/v1/products": {"get": {"$ref": "#/components/schemas/Item"}},
+            "/api/v1/products": {
+                "get": {"$ref": "#/components/schemas/Item", "tags": ["products"]}
+            },
             "/api/v1/internal/x": {},
         },
         "components": {"schemas": {"Problem": {"type": "object"}, "Item": {"b": 2}}},
@@ -85,6 +87,33 @@ def test_merge_renames_clashing_components_and_keeps_shared_ones():
         "storage.Item": {"b": 2},
     }
     assert merged["tags"] == [{"name": "products"}]
+
+
+def test_the_merged_document_leaves_out_internal_tags_and_schemas(client, settings_for):
+    from apps.delivery import create_app as create_delivery
+    from apps.delivery.settings import DeliverySettings
+    from apps.storage import create_app as create_storage
+    from apps.storage.settings import StorageSettings
+
+    services = {}
+    for name, factory, settings in (
+        ("storage", create_storage, StorageSettings),
+        ("delivery", create_delivery, DeliverySettings),
+    ):
+        app = factory(settings_for(settings))
+        services[name] = app.extensions["chomik.api"].spec.to_dict()
+        app.extensions["chomik"].engine.dispose()
+    own = client.application.extensions["chomik.api"].spec.to_dict()
+    merged = merge(own, services, route)
+    tags = {tag["name"] for tag in merged["tags"]}
+    assert {"auth", "products", "addresses"} <= tags
+    assert not tags & {"reservations", "address-checks"}
+    schemas = set(merged["components"]["schemas"])
+    assert {"Product", "AddressCreate"} <= schemas
+    assert not {s for s in schemas if "Reservation" in s or "StockLine" in s}
+    assert "OwnerArgs" not in schemas
+    assert "BuyerAddress" not in schemas
+    assert not [p for p in merged["paths"] if "/internal/" in p]
 
 
 @pytest.fixture

@@ -108,16 +108,20 @@ def test_sixth_wrong_login_is_429_across_two_gunicorn_workers(
     assert sixth.headers["Content-Type"] == "application/problem+json"
     assert 0 < int(sixth.headers["Retry-After"]) <= 60
     assert log.read_text().count("Booting worker") == 2
-    # One shared count in the database, not one per worker process.
+    # One shared count in the database, not one per worker process: the five
+    # failures, per (account, address) and per account; the refusal is no failure.
     with committed_db.engine("gateway").connect() as conn:
         counts = (
             conn.execute(
-                sa.text("SELECT count FROM rate_limits WHERE key LIKE '%account:%'")
+                sa.text(
+                    "SELECT count FROM rate_limits WHERE key LIKE '%account:%' "
+                    "ORDER BY key"
+                )
             )
             .scalars()
             .all()
         )
-    assert counts == [6]
+    assert counts == [5, 5]
 
 
 def test_proxy_under_gunicorn_streams_large_and_gzip_bodies_intact(gunicorn_gateway):

@@ -99,6 +99,13 @@ def test_a_bad_token_is_refused_even_when_browsing(client):
         ({"condition": "mint"}, "condition"),
         ({"currency": "rub"}, "currency"),
         ({"title": ""}, "title"),
+        ({"price": "-0"}, "price"),
+        ({"price": "-0.00"}, "price"),
+        ({"title": "   "}, "title"),
+        ({"title": "Air Max \u202egnp.exe"}, "title"),
+        ({"title": "Air\u200bMax"}, "title"),
+        ({"brand": "Nike\u2066"}, "brand"),
+        ({"color": "white\x07"}, "color"),
         ({"seller_id": str(uuid.uuid4())}, "seller_id"),
     ],
 )
@@ -113,6 +120,30 @@ def test_bad_product_is_refused_and_nothing_is_stored(
     assert response.json["type"] == "validation-error"
     assert field in response.json["errors"]
     assert product_count(session) == 0
+
+
+def test_titles_are_stored_trimmed(client, as_seller):
+    response = client.post(
+        "/api/v1/products",
+        json={**BODY, "title": "  Air Max 90  "},
+        headers=as_seller.headers,
+    )
+    assert response.status_code == 201
+    assert response.json["title"] == "Air Max 90"
+
+
+@pytest.mark.parametrize(
+    "change", [{"title": " \t "}, {"title": "x\u200d"}, {"price": "-0"}]
+)
+def test_a_patch_refuses_blank_control_titles_and_negative_zero(
+    client, as_seller, change
+):
+    product = ProductFactory(seller_id=as_seller.id)
+    response = client.patch(
+        f"/api/v1/products/{product.id}", json=change, headers=as_seller.headers
+    )
+    assert response.status_code == 422
+    assert set(change) <= set(response.json["errors"])
 
 
 def test_missing_fields_are_named(client, as_seller):

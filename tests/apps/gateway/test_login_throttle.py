@@ -1,0 +1,96 @@
+"""Failed logins are throttled without locking the owner out."""
+
+from __future__ import annotations
+
+from tests.apps.gateway.conftest import PASSWORD, Actors
+
+
+def login(client, email, password, address):
+    return client.post(
+        "/api/v1/auth/login",
+        json={"email": email, "password": password},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_an_attacker_elsewhere_does_not_lock_the_owner_out(client, actors):
+    actors.register("owner@example.com")
+    statuses = [
+        login(client, "owner@example.com", "guess-guess", "127.0.0.2").status_code
+        for _ in range(30)
+    ]
+    assert statuses[:5] == [401] * 5
+    assert set(statuses[5:]) == {429}
+    owner = login(client, "owner@example.com", PASSWORD, "127.0.0.3")
+    assert owner.status_code == 200, owner.get_json()
+
+
+def test_successful_logins_do_not_count(make_gateway):
+    client = make_gateway(login_rate_limit="2/minute").test_client()
+    Actors(client).register("often@example.com")
+    for _ in range(6):
+        assert (
+            login(client, "often@example.com", PASSWORD, "127.0.0.2").status_code == 200
+        )
+    assert (
+        login(client, "often@example.com", "wrong-wrong", "127.0.0.2").status_code
+        == 401
+    )
+
+
+def test_past_the_account_bound_only_failing_addresses_are_refused(make_gateway):
+    client = make_gateway(
+        login_rate_limit="2/minute", login_account_rate_limit="4/minute"
+    ).test_client()
+    Actors(client).register("target@example.com")
+    for address in ("127.0.0.2", "127.0.0.3"):
+        for _ in range(2):
+            assert (
+                login(client, "target@example.com", "nope-nope", address).status_code
+                == 401
+            )
+    # 4 failures: the account is over its bound. A third address may try once...
+    assert (
+        login(client, "target@example.com", "nope-nope", "127.0.0.4").status_code == 401
+    )
+    # ...and is refused next time, even with the right password.
+    assert login(client, "target@example.com", PASSWORD, "127.0.0.4").status_code == 429
+    # The owner's address has not failed: in.
+    assert login(client, "target@example.com", PASSWORD, "127.0.0.5").status_code == 200
+
+
+def test_forwarded_headers_are_ignored_without_trusted_hops(client, actors):
+    actors.register("spoof@example.com")
+    for n in range(5):
+        response = client.post(
+            "/api/v1/auth/login",
+            json={"email": "spoof@example.com", "password": "wrong-wrong"},
+            headers={"X-Forwarded-For": f"10.0.0.{n}"},
+        )
+        assert response.status_code == 401
+    response = client.post(
+        "/api/v1/auth/login",
+        json={"email": "spoof@example.com", "password": "wrong-wrong"},
+        headers={"X-Forwarded-For": "10.0.0.99"},
+    )
+    assert response.status_code == 429
+
+
+def test_behind_a_trusted_router_each_client_is_counted_apart(make_gateway):
+    client = make_gateway(trusted_proxy_hops=1).test_client()
+    Actors(client).register("routed@example.com")
+
+    def attempt(password, forwarded_for):
+        return client.post(
+            "/api/v1/auth/login",
+            json={"email": "routed@example.com", "password": password},
+            headers={"X-Forwarded-For": forwarded_for},
+            environ_base={"REMOTE_ADDR": "10.128.0.1"},  # the router
+        )
+
+    for _ in range(5):
+        assert attempt("wrong-wrong", "203.0.113.7").status_code == 401
+    assert attempt("wrong-wrong", "203.0.113.7").status_code == 429
+    # A client spoofing an earlier hop is still counted by the address the router saw.
+    assert attempt("wrong-wrong", "198.51.100.1, 203.0.113.7").status_code == 429
+    assert attempt(PASSWORD, "198.51.100.20").status_code == 200
