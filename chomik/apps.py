@@ -69,8 +69,13 @@ APPS: tuple[AppSpec, ...] = (
         "apps.payment.worker:build_worker",
         worker_replicas=2,
     ),
-    AppSpec("carrier", 17005, "mocks.carrier:create_app"),
-    AppSpec("bank", 17006, "mocks.bank:create_app"),
+    AppSpec(
+        "carrier",
+        17005,
+        "mocks.carrier:create_app",
+        "mocks.carrier.worker:build_worker",
+    ),
+    AppSpec("bank", 17006, "mocks.bank:create_app", "mocks.bank.worker:build_worker"),
 )
 
 

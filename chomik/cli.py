@@ -14,7 +14,6 @@ from pathlib import Path
 from chomik import launcher, migrating
 from chomik.apps import APPS, app_spec, load
 from chomik.infra import InfraError, KafkaBroker, PostgresCluster, default_base_dir
-from chomik.messaging import dlq
 from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT
 
 GUNICORN_CONF = launcher.PROJECT_DIR / "docker" / "gunicorn.conf.py"
@@ -67,6 +66,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     """List, show or replay the dead letters of a topic (`chomik.messaging.dlq`)."""
+    # Imported here, not at the top: importing messaging declares the kit's metrics,
+    # and `chomik web` must not create metric files before gunicorn prepares its
+    # PROMETHEUS_MULTIPROC_DIR.
+    from chomik.messaging import dlq
+
     servers = args.bootstrap_servers or dlq.bootstrap_servers_from(os.environ)
     try:
         letters = dlq.read_dead_letters(servers, args.topic)

@@ -122,3 +122,11 @@ IDEMPOTENT_REPLAYS = counter(
     "Requests answered from a stored answer, by operation and outcome",
     ["operation", "outcome"],
 )
+
+# --- Outgoing signed callbacks of the stand-ins (chomik.webhooks) --------------------
+
+CALLBACK_ATTEMPTS = counter(
+    "outgoing_callback_attempts",
+    "Outgoing callbacks handled, by outcome (sent, failed, dropped, held, duplicated)",
+    ["outcome"],
+)

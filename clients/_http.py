@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import requests
 
+from chomik.auth import issue_service_token
 from chomik.logs import REQUEST_ID_HEADER, current_request_id
 from chomik.transient import TransientError
 
@@ -223,3 +224,20 @@ class HttpClient:
     def close(self) -> None:
         """Close the pooled connections."""
         self.session.close()
+
+
+class ServiceToken:
+    """The caller's service token for internal calls, issued again before it expires."""
+
+    def __init__(self, secret: str, caller: str, *, ttl: int = 300) -> None:
+        self._secret = secret
+        self._caller = caller
+        self._ttl = ttl
+        self._token = ("", 0.0)
+
+    def __call__(self) -> str:
+        token, renew_at = self._token
+        if time.monotonic() > renew_at:
+            token = issue_service_token(self._secret, self._caller, ttl=self._ttl)
+            self._token = (token, time.monotonic() + self._ttl / 2)
+        return token

@@ -11,7 +11,6 @@ to these exceptions:
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,13 +18,13 @@ from typing import Any
 
 import requests
 
-from chomik.auth import issue_service_token
 from clients._http import (
     BadRequestError,
     ClientError,
     HttpClient,
     NotFoundError,
     ResponseError,
+    ServiceToken,
     TransportError,
 )
 
@@ -82,8 +81,6 @@ class Address:
 class DeliveryClient:
     """Calls the delivery service's internal endpoints."""
 
-    TOKEN_TTL = 300
-
     def __init__(
         self,
         base_url: str,
@@ -94,24 +91,14 @@ class DeliveryClient:
         retries: int = 2,
         session: requests.Session | None = None,
     ) -> None:
-        self._secret = service_secret
-        self._caller = caller
-        self._token = ("", 0.0)
         self.http = HttpClient(
             base_url,
             timeout=timeout,
             retries=retries,
             session=session,
             problem_types=PROBLEM_TYPES,
-            token=self._service_token,
+            token=ServiceToken(service_secret, caller),
         )
-
-    def _service_token(self) -> str:
-        token, expires = self._token
-        if time.monotonic() > expires:
-            token = issue_service_token(self._secret, self._caller, ttl=self.TOKEN_TTL)
-            self._token = (token, time.monotonic() + self.TOKEN_TTL / 2)
-        return token
 
     def get_buyer_address(
         self, buyer_id: uuid.UUID, address_id: uuid.UUID
@@ -129,7 +116,7 @@ class DeliveryClient:
             )
         except AddressNotFoundError:
             return None
-        return Address.from_json(response.json())
+        return self.http.decode(response, Address.from_json)
 
     def address_belongs_to(self, buyer_id: uuid.UUID, address_id: uuid.UUID) -> bool:
         """Tell whether the address exists, is not deleted and is the buyer's."""

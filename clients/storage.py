@@ -21,7 +21,6 @@ A success answer that lacks a field these dataclasses need raises
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from typing import Any
 
 import requests
 
-from chomik.auth import issue_service_token
 from clients._http import (
     BadRequestError,
     ClientError,
@@ -39,6 +37,7 @@ from clients._http import (
     MalformedResponseError,
     NotFoundError,
     ResponseError,
+    ServiceToken,
     TransportError,
 )
 
@@ -228,8 +227,6 @@ class Reservation:
 class StorageClient:
     """Calls the storage service: public catalog reads and internal reservations."""
 
-    TOKEN_TTL = 300
-
     def __init__(
         self,
         base_url: str,
@@ -240,24 +237,14 @@ class StorageClient:
         retries: int = 2,
         session: requests.Session | None = None,
     ) -> None:
-        self._secret = service_secret
-        self._caller = caller
-        self._token = ("", 0.0)
         self.http = HttpClient(
             base_url,
             timeout=timeout,
             retries=retries,
             session=session,
             problem_types=PROBLEM_TYPES,
-            token=self._service_token,
+            token=ServiceToken(service_secret, caller),
         )
-
-    def _service_token(self) -> str:
-        token, expires = self._token
-        if time.monotonic() > expires:
-            token = issue_service_token(self._secret, self._caller, ttl=self.TOKEN_TTL)
-            self._token = (token, time.monotonic() + self.TOKEN_TTL / 2)
-        return token
 
     # --- catalog (public) ------------------------------------------------------------
 

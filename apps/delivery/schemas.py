@@ -7,9 +7,9 @@ import unicodedata
 from typing import Any
 
 import marshmallow as ma
-from marshmallow import validate
 
 from apps.delivery.countries import ISO_COUNTRIES
+from chomik.schemas import PageSchema
 
 # E.164: "+", then 8 to 15 digits, the first (the country code's) never 0.
 PHONE = re.compile(r"\+[1-9][0-9]{7,14}", re.ASCII)
@@ -118,24 +118,10 @@ class BuyerAddressSchema(AddressSchema):
     buyer_id = ma.fields.UUID()
 
 
-class AddressPageSchema(ma.Schema):
+class AddressPageSchema(PageSchema):
     """A page of addresses: {items, page, page_size, total}."""
 
     items = ma.fields.List(ma.fields.Nested(AddressSchema))
-    page = ma.fields.Integer()
-    page_size = ma.fields.Integer()
-    total = ma.fields.Integer()
-
-
-class PageArgsSchema(ma.Schema):
-    """The page of GET /addresses."""
-
-    page = ma.fields.Integer(
-        load_default=1, validate=validate.Range(min=1, max=1_000_000)
-    )
-    page_size = ma.fields.Integer(
-        load_default=20, validate=validate.Range(min=1, max=100)
-    )
 
 
 class OwnerArgsSchema(ma.Schema):

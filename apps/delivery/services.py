@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass
+from collections.abc import Mapping, Set
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,27 +11,8 @@ from sqlalchemy.orm import Session
 
 from apps.delivery.errors import AddressNotFoundError, CountryNotServedError
 from apps.delivery.models import Address
-from chomik.auth import Principal
-from chomik.db import utcnow
-from chomik.problems import ForbiddenError
-
-
-@dataclass(frozen=True)
-class AddressPage:
-    """One page of a buyer's addresses."""
-
-    items: Sequence[Address]
-    page: int
-    page_size: int
-    total: int
-
-
-def user_uuid(user: Principal) -> uuid.UUID:
-    """The caller's user id as a UUID (buyers are identified by it)."""
-    try:
-        return uuid.UUID(user.id)
-    except ValueError as exc:
-        raise ForbiddenError("The token's subject is not a user id") from exc
+from chomik.auth import Principal, user_uuid
+from chomik.db import Page, paginate, utcnow
 
 
 def create_address(
@@ -58,20 +38,14 @@ def create_address(
 
 def list_addresses(
     session: Session, *, user: Principal, page: int, page_size: int
-) -> AddressPage:
+) -> Page[Address]:
     """Return one page of the caller's addresses (newest first), and the total."""
-    criteria = (Address.buyer_id == user_uuid(user), Address.deleted_at.is_(None))
-    total = session.scalar(
-        sa.select(sa.func.count()).select_from(Address).where(*criteria)
-    )
-    items = session.scalars(
+    query = (
         sa.select(Address)
-        .where(*criteria)
+        .where(Address.buyer_id == user_uuid(user), Address.deleted_at.is_(None))
         .order_by(Address.created_at.desc(), Address.id.desc())
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    ).all()
-    return AddressPage(items, page, page_size, total or 0)
+    )
+    return paginate(session, query, page=page, page_size=page_size)
 
 
 def get_buyer_address(

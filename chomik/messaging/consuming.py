@@ -14,11 +14,12 @@ is (`is_outage`, which walks the whole cause chain):
 | failure                                   | examples                          | handling |
 |-------------------------------------------|-----------------------------------|----------|
 | database outage                           | connection lost or refused, pool  | outage   |
-|                                           | exhausted, server shutting down   |          |
+|                                           | exhausted, SQLSTATE class 08, 53, |          |
+|                                           | 58, 57P01-57P03                   |          |
 | deadlock, serialization failure           | SQLSTATE 40P01, 40001             | outage   |
 | remote outage: a `chomik.transient`       | the clients' `TransportError`,    | outage   |
 | `TransientError`                          | `ServerError` (5xx), 429          |          |
-| statement or lock timeout                 | SQLSTATE 57014, 55P03             | bounded  |
+| any other SQLSTATE                        | 57014, 55P03 (timeouts), 54xxx    | bounded  |
 | anything else the handler raises          | a bug, a refused remote request   | bounded  |
 | unparseable envelope or event             | `MalformedMessageError`           | DLQ now  |
 
@@ -431,12 +432,14 @@ class Consumer:
 
 
 # SQLSTATEs retried for as long as they last: deadlock and serialization failure
-# depend on what other transactions did, not on the message.
-_TRANSIENT_CODES = frozenset({"40P01", "40001"})
-# SQLSTATEs a message's own work can cause again and again (statement or lock
-# timeout): retried a bounded number of times, then dead-lettered, so they never
-# hold the partition forever.
-_MESSAGE_FAULT_CODES = frozenset({"57014", "55P03"})
+# depend on what other transactions did, not on the message; the server going away
+# (class 08 connection, 53 out of resources, 57P01-57P03 shutting down or not yet
+# accepting connections, 58 system error) is an outage. Every other SQLSTATE, such
+# as a statement or lock timeout (57014, 55P03) or a value too large for an index
+# (class 54), may be the message's own doing: retried a bounded number of times, then
+# dead-lettered, so it never holds the partition forever.
+_TRANSIENT_CODES = frozenset({"40P01", "40001", "57P01", "57P02", "57P03"})
+_OUTAGE_CLASSES = frozenset({"08", "53", "58"})
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -451,10 +454,9 @@ def is_outage(exc: BaseException) -> bool:
             return True
         if isinstance(error, sa.exc.DBAPIError):
             code = getattr(error.orig, "pgcode", None)
-            if code in _TRANSIENT_CODES:
-                return True
-            if code in _MESSAGE_FAULT_CODES:
-                return False
+            if code:
+                return code in _TRANSIENT_CODES or code[:2] in _OUTAGE_CLASSES
+            # No SQLSTATE: the server never answered (connection refused or lost).
             if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
                 return True
     return False

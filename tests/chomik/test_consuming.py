@@ -399,6 +399,10 @@ def _db_error(pgcode, kind=sa.exc.OperationalError):
         (_db_error("40001", sa.exc.DBAPIError), True),
         (_db_error("57014"), False),  # statement timeout
         (_db_error("55P03"), False),  # lock not available
+        (_db_error("54000"), False),  # program limit (an oversized index entry)
+        (_db_error("55000"), False),  # object not in prerequisite state
+        (_db_error("08006"), True),  # connection failure
+        (_db_error("53300"), True),  # too many connections
         (_db_error("23505", sa.exc.IntegrityError), False),
         (ValueError("bad data"), False),
         (TransportError("GET /x: refused"), True),

@@ -33,6 +33,15 @@ PUBLIC: set[tuple[str, str, str]] = {
     ("gateway", "/api/v1/auth/jwks", "GET"),
     ("storage", "/api/v1/products", "GET"),
     ("storage", "/api/v1/products/<uuid:product_id>", "GET"),
+    # The mocks play outside systems: test money and parcel tracking are open, as
+    # are the test-only switches (absent in production).
+    ("bank", "/api/v1/accounts", "POST"),
+    ("bank", "/api/v1/accounts/<uuid:account_id>", "GET"),
+    ("bank", "/api/v1/transactions/<uuid:transaction_id>/pay", "POST"),
+    ("bank", "/api/v1/admin/faults", "*"),
+    ("carrier", "/api/v1/tracking/<string:tracking_number>", "GET"),
+    ("carrier", "/api/v1/shipments/<uuid:shipment_id>/advance", "POST"),
+    ("carrier", "/api/v1/admin/faults", "*"),
 }
 # Whole prefixes that are public: the gateway's docs, and its proxy (the service
 # behind it decides, and a bad token is refused there before it is forwarded).

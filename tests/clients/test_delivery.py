@@ -11,9 +11,9 @@ from apps.delivery import create_app
 from apps.delivery.settings import DeliverySettings
 from chomik.db import utcnow
 from chomik.logs import request_id_var
-from clients._http import UnauthorizedError
+from clients._http import ClientError, MalformedResponseError, UnauthorizedError
 from clients.delivery import Address, DeliveryClient, NotFoundError, TransportError
-from tests.clients.wsgi import string_content_length
+from tests.clients.wsgi import dropping, string_content_length
 from tests.conftest import TEST_SERVICE_SECRET
 from tests.factories import delivery as factories
 from tests.factories.delivery import AddressFactory
@@ -104,3 +104,16 @@ def test_created_at_is_read_as_an_aware_datetime(delivery):
     stored = AddressFactory(created_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
     address = delivery.get_buyer_address(stored.buyer_id, stored.id)
     assert address.created_at == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("field", ["buyer_id", "created_at", "country"])
+def test_an_answer_missing_a_field_is_a_malformed_response_error(app, field):
+    stored = AddressFactory()
+    client = client_for(dropping(app, [field]))
+    try:
+        with pytest.raises(MalformedResponseError) as caught:
+            client.get_buyer_address(stored.buyer_id, stored.id)
+    finally:
+        client.close()
+    assert isinstance(caught.value, ClientError)
+    assert repr(field) in caught.value.detail

@@ -1,6 +1,5 @@
 """Contract tests: the storage client against the real storage app, in-process."""
 
-import json
 import uuid
 from decimal import Decimal
 
@@ -25,7 +24,7 @@ from clients.storage import (
     StockItem,
     StorageClient,
 )
-from tests.clients.wsgi import string_content_length
+from tests.clients.wsgi import dropping, string_content_length
 from tests.conftest import TEST_SERVICE_SECRET
 from tests.factories import storage as factories
 from tests.factories.storage import ProductFactory
@@ -159,41 +158,6 @@ def test_the_request_id_is_passed_on(storage):
     finally:
         request_id_var.reset(token)
     assert response.headers["X-Request-Id"] == "req-storage-123"
-
-
-def dropping(app, path):
-    """The real app, with the field at `path` (keys, "*" for every list item) removed
-    from its JSON answers: a remote side that breaks the contract."""
-
-    def remove(node, keys):
-        if not keys:
-            return
-        head, rest = keys[0], keys[1:]
-        children = node if head == "*" else [node]
-        for child in children:
-            if rest:
-                remove(child[head] if head != "*" else child, rest)
-            elif head != "*":
-                child.pop(head, None)
-
-    def wrapped(environ, start_response):
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"] = status, headers
-
-        body = b"".join(app(environ, capture))
-        if captured["status"].startswith("2"):
-            data = json.loads(body)
-            remove(data, path)
-            body = json.dumps(data).encode()
-        headers = [(k, v) for k, v in captured["headers"] if k != "Content-Length"]
-        start_response(
-            captured["status"], [*headers, ("Content-Length", str(len(body)))]
-        )
-        return [body]
-
-    return wrapped
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,12 @@ from apps.delivery.schemas import (
     AddressCreateSchema,
     AddressPageSchema,
     AddressSchema,
-    PageArgsSchema,
 )
-from apps.delivery.services import AddressPage
 from apps.delivery.settings import DeliverySettings
 from chomik.auth import current_user, require_role
+from chomik.db import Page
 from chomik.problems import ProblemSchema
+from chomik.schemas import PageArgsSchema
 from chomik.web import db_session, settings_of
 
 blp = Blueprint(
@@ -39,7 +39,7 @@ class Addresses(MethodView):
     @blp.alt_response(403, schema=ProblemSchema, description="Not a buyer")
     @blp.alt_response(422, schema=ProblemSchema, description="Bad page")
     @require_role("buyer")
-    def get(self, args: dict[str, Any]) -> AddressPage:
+    def get(self, args: dict[str, Any]) -> Page[Address]:
         """List your addresses
 
         Newest first; deleted addresses are not listed.

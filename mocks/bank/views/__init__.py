@@ -1,0 +1,1 @@
+"""The bank mock's HTTP edges: one blueprint per module."""
