@@ -219,18 +219,27 @@ def callback_body(transaction: Transaction, *, status=None, event_id=None) -> by
     ).encode()
 
 
-def queued_callback(body: bytes, *, secret=SECRET, signed_at=None) -> Envelope:
+def queued_callback(
+    body: bytes, *, secret=SECRET, signed_at=None, transaction_id=None
+) -> Envelope:
     """The envelope the gateway publishes for a signed callback."""
     header = sign(body, secret, now=signed_at)
     event = BankCallbackReceived(
-        json.loads(body)["transaction_id"], body=body.decode(), signature=header,
-        timestamp=header.split(",")[0][2:],
+        transaction_id or json.loads(body)["transaction_id"], body=body.decode(),
+        signature=header, timestamp=header.split(",")[0][2:],
     )  # fmt: skip
     return envelope_of(event)
 
 
 def inbox_entry(envelope: Envelope) -> InboxEntry:
     return InboxEntry("chomik-payment", envelope.id, "bank.callbacks", envelope.type)
+
+
+def counted(name, **labels):
+    """The current value of one of payment's metrics (0 before its first count)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0
 
 
 def wait_for(predicate, timeout=20.0):
