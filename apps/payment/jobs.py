@@ -27,13 +27,9 @@ from apps.payment.services import TXCOORD_PREFIX, Ports
 from apps.payment.settings import PaymentSettings
 from chomik.jobs import Job, JobContext, claimed, exclusive
 
-__all__ = ["JOBS", "LEASE", "TXCOORD_PREFIX", "payment_jobs", "run_recovery"]
+__all__ = ["JOBS", "TXCOORD_PREFIX", "payment_jobs", "run_recovery"]
 
 log = logging.getLogger(__name__)
-
-# Long enough for a whole batch of bank calls; a row still in hand when it ends may
-# be checked by another replica too, which changes nothing twice.
-LEASE = dt.timedelta(minutes=2)
 
 
 def prune_decisions(session: Session, context: JobContext) -> int:
@@ -88,7 +84,10 @@ def payment_jobs(ports: Ports) -> list[Job]:
     return [
         claimed(
             "poll_pending_payments", Payment, poll_pending_payment,
-            seconds=max(1, settings.payment_poll_interval // 3), lease=LEASE,
+            # The lease outlasts a batch of bank calls; a row still in hand when it
+            # ends may be checked by another replica too, which changes nothing twice.
+            seconds=max(1, settings.payment_poll_interval // 3),
+            lease=dt.timedelta(seconds=settings.payment_poll_lease),
             batch=50, jitter=1, where=[Payment.status == PaymentStatus.PENDING],
         ),
         Job("txcoord_recovery", recover, settings.txcoord_recovery_interval, 1),

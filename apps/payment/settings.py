@@ -69,6 +69,12 @@ class PaymentSettings(Settings):
         30,
         doc="seconds between the poller's checks of one PENDING payment",
     )
+    payment_poll_lease: int = env(
+        "PAYMENT_POLL_LEASE",
+        120,
+        doc="seconds a poller replica holds the payments it claimed (a whole batch "
+        "of bank calls); a replica that dies leaves them due again after it",
+    )
     payment_ttl: int = env(
         "PAYMENT_TTL",
         600,
