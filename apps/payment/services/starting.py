@@ -138,6 +138,7 @@ def _claim(ports: Ports, order: Any) -> Payment:
     if payment is None:  # the open one became final in between
         raise OrderNotPayableError(f"Order {order.id} cannot be paid now")
     if payment.status is PaymentStatus.STARTING and order.status not in _PAYABLE:
+        _give_back(ports, payment.id)
         raise OrderNotPayableError(
             f"Order {order.id} is {order.status.value}", order_status=order.status.value
         )
