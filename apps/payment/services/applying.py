@@ -8,8 +8,10 @@ first, so a result applied twice at once is applied by one of them; a payment no
 longer PENDING takes nothing (duplicates, stale and reordered results).
 
 A success for a payment that expired (its order may since have expired or been
-cancelled) cannot be applied: it is refunded at the bank (idempotent there, so
-before the transaction that records it), recorded in `refunded_at` and counted.
+cancelled) cannot be applied: it is refunded at the bank and recorded in
+`refunded_at`, under the payment's row lock, and counted. The refund is idempotent at
+the bank, so a transaction that fails after it only leads to asking again; a refund
+the bank does not take aborts the transaction, and the result is taken again later.
 """
 
 from __future__ import annotations
@@ -99,12 +101,11 @@ def apply_bank_result(
 ) -> Outcome:
     """Take one bank result for a payment, once; return what it did."""
     payment_id = _payment_id(result.reference)
-    refunded = _refund_late_success(ports, payment_id, result)
     with ports.coordinator.transaction() as tx:
         branch = tx.session("payment")
         outcome = _guarded(branch, guard)
         if outcome is None:
-            outcome = _apply(tx, branch, payment_id, result, refunded=refunded)
+            outcome = _apply(ports, tx, branch, payment_id, result)
     RESULTS.labels(source, outcome.value).inc()
     if outcome is Outcome.REFUNDED:
         LATE_REFUNDS.inc()
@@ -126,12 +127,11 @@ def _guarded(branch: Session, guard: Guard | None) -> Outcome | None:
 
 
 def _apply(
+    ports: Ports,
     tx: Any,
     branch: Session,
     payment_id: uuid.UUID | None,
     result: BankResult,
-    *,
-    refunded: bool,
 ) -> Outcome:
     target = BANK_RESULTS.get(result.status)
     if target is None:
@@ -146,7 +146,9 @@ def _apply(
     if payment.status in sources_of(target):
         _settle(tx, branch, payment, target)
         return Outcome.APPLIED
-    if refunded and payment.refunded_at is None:
+    late = payment.status is PaymentStatus.EXPIRED and result.status == "SUCCEEDED"
+    if late and payment.refunded_at is None:
+        _refund(ports, result.transaction_id)
         branch.execute(
             sa.update(_PAYMENTS)
             .where(_PAYMENTS.c.id == payment.id)
@@ -207,28 +209,13 @@ def _payment_id(reference: str) -> uuid.UUID | None:
         return None
 
 
-def _refund_late_success(
-    ports: Ports, payment_id: uuid.UUID | None, result: BankResult
-) -> bool:
-    """Refund a success for an expired payment at the bank; True if refunded."""
-    if payment_id is None or result.status != "SUCCEEDED":
-        return False
-    with ports.sessions() as session:
-        payment = session.get(Payment, payment_id)
-    late = (
-        payment is not None
-        and payment.status is PaymentStatus.EXPIRED
-        and payment.refunded_at is None
-        and _matches(payment, result)
-    )
-    if not late:
-        return False
+def _refund(ports: Ports, transaction_id: uuid.UUID) -> None:
+    """Refund a transaction at the bank (idempotent there)."""
     started = time.monotonic()
     try:
-        ports.bank.refund(result.transaction_id)
+        ports.bank.refund(transaction_id)
     except TransientError:
         BANK_ERRORS.labels("refund").inc()
         raise
     finally:
         BANK_LATENCY.labels("refund").observe(time.monotonic() - started)
-    return True

@@ -212,3 +212,33 @@ def test_every_payment_worker_recovers_at_start_and_periodically(
         worker.join(15)
         rollback_all_prepared(orders)
     assert app_spec("payment").worker_replicas == 2
+
+
+def test_a_late_success_the_bank_cannot_refund_yet_is_taken_again_later(
+    ports, make_ports, settings, started, bank, bank_app, infra
+):
+    from chomik.transient import TransientError
+    from tests.apps.payment.conftest import bank_client
+
+    order_id, transaction = started()
+    make_due(infra, age_seconds=settings.payment_ttl + 1)
+    poll(ports, infra, settings)
+    pay_at_bank(bank, transaction.id)
+    envelope = queued_callback(callback_body(bank.get_transaction(transaction.id)))
+    away = bank_client(bank_app)
+    away.http.base_url = "http://127.0.0.1:9"  # nothing listens there
+
+    with pytest.raises(TransientError):  # the consumer waits the outage out
+        consumers(make_ports(away))[BankCallbackReceived.type](
+            inbox_entry(envelope), envelope
+        )
+    (payment,) = payments_of(infra, order_id)
+    assert payment.refunded_at is None
+    assert bank.get_transaction(transaction.id).status == "SUCCEEDED"
+
+    handler = consumers(ports)[BankCallbackReceived.type]
+    assert handler(inbox_entry(envelope), envelope) is True  # not taken before
+
+    assert bank.get_transaction(transaction.id).status == "REFUNDED"
+    (payment,) = payments_of(infra, order_id)
+    assert payment.refunded_at is not None
