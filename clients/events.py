@@ -45,6 +45,7 @@ __all__ = [
     "OrderPlaced",
     "OrderShipped",
     "PaymentFailed",
+    "PaymentStarted",
     "PaymentSucceeded",
     "ShipmentDelivered",
     "ShipmentInTransit",
@@ -232,6 +233,20 @@ class StockCommitted(Event):
 
 
 @dataclass(frozen=True)
+class PaymentStarted(Event):
+    """A payment was opened at the bank; its order awaits the bank's result."""
+
+    type = "payment.started"
+    topic = PAYMENTS_EVENTS
+    key_field = "payment_id"
+
+    payment_id: str
+    order_id: str
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
 class PaymentSucceeded(Event):
     """The bank settled a payment."""
 
@@ -342,6 +357,7 @@ EVENT_TYPES: Mapping[str, type[Event]] = event_table(
     StockReserved,
     StockReleased,
     StockCommitted,
+    PaymentStarted,
     PaymentSucceeded,
     PaymentFailed,
     ShipmentStatusChanged,

@@ -1,0 +1,244 @@
+"""The poller: PENDING payments checked at the bank, results applied once; expiry,
+late successes refunded; txcoord's recovery on every worker."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from apps.payment.consumers import consumers
+from apps.payment.jobs import payment_jobs
+from apps.payment.worker import build_worker
+from chomik.apps import app_spec
+from chomik.db import make_session_factory
+from chomik.jobs import JobContext
+from clients.events import BANK_CALLBACKS, BankCallbackReceived
+from clients.orders import OrderStatus, move_order
+from tests.apps.payment.conftest import (
+    bank_transactions,
+    callback_body,
+    counted,
+    inbox_entry,
+    order_status,
+    outbox_types,
+    pay_at_bank,
+    payments_of,
+    queued_callback,
+)
+from tests.txcoord.conftest import leave_prepared, rollback_all_prepared
+
+
+@pytest.fixture
+def started(client, buyer, place_order, bank):
+    def make():
+        order_id = place_order(buyer.id)
+        response = client.post(
+            f"/api/v1/orders/{order_id}/payment", headers=buyer.headers
+        )
+        assert response.status_code == 201, response.json
+        return order_id, bank.find_transaction(response.json["id"])
+
+    return make
+
+
+def job(ports, name):
+    (found,) = [j for j in payment_jobs(ports) if j.name == name]
+    return found
+
+
+def poll(ports, infra, settings):
+    context = JobContext(
+        settings=settings,
+        sessions=make_session_factory(infra.engine("payment")),
+        replica_id=f"test-{uuid.uuid4().hex[:6]}",
+    )
+    return job(ports, "poll_pending_payments").func(context)
+
+
+def make_due(infra, *, age_seconds=0):
+    with infra.engine("payment").begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE payments SET next_check_at = now() - interval '1 second',"
+                " created_at = now() - make_interval(secs => :age)"
+            ),
+            {"age": age_seconds},
+        )
+
+
+def test_the_poller_applies_a_result_whose_callback_never_came(
+    ports, settings, started, bank, infra
+):
+    order_id, transaction = started()
+    pay_at_bank(bank, transaction.id)
+    assert poll(ports, infra, settings)["done"] == 0  # not due yet
+    make_due(infra)
+    before = counted("payment_bank_results_total", source="poll", outcome="applied")
+
+    counts = poll(ports, infra, settings)
+
+    assert counts["done"] == 1
+    (payment,) = payments_of(infra, order_id)
+    assert (payment.status, payment.next_check_at) == ("SUCCEEDED", None)
+    assert order_status(infra, order_id) is OrderStatus.PAID
+    assert (
+        counted("payment_bank_results_total", source="poll", outcome="applied")
+        == before + 1
+    )
+    assert poll(ports, infra, settings)["done"] == 0  # never due again
+
+
+def test_a_payment_the_bank_has_not_settled_is_checked_again_later(
+    ports, settings, started, infra
+):
+    order_id, _ = started()
+    make_due(infra)
+
+    assert poll(ports, infra, settings)["done"] == 1
+
+    (payment,) = payments_of(infra, order_id)
+    assert payment.status == "PENDING"
+    assert payment.next_check_at is not None
+    assert payment.claim_token is None
+    assert poll(ports, infra, settings)["done"] == 0
+
+
+def test_the_callback_after_the_poller_changes_nothing(
+    ports, settings, started, bank, infra
+):
+    order_id, transaction = started()
+    pay_at_bank(bank, transaction.id)
+    make_due(infra)
+    poll(ports, infra, settings)
+    before = outbox_types(infra, "orders")
+
+    handler = consumers(ports)[BankCallbackReceived.type]
+    envelope = queued_callback(callback_body(bank.get_transaction(transaction.id)))
+    assert handler(inbox_entry(envelope), envelope) is True
+
+    assert outbox_types(infra, "orders") == before
+    assert order_status(infra, order_id) is OrderStatus.PAID
+
+
+def test_a_late_success_after_the_order_expired_is_refunded_and_counted(
+    ports, settings, started, bank, infra
+):
+    order_id, transaction = started()
+    make_due(infra, age_seconds=settings.payment_ttl + 1)
+    poll(ports, infra, settings)  # the bank never settled it: the payment expires
+    (payment,) = payments_of(infra, order_id)
+    assert payment.status == "EXPIRED"
+    assert order_status(infra, order_id) is OrderStatus.PAYMENT_FAILED
+    with infra.engine("orders").begin() as conn, sa.orm.Session(conn) as session:
+        move_order(session, order_id, to=OrderStatus.EXPIRED, reason="test")
+    pay_at_bank(bank, transaction.id)  # the customer pays too late
+    refunds = counted("payment_late_refunds_total")
+
+    handler = consumers(ports)[BankCallbackReceived.type]
+    envelope = queued_callback(callback_body(bank.get_transaction(transaction.id)))
+    handler(inbox_entry(envelope), envelope)
+
+    assert bank.get_transaction(transaction.id).status == "REFUNDED"
+    (payment,) = payments_of(infra, order_id)
+    assert payment.status == "EXPIRED"
+    assert payment.refunded_at is not None
+    assert order_status(infra, order_id) is OrderStatus.EXPIRED
+    assert counted("payment_late_refunds_total") == refunds + 1
+    # The same success again (resent by the bank) is not refunded or counted twice.
+    again = queued_callback(envelope.data["body"].encode(), signed_at=1 + int(
+        envelope.data["timestamp"]))  # fmt: skip
+    handler(inbox_entry(again), again)
+    assert counted("payment_late_refunds_total") == refunds + 1
+    assert len(bank_transactions(infra)) == 1
+
+
+def test_a_bank_outage_leaves_the_payment_due_again(
+    make_ports, settings, started, infra, bank_app
+):
+    from tests.apps.payment.conftest import bank_client
+
+    order_id, _ = started()
+    make_due(infra)
+    away = bank_client(bank_app)
+    away.http.base_url = "http://127.0.0.1:9"  # nothing listens there
+    errors = counted("payment_bank_errors_total", operation="get")
+
+    counts = poll(make_ports(away), infra, settings)
+
+    assert counts["failed"] == 1
+    assert counted("payment_bank_errors_total", operation="get") == errors + 1
+    (payment,) = payments_of(infra, order_id)
+    assert payment.status == "PENDING"
+    assert payment.claim_token is None
+
+
+def prepared_gids(engine):
+    with engine.connect() as conn:
+        return set(
+            conn.scalars(
+                sa.text(
+                    "SELECT gid FROM pg_prepared_xacts"
+                    " WHERE database = current_database()"
+                )
+            )
+        )
+
+
+def test_every_payment_worker_recovers_at_start_and_periodically(
+    make_ports, bank, settings, infra
+):
+    ports = make_ports(bank, txcoord_timeout=0.0)
+    orders = infra.engine("orders")
+    orphans = [f"{ports.coordinator.prefix}:{uuid.uuid4().hex}:orders" for _ in "ab"]
+    leave_prepared(orders, orphans[0])
+    worker = build_worker(ports.settings, ports=ports)
+    try:
+        assert worker.topics == [BANK_CALLBACKS]
+        names = {j.name for j in worker.jobs}
+        assert {"poll_pending_payments", "txcoord_recovery",
+                "prune_txcoord_decisions"} <= names  # fmt: skip
+        # Started without its Kafka parts and jobs: only what start adds is run.
+        worker.consumers, worker.topics, worker.jobs = {}, [], []
+        worker.with_relay = False
+        worker.start()
+        assert orphans[0] not in prepared_gids(orders)  # recovered at start
+        leave_prepared(orders, orphans[1])
+        report = job(ports, "txcoord_recovery").func(None)
+        assert orphans[1] in report.rolled_back
+    finally:
+        worker.stop()
+        worker.join(15)
+        rollback_all_prepared(orders)
+    assert app_spec("payment").worker_replicas == 2
+
+
+def test_a_late_success_the_bank_cannot_refund_yet_is_taken_again_later(
+    ports, make_ports, settings, started, bank, bank_app, infra
+):
+    from chomik.transient import TransientError
+    from tests.apps.payment.conftest import bank_client
+
+    order_id, transaction = started()
+    make_due(infra, age_seconds=settings.payment_ttl + 1)
+    poll(ports, infra, settings)
+    pay_at_bank(bank, transaction.id)
+    envelope = queued_callback(callback_body(bank.get_transaction(transaction.id)))
+    away = bank_client(bank_app)
+    away.http.base_url = "http://127.0.0.1:9"  # nothing listens there
+
+    with pytest.raises(TransientError):  # the consumer waits the outage out
+        consumers(make_ports(away))[BankCallbackReceived.type](
+            inbox_entry(envelope), envelope
+        )
+    (payment,) = payments_of(infra, order_id)
+    assert payment.refunded_at is None
+    assert bank.get_transaction(transaction.id).status == "SUCCEEDED"
+
+    handler = consumers(ports)[BankCallbackReceived.type]
+    assert handler(inbox_entry(envelope), envelope) is True  # not taken before
+
+    assert bank.get_transaction(transaction.id).status == "REFUNDED"
+    (payment,) = payments_of(infra, order_id)
+    assert payment.refunded_at is not None

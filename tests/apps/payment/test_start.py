@@ -1,0 +1,145 @@
+"""Starting a payment: claim, the bank, one two-phase commit over both databases."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from apps.payment import create_app
+from clients.orders import OrderStatus
+from mocks.bank import create_app as create_bank_app
+from mocks.bank.settings import BankSettings
+from tests.apps.payment.conftest import (
+    bank_client,
+    bank_transactions,
+    order_status,
+    outbox_types,
+    payments_of,
+)
+
+
+def start(client, buyer, order_id):
+    return client.post(f"/api/v1/orders/{order_id}/payment", headers=buyer.headers)
+
+
+def test_a_start_opens_the_bank_transaction_and_moves_both_databases_at_once(
+    client, buyer, place_order, infra, bank
+):
+    order_id = place_order(buyer.id, total="42.50")
+
+    response = start(client, buyer, order_id)
+
+    assert response.status_code == 201, response.json
+    payment = response.json
+    assert (payment["status"], payment["amount"], payment["currency"]) == (
+        "PENDING", "42.50", "RUB",
+    )  # fmt: skip
+    assert payment["order_id"] == str(order_id)
+    (transaction,) = bank_transactions(infra)
+    assert transaction.reference == payment["id"]
+    assert (
+        payment["pay_url"]
+        == f"http://bank.test/api/v1/transactions/{transaction.id}/pay"
+    )
+    assert order_status(infra, order_id) is OrderStatus.PAYMENT_PENDING
+    (row,) = payments_of(infra, order_id)
+    assert row.bank_transaction_id == transaction.id
+    assert row.amount == Decimal("42.50")
+    assert row.next_check_at is not None
+    assert outbox_types(infra, "payment") == ["payment.started"]
+    assert outbox_types(infra, "orders") == ["order.payment_pending"]
+
+
+def test_an_open_payment_is_answered_again_never_a_second_one(
+    client, buyer, place_order, infra
+):
+    order_id = place_order(buyer.id)
+    first = start(client, buyer, order_id)
+    again = start(client, buyer, order_id)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json == first.json
+    assert len(bank_transactions(infra)) == 1
+    assert len(payments_of(infra, order_id)) == 1
+
+
+def test_two_parallel_starts_make_one_bank_transaction_and_one_payment(
+    app, buyer, place_order, infra
+):
+    order_id = place_order(buyer.id)
+    answers = []
+    barrier = threading.Barrier(4)
+
+    def run():
+        barrier.wait()
+        answers.append(start(app.test_client(), buyer, order_id))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201]
+    assert len({a.json["id"] for a in answers}) == 1
+    assert len(bank_transactions(infra)) == 1
+    (payment,) = payments_of(infra, order_id)
+    assert payment.status == "PENDING"
+    assert outbox_types(infra, "orders") == ["order.payment_pending"]
+
+
+def test_the_bank_away_answers_503_and_changes_nothing(
+    settings_for, bank_settings, make_ports, settings, buyer, place_order, infra
+):
+    down = create_bank_app(
+        BankSettings(**{**bank_settings.__dict__,
+                        "bank_fault_unavailable_until": time.time() + 3600})
+    )  # fmt: skip
+    app = create_app(settings, ports=make_ports(bank_client(down)))
+    order_id = place_order(buyer.id)
+
+    response = start(app.test_client(), buyer, order_id)
+
+    assert response.status_code == 503, response.json
+    assert response.json["type"] == "bank-unavailable"
+    assert response.headers["Retry-After"]
+    assert payments_of(infra, order_id) == []
+    assert order_status(infra, order_id) is OrderStatus.AWAITING_PAYMENT
+    assert outbox_types(infra, "orders") == []
+
+
+@pytest.mark.parametrize(
+    "status", [OrderStatus.EXPIRED, OrderStatus.CANCELLED, OrderStatus.PAID]
+)
+def test_an_order_that_cannot_be_paid_is_a_409(
+    client, buyer, place_order, infra, status
+):
+    order_id = place_order(buyer.id, status=status)
+
+    response = start(client, buyer, order_id)
+
+    assert response.status_code == 409, response.json
+    assert response.json["type"] == "order-not-payable"
+    assert payments_of(infra, order_id) == []
+    assert bank_transactions(infra) == []
+
+
+def test_someone_elses_order_is_not_found(client, buyer, new_buyer, place_order, infra):
+    order_id = place_order(buyer.id)
+
+    assert start(client, new_buyer(), order_id).status_code == 404
+    assert start(client, buyer, uuid.uuid4()).status_code == 404
+    assert payments_of(infra, order_id) == []
+
+
+def test_a_failed_payment_may_be_tried_again(client, buyer, place_order, infra):
+    order_id = place_order(buyer.id, status=OrderStatus.PAYMENT_FAILED)
+
+    response = start(client, buyer, order_id)
+
+    assert response.status_code == 201, response.json
+    assert order_status(infra, order_id) is OrderStatus.PAYMENT_PENDING

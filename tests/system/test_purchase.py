@@ -1,0 +1,106 @@
+"""The purchase up to PAID through the running system (`chomik run`): the gateway, the
+services and their workers, the bank mock and its callback sender, the broker."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+import pytest
+import requests
+
+from chomik.apps import APPS
+from chomik.infra import port_is_free
+from tests.system.test_run import data_dir, launch, ports, wait_up  # noqa: F401
+
+pytestmark = pytest.mark.system
+
+GATEWAY = "http://127.0.0.1:17000/api/v1"
+BANK = "http://127.0.0.1:17006/api/v1"
+PASSWORD = "correct horse battery"
+
+
+def call(method, path, token=None, **kwargs):
+    headers = kwargs.pop("headers", {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.request(
+        method, f"{GATEWAY}{path}", headers=headers, timeout=10, **kwargs
+    )
+
+
+def user(role):
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": email, "password": PASSWORD, "name": role, "role": role}
+    assert call("POST", "/auth/register", json=body).status_code == 201
+    login = call("POST", "/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return login.json()["access_token"]
+
+
+def placed_order(seller, buyer):
+    product = call("POST", "/products", seller, json={
+        "title": "Air Max 90", "brand": "Nike", "model": "Air Max 90", "size": "42",
+        "color": "white", "condition": "new", "price": "129.90", "currency": "RUB",
+        "quantity": 3,
+    })  # fmt: skip
+    assert product.status_code == 201, product.text
+    address = call("POST", "/addresses", buyer, json={
+        "recipient": "Anna Petrova", "phone": "+79161234567", "country": "RU",
+        "city": "Moscow", "street": "Tverskaya 7", "postal_code": "125009",
+    })  # fmt: skip
+    assert address.status_code == 201, address.text
+    order = call(
+        "POST", "/orders", buyer,
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        json={"items": [{"product_id": product.json()["id"], "quantity": 2}],
+              "address_id": address.json()["id"]},
+    )  # fmt: skip
+    assert order.status_code == 201, order.text
+    return order.json()
+
+
+def test_a_buyer_pays_through_the_gateway_and_the_order_becomes_paid_once(
+    ports,  # noqa: F811 - the launcher's fixtures
+    data_dir,  # noqa: F811
+):
+    for spec in APPS:
+        assert port_is_free(spec.port), f"port {spec.port} busy before the test"
+    launcher = launch(ports, data_dir)
+    try:
+        wait_up(launcher)
+        seller, buyer = user("seller"), user("buyer")
+        order = placed_order(seller, buyer)
+
+        started = call("POST", f"/orders/{order['id']}/payment", buyer)
+        assert started.status_code == 201, started.text
+        again = call("POST", f"/orders/{order['id']}/payment", buyer)
+        assert (again.status_code, again.json()["id"]) == (200, started.json()["id"])
+        payment = started.json()
+        assert (payment["amount"], payment["status"]) == ("259.80", "PENDING")
+
+        account = requests.post(
+            f"{BANK}/accounts", json={"owner": "buyer", "balance": "1000.00"},
+            timeout=10,
+        ).json()  # fmt: skip
+        paid = requests.post(
+            payment["pay_url"], json={"account_id": account["id"]}, timeout=10
+        )
+        assert paid.json()["status"] == "SUCCEEDED", paid.text
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status = call("GET", f"/orders/{order['id']}", buyer).json()["status"]
+            if status == "PAID":
+                break
+            time.sleep(0.5)
+        assert status == "PAID"
+        listed = call("GET", f"/payments?order_id={order['id']}", buyer).json()
+        assert [p["status"] for p in listed["items"]] == ["SUCCEEDED"]
+        shown = call("GET", f"/payments/{payment['id']}", buyer).json()
+        assert shown["status"] == "SUCCEEDED"
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        output = launcher.communicate(timeout=90)[0]
+    assert launcher.returncode == 0, output
