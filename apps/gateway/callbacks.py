@@ -1,9 +1,10 @@
 """The callback edges (no Flask here): check a signed callback, queue it on Kafka.
 
-The gateway keeps no state for callbacks: it proves the sender and the freshness
-of the message, then hands the raw body on to the topic its worker consumes.
-Replays within the tolerance window are refused by that worker, which verifies
-the signature again and remembers it in its own transaction.
+The gateway proves the sender and the freshness of the message, then hands the raw
+body on to the topic its worker consumes. A message it queued before (the same
+signed body again, within the tolerance window) is answered 202 and not queued
+again; the worker verifies the signature once more and keeps its own replay guard
+in the transaction of the callback's effect.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from apps.gateway.settings import GatewaySettings
 from chomik.messaging import Envelope, Event
 from chomik.messaging.kafka import envelope_of, make_producer
 from chomik.problems import BadRequestError, ValidationProblem
-from chomik.signing import SignatureError, split_secrets, verify
+from chomik.signing import SignatureError, VerifiedSignature, split_secrets, verify
 from clients.events import BankCallbackReceived, CarrierCallbackReceived
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,14 @@ def callback_sources(settings: GatewaySettings) -> dict[str, CallbackSource]:
     }
 
 
+@dataclass(frozen=True)
+class ReceivedCallback:
+    """A callback whose signature and body passed: what to publish, what to remember."""
+
+    envelope: Envelope
+    signature: VerifiedSignature
+
+
 def receive_callback(
     source: CallbackSource,
     *,
@@ -132,7 +141,7 @@ def receive_callback(
     body: bytes,
     tolerance: int,
     request_id: str | None,
-) -> Envelope:
+) -> ReceivedCallback:
     """Check a callback's signature and body; the envelope to publish."""
     try:
         verified = verify(header, body, source.secrets, tolerance=tolerance)
@@ -145,7 +154,7 @@ def receive_callback(
         signature=header,
         timestamp=str(verified.timestamp),
     )
-    return envelope_of(event, request_id=request_id)
+    return ReceivedCallback(envelope_of(event, request_id=request_id), verified)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -20,11 +20,16 @@ from chomik.db import (
     new_metadata,
     utcnow,
 )
+from chomik.signing import install_signatures
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
     type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+# Signed callbacks already queued: a replay is answered 202 and not published again.
+install_signatures(Base.metadata)
 
 
 class Role(enum.StrEnum):

@@ -1,9 +1,9 @@
 """The callback edges: signed calls from the bank and the carrier, queued on Kafka.
 
-No token here: the HMAC signature is the authentication. The gateway stays
-stateless: it refuses bad, old and future signatures but cannot tell a replay
-within the tolerance window; the consuming worker verifies again and applies the
-replay guard in its own transaction.
+No token here: the HMAC signature is the authentication. The gateway refuses bad,
+old and future signatures and answers a replay of a message it already queued with
+202, without queuing it again; the consuming worker verifies again and applies its
+own replay guard in the transaction of the callback's effect.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from apps.gateway.callbacks import MAX_CALLBACK_BYTES, receive_callback
 from apps.gateway.context import gateway
 from apps.gateway.settings import GatewaySettings
 from chomik.problems import ProblemSchema
-from chomik.signing import HEADER
-from chomik.web import settings_of, streams_body
+from chomik.signing import HEADER, remember_signature
+from chomik.web import db_session, settings_of, streams_body
 
 blp = Blueprint(
     "callbacks",
@@ -79,22 +79,27 @@ def _documented(id_field: str) -> Any:
 def _accept(name: str) -> Response:
     """Verify the callback, publish it and wait for the ack, then answer 202.
 
-    The gateway is stateless here: it checks the signature and its timestamp, not
-    whether the message was seen before. The worker consuming the topic verifies
-    it again and applies the replay guard (`chomik.signing.remember_signature`)
-    in the same transaction as the callback's effect.
+    The signature is remembered in the request's transaction, which commits only
+    after the broker's ack: a replay of a queued message is answered 202 and not
+    published again, and a concurrent copy waits on the first's row and then sees
+    it. A message that could not be queued (503) is not remembered, so the
+    sender's retry goes through.
     """
     request.max_content_length = MAX_CALLBACK_BYTES
     state = gateway()
     source = state.callbacks[name]
-    envelope = receive_callback(
+    received = receive_callback(
         source,
         header=request.headers.get(HEADER),
         body=request.get_data(cache=False),
         tolerance=settings_of(GatewaySettings).signature_tolerance,
         request_id=g.get("request_id"),
     )
-    state.publisher.publish(envelope, source.topic)
+    signature = received.signature
+    if remember_signature(
+        db_session(), signature.replay_key, expires_at=signature.expires_at
+    ):
+        state.publisher.publish(received.envelope, source.topic)
     return Response(status=202)
 
 

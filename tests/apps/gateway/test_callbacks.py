@@ -222,6 +222,42 @@ def test_a_callback_that_cannot_be_queued_is_503_with_retry_after(edge_app, capl
     gc.collect()  # the leaked sockets are closed here, under this test's filter
 
 
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_a_replay_of_a_queued_callback_is_202_and_not_queued_again(client, infra, name):
+    topic, id_field, secret = EDGES[name]
+    entity_id = f"replayed-{uuid.uuid4().hex}"
+    body = callback_body(id_field, entity_id)
+    signature = sign(body, secret)
+
+    assert post(client, name, body, signature).status_code == 202
+    assert post(client, name, body, signature).status_code == 202
+    assert len(records_with_key(infra, topic, entity_id)) == 1
+    # The same body signed anew (a sender's resend) is queued: the worker dedupes it.
+    resent = sign(body, secret, now=time.time() + 1)
+    assert post(client, name, body, resent).status_code == 202
+    assert len(records_with_key(infra, topic, entity_id)) == 2
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_a_callback_that_was_not_queued_goes_through_when_sent_again(
+    edge_app, infra, caplog
+):
+    caplog.set_level(logging.CRITICAL, logger="kafka")
+    down = edge_app(
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        callback_publish_timeout=1.0,
+    ).test_client()
+    up = edge_app().test_client()
+    entity_id = f"retried-{uuid.uuid4().hex}"
+    body = callback_body("transaction_id", entity_id)
+    signature = sign(body, BANK_SECRET)
+
+    assert post(down, "bank", body, signature).status_code == 503
+    assert post(up, "bank", body, signature).status_code == 202
+    assert len(records_with_key(infra, BANK_CALLBACKS, entity_id)) == 1
+    gc.collect()
+
+
 def test_the_callback_edges_are_in_the_public_openapi_document(client):
     paths = client.get("/openapi.json").get_json()["paths"]
 
