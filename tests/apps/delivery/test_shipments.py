@@ -205,13 +205,19 @@ def test_callbacks_carry_the_shipment_to_delivered_and_tell_orders(
     assert session.get(Shipment, shipment.id).next_check_at is None
 
 
-def test_a_duplicate_callback_changes_nothing(session, handlers, shipment):
+def test_a_duplicate_callback_is_refused_as_a_replay_and_changes_nothing(
+    session, handlers, shipment
+):
     envelope = callback(shipment, "IN_TRANSIT")
     take(session, handlers, envelope)
+    repeated = ignored("callback", "repeated")
     take(session, handlers, envelope)  # sent twice by the carrier: the same signature
     # The gateway queued it twice: a new envelope, the same signed message.
     take(session, handlers, dataclasses.replace(envelope, id=uuid.uuid4()))
     assert history(session, shipment) == [S.CREATED, S.IN_TRANSIT]
+    # Refused by the replay guard before it is even compared with the shipment.
+    assert ignored("callback", "repeated") == repeated
+    assert seen_signatures(session) == 1
     assert outbox(session, shipment.order_id).count("shipment.in_transit") == 1
 
 
