@@ -47,6 +47,7 @@ __all__ = [
     "PaymentFailed",
     "PaymentStarted",
     "PaymentSucceeded",
+    "ShipmentCreated",
     "ShipmentDelivered",
     "ShipmentInTransit",
     "ShipmentStatusChanged",
@@ -289,6 +290,21 @@ class ShipmentStatusChanged(Event):
 
 
 @dataclass(frozen=True)
+class ShipmentCreated(Event):
+    """The carrier registered the paid order's shipment: it can be tracked."""
+
+    type = "shipment.created"
+    topic = DELIVERY_EVENTS
+    key_field = "order_id"
+
+    shipment_id: str
+    order_id: str
+    buyer_id: str
+    tracking_number: str
+    tracking_url: str
+
+
+@dataclass(frozen=True)
 class ShipmentInTransit(Event):
     """The carrier picked the order's parcel up: the order is shipped."""
 
@@ -361,6 +377,7 @@ EVENT_TYPES: Mapping[str, type[Event]] = event_table(
     PaymentSucceeded,
     PaymentFailed,
     ShipmentStatusChanged,
+    ShipmentCreated,
     ShipmentInTransit,
     ShipmentDelivered,
     BankCallbackReceived,

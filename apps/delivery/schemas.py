@@ -1,4 +1,4 @@
-"""Marshmallow schemas: the HTTP contract of addresses."""
+"""Marshmallow schemas: the HTTP contract of addresses and shipments."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import marshmallow as ma
 
 from apps.delivery.countries import ISO_COUNTRIES
 from chomik.schemas import Line as KitLine
-from chomik.schemas import PageSchema
+from chomik.schemas import PageArgsSchema, PageSchema
 
 # E.164: "+", then 8 to 15 digits, the first (the country code's) never 0.
 PHONE = re.compile(r"\+[1-9][0-9]{7,14}", re.ASCII)
@@ -96,3 +96,35 @@ class OwnerArgsSchema(ma.Schema):
     """The query of the internal ownership check."""
 
     buyer_id = ma.fields.UUID(required=True)
+
+
+class ShipmentEventSchema(ma.Schema):
+    """One status a shipment reached, and when."""
+
+    status = ma.fields.String(metadata={"example": "IN_TRANSIT"})
+    at = ma.fields.AwareDateTime()
+
+
+class ShipmentSchema(ma.Schema):
+    """A shipment with its tracking and its history, oldest first."""
+
+    id = ma.fields.UUID()
+    order_id = ma.fields.UUID()
+    status = ma.fields.String(metadata={"example": "CREATED"})
+    tracking_number = ma.fields.String()
+    tracking_url = ma.fields.String()
+    events = ma.fields.List(ma.fields.Nested(ShipmentEventSchema))
+    created_at = ma.fields.AwareDateTime()
+    updated_at = ma.fields.AwareDateTime()
+
+
+class ShipmentPageSchema(PageSchema):
+    """A page of shipments: {items, page, page_size, total}."""
+
+    items = ma.fields.List(ma.fields.Nested(ShipmentSchema))
+
+
+class ShipmentQueryArgsSchema(PageArgsSchema):
+    """The filter of the shipment list: one order's shipment."""
+
+    order_id = ma.fields.UUID()

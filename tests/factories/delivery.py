@@ -10,7 +10,8 @@ import uuid
 import factory
 from factory.alchemy import SQLAlchemyModelFactory
 
-from apps.delivery.models import Address
+from apps.delivery.models import Address, Shipment, ShipmentEvent, ShipmentStatus
+from chomik.db import utcnow
 
 
 class AddressFactory(SQLAlchemyModelFactory):
@@ -29,6 +30,34 @@ class AddressFactory(SQLAlchemyModelFactory):
     deleted_at = None
 
 
+class ShipmentFactory(SQLAlchemyModelFactory):
+    class Meta:
+        model = Shipment
+        sqlalchemy_session_persistence = "flush"
+
+    id = factory.LazyFunction(uuid.uuid4)
+    order_id = factory.LazyFunction(uuid.uuid4)
+    buyer_id = factory.LazyFunction(uuid.uuid4)
+    address_id = factory.LazyFunction(uuid.uuid4)
+    status = ShipmentStatus.CREATED
+    carrier_shipment_id = factory.LazyFunction(uuid.uuid4)
+    tracking_number = factory.Sequence(lambda n: f"TRK{n:08d}")
+    tracking_url = factory.LazyAttribute(
+        lambda s: f"http://carrier.test/api/v1/tracking/{s.tracking_number}"
+    )
+    next_check_at = None
+
+
+class ShipmentEventFactory(SQLAlchemyModelFactory):
+    class Meta:
+        model = ShipmentEvent
+        sqlalchemy_session_persistence = "flush"
+
+    status = ShipmentStatus.CREATED
+    at = factory.LazyFunction(utcnow)
+
+
 def bind(session) -> None:
     """Make the delivery factories write through `session`."""
-    AddressFactory._meta.sqlalchemy_session = session
+    for kind in (AddressFactory, ShipmentFactory, ShipmentEventFactory):
+        kind._meta.sqlalchemy_session = session

@@ -1,5 +1,5 @@
-"""Delivery's blueprints: buyers' addresses and the internal ownership check."""
+"""Delivery's blueprints: addresses, the internal ownership check, shipments."""
 
-from apps.delivery.views import address_checks, addresses
+from apps.delivery.views import address_checks, addresses, shipments
 
-__all__ = ["address_checks", "addresses"]
+__all__ = ["address_checks", "addresses", "shipments"]

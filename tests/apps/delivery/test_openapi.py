@@ -1,10 +1,10 @@
-"""Delivery's API document: the gateway publishes the address paths, not the check."""
+"""Delivery's API document: the gateway publishes addresses and shipments, not the check."""
 
 from apps.gateway.openapi import merge
 from apps.gateway.proxy import route
 
 
-def test_the_gateway_merges_public_address_paths_and_leaves_out_the_internal_one(
+def test_the_gateway_merges_public_paths_and_leaves_out_the_internal_one(
     client,
 ):
     document = client.get("/openapi.json").get_json()
@@ -13,5 +13,10 @@ def test_the_gateway_merges_public_address_paths_and_leaves_out_the_internal_one
     assert set(merged["paths"]) == {
         "/api/v1/addresses",
         "/api/v1/addresses/{address_id}",
+        "/api/v1/shipments",
+        "/api/v1/shipments/{shipment_id}",
     }
     assert set(merged["paths"]["/api/v1/addresses"]) == {"get", "post"}
+    assert set(merged["paths"]["/api/v1/shipments/{shipment_id}"]) - {"parameters"} == {
+        "get"
+    }

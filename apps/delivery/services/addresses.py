@@ -1,4 +1,4 @@
-"""The delivery service layer: buyers' addresses and the ownership check for orders."""
+"""Buyers' addresses, and the ownership check orders asks for."""
 
 from __future__ import annotations
 
