@@ -5,7 +5,9 @@ each caller gets with a valid request: anonymous, buyer A, buyer B, seller S, se
 T, an admin, and another service (a service token). The objects a route needs belong
 to buyer A (an address, an order) and seller S (a product in A's order), so B and T
 show what another user's object answers: 404, never 403. A route the apps serve that
-the table does not list fails the walk test; each cell is a test of its own.
+the table does not list fails the walk test; each cell is a test of its own. The
+services' rows are sent through the gateway too: a public route answers there as it
+does at the service, an internal one is a 404 whoever asks.
 
 Out of the table: health, metrics, the OpenAPI documents and the docs (public by
 design, tested where they are built) and the mocks (they play outside systems).
