@@ -1,5 +1,6 @@
-"""The purchase up to PAID through the running system (`chomik run`): the gateway, the
-services and their workers, the bank mock and its callback sender, the broker."""
+"""The whole purchase through the running system (`chomik run`), public HTTP only: the
+gateway, the services and their workers, the bank and carrier mocks and their signed
+callbacks, the broker; the order goes PAID → SHIPPED → DELIVERED."""
 
 from __future__ import annotations
 
@@ -61,7 +62,21 @@ def placed_order(seller, buyer):
     return order.json()
 
 
-def test_a_buyer_pays_through_the_gateway_and_the_order_becomes_paid_once(
+def wait_for_status(order, buyer, wanted, timeout):
+    """Poll the order through the gateway until it reaches `wanted`; its history."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = call("GET", f"/orders/{order['id']}", buyer).json()["status"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status == wanted:
+            return seen
+        time.sleep(0.5)
+    raise AssertionError(f"order {order['id']} went {seen}, never {wanted}")
+
+
+def test_a_buyer_pays_through_the_gateway_and_the_order_is_paid_once_and_delivered(
     ports,  # noqa: F811 - the launcher's fixtures
     data_dir,  # noqa: F811
 ):
@@ -89,17 +104,24 @@ def test_a_buyer_pays_through_the_gateway_and_the_order_becomes_paid_once(
         )
         assert paid.json()["status"] == "SUCCEEDED", paid.text
 
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            status = call("GET", f"/orders/{order['id']}", buyer).json()["status"]
-            if status == "PAID":
-                break
-            time.sleep(0.5)
-        assert status == "PAID"
+        wait_for_status(order, buyer, "PAID", timeout=90)
         listed = call("GET", f"/payments?order_id={order['id']}", buyer).json()
         assert [p["status"] for p in listed["items"]] == ["SUCCEEDED"]
         shown = call("GET", f"/payments/{payment['id']}", buyer).json()
         assert shown["status"] == "SUCCEEDED"
+
+        # The carrier's timer moves the shipment on; its signed callbacks come back
+        # through the gateway, delivery and orders.
+        wait_for_status(order, buyer, "DELIVERED", timeout=120)
+        shipments = call("GET", f"/shipments?order_id={order['id']}", buyer).json()
+        (shipment,) = shipments["items"]
+        assert shipment["status"] == "DELIVERED"
+        history = call("GET", f"/shipments/{shipment['id']}", buyer).json()["events"]
+        assert [e["status"] for e in history] == ["CREATED", "IN_TRANSIT", "DELIVERED"]
+        product_id = order["items"][0]["product_id"]
+        product = call("GET", f"/products/{product_id}").json()
+        # Two of three sold: the reservation became a sale, nothing is held.
+        assert (product["quantity"], product["available"]) == (1, 1)
     finally:
         launcher.send_signal(signal.SIGTERM)
         output = launcher.communicate(timeout=90)[0]
