@@ -12,6 +12,15 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHOMIK_SKIP_SYSTEM_DEPS:-}" 
     echo "chromium not found: the API docs test needs it (Debian: sudo apt-get install chromium)" >&2
   fi
 fi
+# The README's walk-through (and its test) speaks to the running system with curl and jq.
+if { ! command -v curl >/dev/null 2>&1 || ! command -v jq >/dev/null 2>&1; } && [ -z "${CHOMIK_SKIP_SYSTEM_DEPS:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing curl and jq (apt-get install curl jq)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl jq >/dev/null
+  else
+    echo "curl or jq not found: the README walk-through needs them (Debian: sudo apt-get install curl jq)" >&2
+  fi
+fi
 if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || [ -n "${PG_BIN:-}" ]; then
   exit 0
 fi
