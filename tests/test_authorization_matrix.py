@@ -3,11 +3,11 @@
 One explicit table states, for each (app, method, route) the apps serve, the status
 each caller gets with a valid request: anonymous, buyer A, buyer B, seller S, seller
 T, an admin, and another service (a service token). The objects a route needs belong
-to buyer A (an address, an order) and seller S (a product in A's order), so B and T
-show what another user's object answers: 404, never 403. A route the apps serve that
-the table does not list fails the walk test; each cell is a test of its own. The
-services' rows are sent through the gateway too: a public route answers there as it
-does at the service, an internal one is a 404 whoever asks.
+to buyer A (an address, an order, its payment, its shipment) and seller S (a product
+in A's order), so B and T show what another user's object answers: 404, never 403. A
+route the apps serve that the table does not list fails the walk test; each cell is a
+test of its own. The services' rows are sent through the gateway too: a public route
+answers there as it does at the service, an internal one is a 404 whoever asks.
 
 Out of the table: health, metrics, the OpenAPI documents and the docs (public by
 design, tested where they are built) and the mocks (they play outside systems).
@@ -21,10 +21,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from apps.delivery import create_app as create_delivery_app
@@ -36,6 +38,10 @@ from apps.gateway.settings import GatewaySettings
 from apps.orders import create_app as create_orders_app
 from apps.orders.services import Ports
 from apps.orders.settings import OrdersSettings
+from apps.payment import create_app as create_payment_app
+from apps.payment.models import Payment, PaymentStatus
+from apps.payment.services import build_ports
+from apps.payment.settings import PaymentSettings
 from apps.storage import create_app as create_storage_app
 from apps.storage.services import StockLine, reserve_stock
 from apps.storage.settings import StorageSettings
@@ -44,13 +50,17 @@ from chomik.messaging.kafka import ensure_topics
 from chomik.signing import sign
 from clients.delivery import DeliveryClient
 from clients.events import BANK_CALLBACKS, CARRIER_CALLBACKS
+from clients.orders import OrderStatus
 from clients.storage import StorageClient
+from mocks.bank import create_app as create_bank_app
+from mocks.bank.settings import BankSettings
 from tests.apps.gateway.conftest import (
     FAST_HASH,
     PASSWORD,
     private_key_file,
     reset_rate_limits,
 )
+from tests.apps.payment.conftest import BANK, MERCHANT, TOKEN, bank_client
 from tests.chomik.test_every_route_authenticates import settings_class
 from tests.clients.wsgi import mounted
 from tests.conftest import TEST_SERVICE_SECRET, auth
@@ -86,6 +96,8 @@ class World:
     product: uuid.UUID = field(default_factory=uuid.uuid4)  # seller S's
     address: uuid.UUID = field(default_factory=uuid.uuid4)  # buyer A's
     order: uuid.UUID = field(default_factory=uuid.uuid4)  # A's, holding S's product
+    payment: uuid.UUID = field(default_factory=uuid.uuid4)  # of A's order
+    shipment: uuid.UUID = field(default_factory=uuid.uuid4)  # of A's order, paid
     login_email: str = ""
     refresh_token: str = ""
 
@@ -108,6 +120,10 @@ class Row:
     body: Body | None = None
     target: Callable[[World], str] | None = None  # the path, when not the rule's
     headers: Callable[[World], dict[str, str]] = lambda _: {}
+    # The route writes through connections of its own (a two-phase commit), which
+    # the test's transaction cannot hold: its objects are committed, and every
+    # database is emptied after the cell.
+    commits: bool = False
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -251,6 +267,12 @@ TABLE: tuple[Row, ...] = (
         (401, 401, 401, 401, 401, 401, 200),
         target=lambda w: f"/api/v1/internal/addresses/{w.address}"
                          f"?buyer_id={w.ids['buyer_a']}"),
+    # Shipments: any user lists their own (an admin every one); a shipment is its
+    # buyer's and an admin's, anyone else's a 404 (a seller's of their product too).
+    Row("delivery", "GET", "/api/v1/shipments",
+        (401, 200, 200, 200, 200, 200, 401)),
+    Row("delivery", "GET", "/api/v1/shipments/<uuid:shipment_id>",
+        (401, 200, 404, 404, 404, 200, 401)),
 
     # Orders: buyers place; everyone lists what is theirs; an order is its buyer's
     # and an admin's, and a seller sees their part of it; only its buyer or an admin
@@ -265,6 +287,17 @@ TABLE: tuple[Row, ...] = (
         (401, 200, 404, 404, 404, 200, 401)),
     Row("orders", "GET", "/api/v1/internal/orders/<uuid:order_id>",
         (401, 401, 401, 401, 401, 401, 200)),
+
+    # Payment: any user lists their own payments (an admin every one); a payment is
+    # its buyer's and an admin's, anyone else's a 404. Only the order's buyer pays
+    # it: a seller's role may not (403), and an admin, whose role passes, is told
+    # another's order is not found like anyone else (404).
+    Row("payment", "GET", "/api/v1/payments",
+        (401, 200, 200, 200, 200, 200, 401)),
+    Row("payment", "GET", "/api/v1/payments/<uuid:payment_id>",
+        (401, 200, 404, 404, 404, 200, 401)),
+    Row("payment", "POST", "/api/v1/orders/<uuid:order_id>/payment",
+        (401, 201, 404, 403, 403, 404, 401), commits=True),
 )
 # fmt: on
 
@@ -285,6 +318,8 @@ def path_of(row: Row, world: World) -> str:
         "product_id": world.product,
         "address_id": world.address,
         "order_id": world.order,
+        "payment_id": world.payment,
+        "shipment_id": world.shipment,
     }
     return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(objects[m.group(1)]), row.rule)
 
@@ -355,6 +390,37 @@ class Apps:
             settings, ports=Ports(storage=storage, addresses=addresses)
         )
 
+    def _bank(self) -> Flask:
+        return create_bank_app(
+            self.settings_for(
+                BankSettings,
+                bank_merchant_tokens=f"{TOKEN}:{MERCHANT}",
+                bank_callback_secrets=BANK_SECRET,
+                bank_public_url=BANK,
+            )
+        )
+
+    def _payment(self) -> Flask:
+        """Payment, with the bank mock served in-process behind its client."""
+        bank = bank_client(self.get("bank"))
+        settings = self.settings_for(
+            PaymentSettings,
+            orders_database_url=self.infra.urls["orders"],
+            txcoord_database_url=self.infra.urls["txcoord"],
+            bank_url=BANK,
+            bank_merchant_token=TOKEN,
+            bank_merchant_account_id=str(MERCHANT),
+            bank_callback_url="http://gateway.test/api/v1/callbacks/bank",
+            bank_callback_secrets=BANK_SECRET,
+        )
+        ports = build_ports(settings, bank=bank)
+        engines = [
+            *ports.coordinator.participants.values(),
+            ports.coordinator.log.engine,
+        ]
+        self.closers += [bank.close, *(engine.dispose for engine in engines)]
+        return create_payment_app(settings, ports=ports)
+
     def through_gateway(self, name: str) -> Flask:
         """The gateway, forwarding to the service `name` served from this process.
 
@@ -412,11 +478,16 @@ def seed_storage(apps: Apps, world: World) -> None:
 
 
 def seed_delivery(apps: Apps, world: World) -> None:
-    """A's address."""
+    """A's address, and the shipment of A's order (paid, so the carrier has it)."""
     apps.get("delivery")
     session = apps.dbs.session("delivery")
     delivery_factories.bind(session)
     delivery_factories.AddressFactory(id=world.address, buyer_id=world.ids["buyer_a"])
+    delivery_factories.ShipmentFactory(
+        id=world.shipment, order_id=world.order, buyer_id=world.ids["buyer_a"],
+        address_id=world.address,
+    )  # fmt: skip
+    delivery_factories.ShipmentEventFactory(shipment_id=world.shipment)
     session.commit()
 
 
@@ -436,12 +507,66 @@ def seed_orders(apps: Apps, world: World) -> None:
     session.commit()
 
 
+def seed_payment(apps: Apps, world: World) -> None:
+    """The payment of A's order, waiting for the bank's result."""
+    apps.get("payment")
+    session = apps.dbs.session("payment")
+    transaction = uuid.uuid4()
+    session.add(
+        Payment(
+            id=world.payment, order_id=world.order, buyer_id=world.ids["buyer_a"],
+            status=PaymentStatus.PENDING, amount=Decimal("129.90"), currency="RUB",
+            bank_transaction_id=transaction,
+            pay_url=f"{BANK}/api/v1/transactions/{transaction}/pay",
+        )
+    )  # fmt: skip
+    session.commit()
+
+
+def seed_payable_order(apps: Apps, world: World) -> None:
+    """A's order of S's product, committed: a start reads it and moves it through
+    its own connections, in a two-phase commit."""
+    with Session(apps.infra.engine("orders")) as session:
+        order_factories.bind(session)
+        order_factories.OrderFactory(
+            id=world.order,
+            buyer_id=world.ids["buyer_a"],
+            status=OrderStatus.AWAITING_PAYMENT,
+            address_id=world.address,
+            lines=[{"product_id": world.product, "seller_id": world.ids["seller_s"]}],
+        )
+        session.commit()
+
+
 SEEDS: dict[str, Callable[[Apps, World], None]] = {
     "gateway": seed_gateway,
     "storage": seed_storage,
     "delivery": seed_delivery,
     "orders": seed_orders,
+    "payment": seed_payment,
 }
+# For the rows that commit (`Row.commits`).
+COMMITTED_SEEDS: dict[str, Callable[[Apps, World], None]] = {
+    "payment": seed_payable_order,
+}
+
+
+def seed(apps: Apps, world: World, row: Row) -> None:
+    """The objects the row's route needs."""
+    (COMMITTED_SEEDS if row.commits else SEEDS)[row.app](apps, world)
+
+
+@pytest.fixture(autouse=True)
+def emptied_after_commits(request: pytest.FixtureRequest) -> None:
+    """Every database emptied after a cell whose row commits (`committed_db`).
+
+    Autouse, so set up before `dbs` and torn down after it: the emptying does not
+    wait on the locks of the cell's still open transactions.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    row = None if callspec is None else callspec.params.get("row")
+    if isinstance(row, Row) and row.commits:
+        request.getfixturevalue("committed_db")
 
 
 @pytest.fixture
@@ -478,7 +603,7 @@ def send(app: Flask, row: Row, world: World, actor: str) -> Any:
 def test_each_caller_gets_the_status_the_table_states(
     apps, world, row, actor, expected
 ):
-    SEEDS[row.app](apps, world)
+    seed(apps, world, row)
 
     response = send(apps.get(row.app), row, world, actor)
 
@@ -504,7 +629,7 @@ def gateway_cells() -> Iterator[Any]:
 def test_through_the_gateway_each_caller_gets_the_same_status(
     apps, world, row, actor, expected
 ):
-    SEEDS[row.app](apps, world)
+    seed(apps, world, row)
 
     response = send(apps.through_gateway(row.app), row, world, actor)
 
