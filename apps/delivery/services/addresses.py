@@ -74,13 +74,13 @@ def delete_address(session: Session, *, user: Principal, address_id: uuid.UUID) 
 
     The row stays (soft delete): a paid order's shipment reads it later. An address
     that an order not finished yet ships to is refused (409 `address-in-use`);
-    delivery knows those orders from their events (`use_address`, `release_address`).
-    The address row is locked first, so a delete and a new use never cross.
+    delivery knows those orders from their events (`use_address`, `release_address`),
+    so an order placed a moment ago may not be known yet: its shipment still finds
+    the address, which is only hidden, never removed.
     """
     address = get_buyer_address(
         session, buyer_id=user_uuid(user), address_id=address_id
     )
-    session.refresh(address, with_for_update=True)
     in_use = session.scalar(
         sa.select(AddressUse.order_id).where(AddressUse.address_id == address.id)
     )
