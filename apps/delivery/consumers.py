@@ -22,9 +22,32 @@ from apps.delivery.settings import DeliverySettings
 from chomik.messaging.consuming import Handler, HandlerKey
 from chomik.messaging.kafka import Envelope, decode
 from clients.carrier import CarrierClient
-from clients.events import CarrierCallbackReceived, OrderPaid
+from clients.events import (
+    CarrierCallbackReceived,
+    OrderCancelled,
+    OrderDelivered,
+    OrderExpired,
+    OrderPaid,
+    OrderPlaced,
+)
 
 CALLBACK_TYPES = {CarrierCallbackReceived.type: CarrierCallbackReceived}
+
+
+def hold_address(session: Session, event: OrderPlaced) -> None:
+    """A placed order ships to its address: the buyer may not delete it meanwhile."""
+    services.use_address(
+        session,
+        order_id=uuid.UUID(event.order_id),
+        address_id=uuid.UUID(event.address_id),
+    )
+
+
+def free_address(
+    session: Session, event: OrderCancelled | OrderExpired | OrderDelivered
+) -> None:
+    """The order ended: its address may be deleted again."""
+    services.release_address(session, order_id=uuid.UUID(event.order_id))
 
 
 def consumers(
@@ -58,6 +81,10 @@ def consumers(
         )
 
     return {
+        OrderPlaced: hold_address,
         OrderPaid: ship_paid_order,
+        OrderCancelled: free_address,
+        OrderExpired: free_address,
+        OrderDelivered: free_address,
         CarrierCallbackReceived.type: take_carrier_callback,
     }

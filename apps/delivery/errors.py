@@ -6,6 +6,7 @@ Problem types (HTTP answers):
     ├── NotFoundError
     │   ├── AddressNotFoundError        404 address-not-found
     │   └── ShipmentNotFoundError       404 shipment-not-found
+    ├── AddressInUseError               409 address-in-use
     └── CountryNotServedError           422 country-not-served
 
 Faults of a message (the consumer loop retries them a few times, then
@@ -19,7 +20,7 @@ dead-letters them; none is an outage):
 
 from __future__ import annotations
 
-from chomik.problems import NotFoundError, Problem
+from chomik.problems import ConflictError, NotFoundError, Problem
 
 
 class AddressNotFoundError(NotFoundError):
@@ -28,6 +29,10 @@ class AddressNotFoundError(NotFoundError):
 
 class ShipmentNotFoundError(NotFoundError):
     type, title = "shipment-not-found", "Shipment not found"
+
+
+class AddressInUseError(ConflictError):
+    type, title = "address-in-use", "The address is used by an order not finished"
 
 
 class CountryNotServedError(Problem):

@@ -112,3 +112,16 @@ class ShipmentEvent(Base):
     shipment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("shipments.id"))
     status: Mapped[ShipmentStatus] = mapped_column(STATUS)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class AddressUse(Base):
+    """An order, not finished yet, that will ship to an address: it cannot be deleted.
+
+    Written when orders announces a placed order (`order.placed`), removed when the
+    order ends (`order.cancelled`, `order.expired`, `order.delivered`).
+    """
+
+    __tablename__ = "address_uses"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    address_id: Mapped[uuid.UUID] = mapped_column(index=True)

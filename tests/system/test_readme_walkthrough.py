@@ -46,5 +46,7 @@ def test_the_readme_walkthrough_buys_a_pair_and_it_is_delivered(
         launcher.send_signal(signal.SIGTERM)
         launcher.communicate(timeout=90)
     assert run.returncode == 0, run.stderr + run.stdout
-    assert run.stdout.split()[0] == "SUCCEEDED", run.stdout  # what the bank says of the payment
+    assert run.stdout.split()[0] == "SUCCEEDED", (
+        run.stdout
+    )  # what the bank says of the payment
     assert run.stdout.rstrip().endswith("order DELIVERED"), run.stdout

@@ -9,6 +9,8 @@ from apps.delivery.services.addresses import (
     delete_address,
     get_buyer_address,
     list_addresses,
+    release_address,
+    use_address,
 )
 from apps.delivery.services.shipments import (
     CarrierNews,
@@ -32,6 +34,8 @@ __all__ = [
     "list_shipments",
     "poll_shipment",
     "register_shipment",
+    "release_address",
     "show_shipment",
     "take_carrier_callback",
+    "use_address",
 ]

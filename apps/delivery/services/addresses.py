@@ -7,10 +7,15 @@ from collections.abc import Mapping, Set
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from apps.delivery.errors import AddressNotFoundError, CountryNotServedError
-from apps.delivery.models import Address
+from apps.delivery.errors import (
+    AddressInUseError,
+    AddressNotFoundError,
+    CountryNotServedError,
+)
+from apps.delivery.models import Address, AddressUse
 from chomik.auth import Principal, user_uuid
 from chomik.db import Page, paginate, utcnow
 
@@ -67,13 +72,37 @@ def get_buyer_address(
 def delete_address(session: Session, *, user: Principal, address_id: uuid.UUID) -> None:
     """Hide the caller's address from the list and the ownership check.
 
-    The row stays (soft delete): a paid order's shipment reads it later. Not yet
-    enforced: refusing (409) an address used by an order that is not finished.
-    Delivery learns of orders only from their events, and none names the address
-    before payment; the check joins once orders announce the orders they place.
+    The row stays (soft delete): a paid order's shipment reads it later. An address
+    that an order not finished yet ships to is refused (409 `address-in-use`);
+    delivery knows those orders from their events (`use_address`, `release_address`),
+    so an order placed a moment ago may not be known yet: its shipment still finds
+    the address, which is only hidden, never removed.
     """
     address = get_buyer_address(
         session, buyer_id=user_uuid(user), address_id=address_id
     )
+    in_use = session.scalar(
+        sa.select(AddressUse.order_id).where(AddressUse.address_id == address.id)
+    )
+    if in_use is not None:
+        raise AddressInUseError(
+            f"The address is used by order {in_use}, which is not finished"
+        )
     address.deleted_at = utcnow()
     session.flush()
+
+
+def use_address(
+    session: Session, *, order_id: uuid.UUID, address_id: uuid.UUID
+) -> None:
+    """Note that a placed order ships to this address until it ends (idempotent)."""
+    session.execute(
+        insert(AddressUse)
+        .values(order_id=order_id, address_id=address_id)
+        .on_conflict_do_nothing(index_elements=["order_id"])
+    )
+
+
+def release_address(session: Session, *, order_id: uuid.UUID) -> None:
+    """The order ended: its address may be deleted again (idempotent)."""
+    session.execute(sa.delete(AddressUse).where(AddressUse.order_id == order_id))

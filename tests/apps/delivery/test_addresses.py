@@ -1,13 +1,22 @@
 """Addresses over HTTP: create, list, delete; validation, roles, ownership."""
 
 import uuid
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
 from apps.delivery import create_app
+from apps.delivery.consumers import free_address, hold_address
 from apps.delivery.models import Address
 from apps.delivery.settings import DeliverySettings
+from clients.events import (
+    OrderCancelled,
+    OrderDelivered,
+    OrderExpired,
+    OrderItem,
+    OrderPlaced,
+)
 from tests.factories.delivery import AddressFactory
 
 BODY = {
@@ -254,3 +263,36 @@ def test_unknown_and_malformed_ids_are_not_found(client, as_buyer):
         )
         assert response.status_code == 404
         assert response.content_type == "application/problem+json"
+
+
+def _ended(kind, order_id, buyer_id):
+    if kind is OrderDelivered:
+        return OrderDelivered(order_id=order_id, buyer_id=buyer_id)
+    return kind(order_id=order_id, items=(OrderItem(str(uuid.uuid4()), 1),))
+
+
+@pytest.mark.parametrize("ending", [OrderCancelled, OrderExpired, OrderDelivered])
+def test_an_address_an_order_ships_to_stays_until_the_order_ends(
+    client, as_buyer, session, ending
+):
+    address = AddressFactory(buyer_id=as_buyer.id)
+    order_id = str(uuid.uuid4())
+    placed = OrderPlaced(
+        order_id=order_id, buyer_id=str(as_buyer.id), address_id=str(address.id),
+        currency="RUB", total=Decimal("129.90"),
+        items=(OrderItem(str(uuid.uuid4()), 1),),
+    )  # fmt: skip
+    hold_address(session, placed)
+    hold_address(session, placed)  # a redelivery changes nothing
+    session.flush()
+    path = f"/api/v1/addresses/{address.id}"
+
+    refused = client.delete(path, headers=as_buyer.headers)
+    assert refused.status_code == 409
+    assert refused.json["type"] == "address-in-use"
+    session.expire_all()
+    assert session.get(Address, address.id).deleted_at is None
+
+    free_address(session, _ended(ending, order_id, str(as_buyer.id)))
+    session.flush()
+    assert client.delete(path, headers=as_buyer.headers).status_code == 204

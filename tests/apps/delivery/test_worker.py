@@ -24,8 +24,12 @@ from clients.events import (
     CARRIER_CALLBACKS,
     ORDERS_EVENTS,
     CarrierCallbackReceived,
+    OrderCancelled,
+    OrderDelivered,
+    OrderExpired,
     OrderItem,
     OrderPaid,
+    OrderPlaced,
     dlq,
 )
 from mocks.carrier import create_app as create_carrier_app
@@ -43,7 +47,10 @@ def test_the_worker_consumes_paid_orders_and_callbacks_and_polls(
     worker = build_worker(delivery_settings, carrier=carrier)
     try:
         assert worker.topics == sorted([ORDERS_EVENTS, CARRIER_CALLBACKS])
-        assert set(worker.consumers) == {OrderPaid, CarrierCallbackReceived.type}
+        assert set(worker.consumers) == {
+            OrderPlaced, OrderPaid, OrderCancelled, OrderExpired, OrderDelivered,
+            CarrierCallbackReceived.type,
+        }  # fmt: skip
         assert "poll_shipments" in {job.name for job in worker.jobs}
         assert worker.with_relay
     finally:
