@@ -86,6 +86,9 @@ def sweep_job() -> Job:
 
 
 def main(mode: str) -> int:
+    # Each process is a replica of its own, as each pod is: replicas sharing one
+    # APScheduler job store run jobs twice (and race to create its table).
+    os.environ.setdefault("SCHEDULER_REPLICA_ID", f"{mode}-{os.getpid()}")
     settings = Settings.from_env()
     if mode == "relay":
         return run_relay(settings)
