@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import requests
 
@@ -38,6 +38,8 @@ from chomik.logs import REQUEST_ID_HEADER, current_request_id
 from chomik.transient import TransientError
 
 __all__ = [
+    "Client",
+    "ServiceClient",
     "BadRequestError",
     "ClientError",
     "ConflictError",
@@ -241,3 +243,54 @@ class ServiceToken:
             token = issue_service_token(self._secret, self._caller, ttl=self._ttl)
             self._token = (token, time.monotonic() + self._ttl / 2)
         return token
+
+
+class Client:
+    """Base of the typed clients: one pooled `HttpClient` that maps the remote
+    side's problem types (`PROBLEM_TYPES`) to exceptions."""
+
+    PROBLEM_TYPES: ClassVar[Mapping[str, type[ResponseError]]] = {}
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: Callable[[], str] | None = None,
+        timeout: float = 5.0,
+        retries: int = 2,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.http = HttpClient(
+            base_url,
+            timeout=timeout,
+            retries=retries,
+            session=session,
+            problem_types=self.PROBLEM_TYPES,
+            token=token,
+        )
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.http.close()
+
+
+class ServiceClient(Client):
+    """A client of one of our own services, calling with this caller's service token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        service_secret: str,
+        caller: str,
+        timeout: float = 5.0,
+        retries: int = 2,
+        session: requests.Session | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            token=ServiceToken(service_secret, caller),
+            timeout=timeout,
+            retries=retries,
+            session=session,
+        )

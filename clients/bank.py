@@ -33,10 +33,10 @@ import requests
 
 from clients._http import (
     BadRequestError,
+    Client,
     ClientError,
     ConflictError,
     ForbiddenError,
-    HttpClient,
     NotFoundError,
     ResponseError,
     ServerError,
@@ -188,8 +188,10 @@ class BankCallback:
         )
 
 
-class BankClient:
+class BankClient(Client):
     """Calls the bank as one merchant (its token and its account)."""
+
+    PROBLEM_TYPES = PROBLEM_TYPES
 
     def __init__(
         self,
@@ -202,13 +204,12 @@ class BankClient:
         session: requests.Session | None = None,
     ) -> None:
         self.merchant_account_id = merchant_account_id
-        self.http = HttpClient(
+        super().__init__(
             base_url,
+            token=lambda: merchant_token,
             timeout=timeout,
             retries=retries,
             session=session,
-            problem_types=PROBLEM_TYPES,
-            token=lambda: merchant_token,
         )
 
     def create_transaction(
@@ -272,7 +273,3 @@ class BankClient:
             "GET", f"/api/v1/accounts/{account_id}", authenticated=False
         )
         return self.http.decode(response, Account.from_json)
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.http.close()

@@ -29,9 +29,9 @@ import requests
 
 from clients._http import (
     BadRequestError,
+    Client,
     ClientError,
     ConflictError,
-    HttpClient,
     NotFoundError,
     ResponseError,
     ServerError,
@@ -162,8 +162,10 @@ class CarrierCallback:
         )
 
 
-class CarrierClient:
+class CarrierClient(Client):
     """Calls the carrier as one merchant (its token)."""
+
+    PROBLEM_TYPES = PROBLEM_TYPES
 
     def __init__(
         self,
@@ -174,13 +176,12 @@ class CarrierClient:
         retries: int = 2,
         session: requests.Session | None = None,
     ) -> None:
-        self.http = HttpClient(
+        super().__init__(
             base_url,
+            token=lambda: merchant_token,
             timeout=timeout,
             retries=retries,
             session=session,
-            problem_types=PROBLEM_TYPES,
-            token=lambda: merchant_token,
         )
 
     def create_shipment(self, *, reference: str, address: ShipmentAddress) -> Shipment:
@@ -209,7 +210,3 @@ class CarrierClient:
             "POST", f"/api/v1/shipments/{shipment_id}/advance", authenticated=False
         )
         return self.http.decode(response, Shipment.from_json)
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.http.close()

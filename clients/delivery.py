@@ -16,15 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from clients._http import (
     BadRequestError,
     ClientError,
-    HttpClient,
     NotFoundError,
     ResponseError,
-    ServiceToken,
+    ServiceClient,
     TransportError,
 )
 
@@ -78,27 +75,10 @@ class Address:
         )
 
 
-class DeliveryClient:
+class DeliveryClient(ServiceClient):
     """Calls the delivery service's internal endpoints."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        service_secret: str,
-        caller: str,
-        timeout: float = 5.0,
-        retries: int = 2,
-        session: requests.Session | None = None,
-    ) -> None:
-        self.http = HttpClient(
-            base_url,
-            timeout=timeout,
-            retries=retries,
-            session=session,
-            problem_types=PROBLEM_TYPES,
-            token=ServiceToken(service_secret, caller),
-        )
+    PROBLEM_TYPES = PROBLEM_TYPES
 
     def get_buyer_address(
         self, buyer_id: uuid.UUID, address_id: uuid.UUID
@@ -121,7 +101,3 @@ class DeliveryClient:
     def address_belongs_to(self, buyer_id: uuid.UUID, address_id: uuid.UUID) -> bool:
         """Tell whether the address exists, is not deleted and is the buyer's."""
         return self.get_buyer_address(buyer_id, address_id) is not None
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.http.close()

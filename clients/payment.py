@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import requests
-
 from clients._http import (
+    Client,
     ConflictError,
-    HttpClient,
     NotFoundError,
     ResponseError,
     ServerError,
@@ -122,24 +120,10 @@ class PaymentPage:
     total: int
 
 
-class PaymentClient:
+class PaymentClient(Client):
     """Calls the payment service on behalf of a user (their access token)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 5.0,
-        retries: int = 2,
-        session: requests.Session | None = None,
-    ) -> None:
-        self.http = HttpClient(
-            base_url,
-            timeout=timeout,
-            retries=retries,
-            session=session,
-            problem_types=PROBLEM_TYPES,
-        )
+    PROBLEM_TYPES = PROBLEM_TYPES
 
     def start_payment(self, order_id: uuid.UUID, *, access_token: str) -> PaymentStart:
         """Open the order's payment, or get the open one; retried (it is safe)."""
@@ -181,10 +165,6 @@ class PaymentClient:
             body["page_size"],
             body["total"],
         )
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.http.close()
 
 
 def _user(access_token: str) -> dict[str, str]:

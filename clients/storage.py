@@ -27,17 +27,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import requests
-
 from clients._http import (
     BadRequestError,
     ClientError,
     ConflictError,
-    HttpClient,
     MalformedResponseError,
     NotFoundError,
     ResponseError,
-    ServiceToken,
+    ServiceClient,
     TransportError,
 )
 
@@ -224,27 +221,10 @@ class Reservation:
         )
 
 
-class StorageClient:
+class StorageClient(ServiceClient):
     """Calls the storage service: public catalog reads and internal reservations."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        service_secret: str,
-        caller: str,
-        timeout: float = 5.0,
-        retries: int = 2,
-        session: requests.Session | None = None,
-    ) -> None:
-        self.http = HttpClient(
-            base_url,
-            timeout=timeout,
-            retries=retries,
-            session=session,
-            problem_types=PROBLEM_TYPES,
-            token=ServiceToken(service_secret, caller),
-        )
+    PROBLEM_TYPES = PROBLEM_TYPES
 
     # --- catalog (public) ------------------------------------------------------------
 
@@ -305,7 +285,3 @@ class StorageClient:
             idempotent=True,
         )
         return self.http.decode(response, Reservation.from_json)
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.http.close()

@@ -22,15 +22,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import requests
-
 from clients._http import (
     BadRequestError,
     ConflictError,
-    HttpClient,
     NotFoundError,
     ResponseError,
-    ServiceToken,
+    ServiceClient,
 )
 from clients.orders.states import OrderStatus
 
@@ -144,28 +141,11 @@ class OrderPage:
         )
 
 
-class OrdersClient:
+class OrdersClient(ServiceClient):
     """Calls the orders service: internal reads by service token, user calls by
     the user's access token."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        service_secret: str,
-        caller: str,
-        timeout: float = 5.0,
-        retries: int = 2,
-        session: requests.Session | None = None,
-    ) -> None:
-        self.http = HttpClient(
-            base_url,
-            timeout=timeout,
-            retries=retries,
-            session=session,
-            problem_types=PROBLEM_TYPES,
-            token=ServiceToken(service_secret, caller),
-        )
+    PROBLEM_TYPES = PROBLEM_TYPES
 
     def get_order(self, order_id: uuid.UUID) -> Order:
         """Fetch any order (internal, service token); OrderNotFoundError if none."""
@@ -224,10 +204,6 @@ class OrdersClient:
             headers=_user(access_token),
         )
         return self.http.decode(response, Order.from_json)
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.http.close()
 
 
 def _user(access_token: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
