@@ -77,6 +77,11 @@ class Launcher:
     metrics: dict[str, str] = field(default_factory=dict)
 
     @property
+    def host(self) -> str:
+        """The loopback address every process listens on and is reached at."""
+        return self.environ.get("CHOMIK_HOST", "127.0.0.1")
+
+    @property
     def log_dir(self) -> Path:
         return self.base_dir / "logs"
 
@@ -141,6 +146,8 @@ class Launcher:
         env.setdefault("CHOMIK_DATA_DIR", str(self.base_dir))
         for name, value in machine_secrets(self.base_dir / "secrets").items():
             env.setdefault(name, value)
+        for name, value in service_urls(self.host).items():
+            env.setdefault(name, value)
         return env
 
     def spawn(self, label: str, argv: list[str], env: Mapping[str, str]) -> None:
@@ -158,14 +165,15 @@ class Launcher:
         """Start every web process and worker of the APPS table."""
         base = self.child_env(urls, kafka)
         for spec in APPS:
-            if not port_is_free(spec.port):
+            if not port_is_free(spec.port, self.host):
                 raise InfraError(f"port {spec.port} ({spec.name}) is already in use")
         for spec in APPS:
             env = {**base, "DATABASE_URL": urls[spec.name]}
             env["PROMETHEUS_MULTIPROC_DIR"] = str(
                 self.base_dir / "prometheus" / spec.name
             )
-            self.spawn(spec.name, chomik_argv("web", spec.name), env)
+            argv = chomik_argv("web", spec.name, "--host", self.host)
+            self.spawn(spec.name, argv, env)
             for replica in range(spec.worker_replicas if spec.worker else 0):
                 label = f"{spec.name}-worker-{replica + 1}"
                 worker_env = {
@@ -184,7 +192,7 @@ class Launcher:
         while pending:
             self.check_children()
             for name, spec in list(pending.items()):
-                if _ready(spec):
+                if _ready(self.host, spec):
                     del pending[name]
             if time.monotonic() > deadline:
                 raise InfraError(
@@ -279,9 +287,27 @@ def chomik_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "chomik.cli", *args]
 
 
-def _ready(spec: AppSpec) -> bool:
+def service_urls(host: str) -> dict[str, str]:
+    """Where the processes of one `chomik run` reach each other, all on `host`."""
+    base = {spec.name: f"http://{host}:{spec.port}" for spec in APPS}
+    api = f"{base['gateway']}/api/v1"
+    return {
+        **{
+            f"{name.upper()}_URL": url
+            for name, url in base.items()
+            if name != "gateway"
+        },
+        "JWKS_URL": f"{api}/auth/jwks",
+        "BANK_CALLBACK_URL": f"{api}/callbacks/bank",
+        "CARRIER_CALLBACK_URL": f"{api}/callbacks/carrier",
+        "BANK_PUBLIC_URL": base["bank"],
+        "CARRIER_PUBLIC_URL": base["carrier"],
+    }
+
+
+def _ready(host: str, spec: AppSpec) -> bool:
     try:
-        url = f"http://127.0.0.1:{spec.port}/health/ready"
+        url = f"http://{host}:{spec.port}/health/ready"
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
@@ -331,8 +357,8 @@ def run(environ: Mapping[str, str], *, ready_timeout: float = 90.0) -> int:
 def print_table(elapsed: float, launcher: Launcher) -> None:
     say(f"\nChomik is up in {elapsed:.1f}s (logs in {launcher.log_dir}):")
     for spec in APPS:
-        say(f"  {spec.name:<10} http://127.0.0.1:{spec.port}")
+        say(f"  {spec.name:<10} http://{launcher.host}:{spec.port}")
     for label, port in launcher.metrics.items():
         say(f"  {label:<18} metrics http://127.0.0.1:{port}/metrics")
-    say("  API docs   http://127.0.0.1:17000/docs")
+    say(f"  API docs   http://{launcher.host}:{APPS[0].port}/docs")
     say("Press Ctrl-C to stop.")

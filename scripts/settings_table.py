@@ -14,6 +14,8 @@ from chomik.settings import Settings, describe
 EXTRA = [
     ("CHOMIK_DATA_DIR", ".chomik (or /tmp/chomik-… as root)",
      "where the launcher keeps its cluster, keys and logs", "launcher"),
+    ("CHOMIK_HOST", "127.0.0.1", "loopback address every process of the launcher listens on "
+     "and is reached at (127.0.0.2, …: a second system beside the first)", "launcher"),
     ("EMBEDDED_PG_PORT", "17432", "port of the embedded PostgreSQL", "launcher"),
     ("EMBEDDED_KAFKA_PORT", "17092", "port of the embedded Kafka broker", "launcher"),
     ("<NAME>_DATABASE_URL", "embedded cluster",

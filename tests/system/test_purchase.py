@@ -13,12 +13,13 @@ import requests
 
 from chomik.apps import APPS
 from chomik.infra import port_is_free
+from tests.system import HOST, base_url
 from tests.system.test_run import data_dir, launch, ports, wait_up  # noqa: F401
 
 pytestmark = pytest.mark.system
 
-GATEWAY = "http://127.0.0.1:17000/api/v1"
-BANK = "http://127.0.0.1:17006/api/v1"
+GATEWAY = f"{base_url(17000)}/api/v1"
+BANK = f"{base_url(17006)}/api/v1"
 PASSWORD = "correct horse battery"
 
 
@@ -81,7 +82,7 @@ def test_a_buyer_pays_through_the_gateway_and_the_order_is_paid_once_and_deliver
     data_dir,  # noqa: F811
 ):
     for spec in APPS:
-        assert port_is_free(spec.port), f"port {spec.port} busy before the test"
+        assert port_is_free(spec.port, HOST), f"port {spec.port} busy before the test"
     launcher = launch(ports, data_dir)
     try:
         wait_up(launcher)

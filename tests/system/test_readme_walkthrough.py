@@ -11,6 +11,7 @@ import pytest
 
 from chomik.apps import APPS
 from chomik.infra import port_is_free
+from tests.system import HOST
 from tests.system.test_run import data_dir, launch, ports, wait_up  # noqa: F401
 
 pytestmark = pytest.mark.system
@@ -34,12 +35,12 @@ def test_the_readme_walkthrough_buys_a_pair_and_it_is_delivered(
     data_dir,  # noqa: F811
 ):
     for spec in APPS:
-        assert port_is_free(spec.port), f"port {spec.port} busy before the test"
+        assert port_is_free(spec.port, HOST), f"port {spec.port} busy before the test"
     launcher = launch(ports, data_dir)
     try:
         wait_up(launcher)
         run = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", walkthrough()],
+            ["bash", "-euo", "pipefail", "-c", walkthrough().replace("127.0.0.1", HOST)],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
     finally:

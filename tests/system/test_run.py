@@ -16,6 +16,7 @@ import requests
 
 from chomik.apps import APPS
 from chomik.infra import free_port, port_is_free
+from tests.system import HOST, base_url, port_free
 
 pytestmark = pytest.mark.system
 
@@ -99,7 +100,7 @@ def gone_within(pids, ports, timeout):
     deadline = time.monotonic() + timeout
     while True:
         left = [pid for pid in pids if alive(pid)]
-        left += [f"port {port}" for port in ports if not port_is_free(port)]
+        left += [f"port {port}" for port in ports if not port_free(port)]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)
@@ -109,7 +110,7 @@ def test_a_killed_launcher_takes_everything_with_it_and_the_next_start_works(
     ports, data_dir
 ):
     for spec in APPS:
-        assert port_is_free(spec.port), f"port {spec.port} busy before the test"
+        assert port_is_free(spec.port, HOST), f"port {spec.port} busy before the test"
     every_port = [spec.port for spec in APPS] + [int(p) for p in ports.values()]
     first = launch(ports, data_dir)
     try:
@@ -127,9 +128,7 @@ def test_a_killed_launcher_takes_everything_with_it_and_the_next_start_works(
     try:
         wait_up(second)
         for spec in APPS:
-            response = requests.get(
-                f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
-            )
+            response = requests.get(f"{base_url(spec.port)}/health/ready", timeout=5)
             assert response.status_code == 200, spec.name
         family = descendants(second.pid) | {postmaster(data_dir)}
     finally:
@@ -181,9 +180,7 @@ def test_the_next_start_stops_what_a_killed_launcher_and_its_watchdog_left(
         assert "postgres" in leftovers[0]
         assert not alive(server)
         for spec in APPS:
-            response = requests.get(
-                f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
-            )
+            response = requests.get(f"{base_url(spec.port)}/health/ready", timeout=5)
             assert response.status_code == 200, spec.name
         family = descendants(second.pid) | {postmaster(data_dir)}
     finally:
@@ -193,7 +190,7 @@ def test_the_next_start_stops_what_a_killed_launcher_and_its_watchdog_left(
     assert gone_within(family, every_port, timeout=5) == []
 
 
-GATEWAY = "http://127.0.0.1:17000/api/v1"
+GATEWAY = f"{base_url(17000)}/api/v1"
 
 
 def signed_up(role):
@@ -266,7 +263,7 @@ def order_and_cancel_through_the_gateway():
 
 def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports, data_dir):
     for spec in APPS:
-        assert port_is_free(spec.port), f"port {spec.port} busy before the test"
+        assert port_is_free(spec.port, HOST), f"port {spec.port} busy before the test"
     launcher = launch(ports, data_dir)
     lines = []
     try:
@@ -278,9 +275,7 @@ def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports, da
             if "Press Ctrl-C to stop" in line:
                 break
         for spec in APPS:
-            response = requests.get(
-                f"http://127.0.0.1:{spec.port}/health/ready", timeout=5
-            )
+            response = requests.get(f"{base_url(spec.port)}/health/ready", timeout=5)
             assert response.status_code == 200, spec.name
         # Every worker runs (relay, consumers, jobs) and serves its own metrics.
         worker_metrics = [line.split()[-1] for line in lines if " metrics http" in line]
@@ -298,13 +293,13 @@ def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports, da
     time.sleep(0.5)
     assert [pid for pid in family if alive(pid)] == []
     for port in [spec.port for spec in APPS] + [int(p) for p in ports.values()]:
-        assert port_is_free(port), f"port {port} still taken"
+        assert port_free(port), f"port {port} still taken"
 
 
 def test_a_taken_port_is_a_one_line_error(ports, data_dir):
     with socket.socket() as blocker:
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        blocker.bind(("127.0.0.1", 17003))
+        blocker.bind((HOST, 17003))
         blocker.listen()
         launcher = launch(ports, data_dir)
         output = launcher.communicate(timeout=120)[0]
@@ -312,4 +307,4 @@ def test_a_taken_port_is_a_one_line_error(ports, data_dir):
     assert "port 17003 (orders) is already in use" in output
     assert "Traceback" not in output
     for port in ports.values():
-        assert port_is_free(int(port))
+        assert port_free(int(port))
