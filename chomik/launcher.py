@@ -63,6 +63,35 @@ def database_url_var(name: str) -> str:
 
 
 @dataclass
+class Restarts:
+    """When each child died, how often it was restarted, and when it starts again.
+
+    The delay before a restart doubles with each death inside `window` (from
+    `backoff` up to `max_backoff`); the `limit`-th death inside it ends the run.
+    """
+
+    limit: int = 5
+    window: float = 60.0
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    deaths: dict[str, list[float]] = field(default_factory=dict)
+    count: dict[str, int] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)
+
+    def died(self, label: str, now: float) -> float | None:
+        """Record a death; the delay before the restart, or None to give up."""
+        recent = [t for t in self.deaths.get(label, []) if now - t < self.window]
+        recent.append(now)
+        self.deaths[label] = recent
+        if len(recent) >= self.limit:
+            return None
+        self.count[label] = self.count.get(label, 0) + 1
+        delay = min(self.backoff * 2 ** (len(recent) - 1), self.max_backoff)
+        self.due[label] = now + delay
+        return delay
+
+
+@dataclass
 class Launcher:
     """Starts infrastructure and processes, and stops every one of them.
 
@@ -75,6 +104,8 @@ class Launcher:
     base_dir: Path
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     metrics: dict[str, str] = field(default_factory=dict)
+    restarts: Restarts = field(default_factory=Restarts)
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -151,15 +182,20 @@ class Launcher:
         return env
 
     def spawn(self, label: str, argv: list[str], env: Mapping[str, str]) -> None:
+        self.commands[label] = (argv, dict(env))
+        self.children.append((label, self._start(label)))
+
+    def _start(self, label: str) -> subprocess.Popen[bytes]:
+        argv, env = self.commands[label]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{label}.log").open("ab") as log:
             process = subprocess.Popen(
-                argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd=PROJECT_DIR,
                 preexec_fn=die_with_parent(),
             )  # fmt: skip
-        self.children.append((label, process))
         self.records.process(label, process.pid)
+        return process
 
     def start_apps(self, urls: Mapping[str, str], kafka: str) -> None:
         """Start every web process and worker of the APPS table."""
@@ -208,6 +244,39 @@ class Launcher:
                 raise InfraError(
                     f"{label} exited with code {process.returncode}: {tail}"
                 )
+
+    def supervise(self) -> None:
+        """Restart each child that has exited, after a backoff; fail when one keeps dying.
+
+        A process of a deployment that dies is started again by its orchestrator
+        (a pod's restart policy, compose's `restart:`); this is that policy for
+        `chomik run`. Whatever the dead child left in its process group (a
+        gunicorn master's workers) is killed first, so the new one finds its
+        port free.
+        """
+        now = time.monotonic()
+        for index, (label, process) in enumerate(self.children):
+            if process.poll() is None:
+                continue
+            due = self.restarts.due.get(label)
+            if due is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                tail = _tail(self.log_dir / f"{label}.log")
+                delay = self.restarts.died(label, now)
+                if delay is None:
+                    raise InfraError(
+                        f"{label} exited {self.restarts.limit} times in "
+                        f"{self.restarts.window:.0f}s (last code {process.returncode}), "
+                        f"not restarting it: {tail}"
+                    )
+                say(
+                    f"{label} exited with code {process.returncode}; restart "
+                    f"{self.restarts.count[label]} in {delay:.1f}s (last line: {tail})"
+                )
+            elif now >= due:
+                del self.restarts.due[label]
+                self.children[index] = (label, self._start(label))
 
     def stop(self) -> None:
         """Stop every child process group (SIGTERM, then SIGKILL)."""
@@ -342,7 +411,7 @@ def run(environ: Mapping[str, str], *, ready_timeout: float = 90.0) -> int:
                 launcher.wait_ready(ready_timeout)
                 print_table(time.monotonic() - started, launcher)
                 while True:
-                    launcher.check_children()
+                    launcher.supervise()
                     time.sleep(0.5)
             finally:
                 launcher.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from chomik.settings import Settings, embedded_database_url, env
+from chomik.settings import Settings, SettingsError, embedded_database_url, env
 
 # The bank mock's development merchant and callback secret (mocks/bank/settings.py),
 # refused in production like every secret left at its default.
@@ -91,8 +91,19 @@ class PaymentSettings(Settings):
         30,
         doc="seconds between runs of txcoord's recovery on each payment worker",
     )
+    txcoord_crash_file: str = env(
+        "TXCOORD_CRASH_FILE",
+        "",
+        doc="tests only (refused in production): a worker that finds this file "
+        "naming a txcoord phase (`after_decision`, …) removes it and SIGKILLs "
+        "itself there",
+    )
 
     def __post_init__(self) -> None:
+        if self.environment == "production" and self.txcoord_crash_file:
+            raise SettingsError(
+                "TXCOORD_CRASH_FILE is a test's crash switch: unset it in production"
+            )
         super().__post_init__()
         for name, database in (
             ("orders_database_url", "chomik_orders"),

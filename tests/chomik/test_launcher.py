@@ -1,0 +1,100 @@
+"""The launcher starts a dead child again, and gives up on one that keeps dying."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chomik.infra import InfraError
+from chomik.launcher import Launcher, Restarts
+
+SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+CRASHER = [sys.executable, "-c", "import sys; print('bad config'); sys.exit(3)"]
+
+
+def supervised_until(launcher, done, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the supervisor did not get there"
+        launcher.supervise()
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def launcher(tmp_path):
+    started = Launcher(
+        environ={}, base_dir=tmp_path, restarts=Restarts(backoff=0.1, max_backoff=0.2)
+    )
+    yield started
+    started.stop()
+
+
+def test_a_killed_child_is_started_again_under_the_same_label(launcher, capsys):
+    launcher.spawn("orders-worker-1", SLEEPER, dict(os.environ))
+    ((_, first),) = launcher.children
+    os.kill(first.pid, signal.SIGKILL)
+
+    supervised_until(launcher, lambda: launcher.children[0][1] is not first)
+
+    ((label, second),) = launcher.children
+    assert label == "orders-worker-1"
+    assert second.poll() is None
+    assert launcher.restarts.count == {"orders-worker-1": 1}
+    line = capsys.readouterr().out
+    assert f"orders-worker-1 exited with code {-signal.SIGKILL}; restart 1" in line
+    recorded = (launcher.base_dir / "run").glob("*orders-worker-1*")
+    assert any(str(second.pid) in path.read_text() for path in recorded)
+
+
+def test_what_a_dead_child_left_in_its_group_is_killed_before_the_restart(launcher):
+    # A gunicorn master's workers stay in its group and hold its port.
+    orphan_maker = [
+        sys.executable, "-c",
+        "import os, subprocess, sys, time\n"
+        "w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(w.pid, flush=True); time.sleep(60)",
+    ]  # fmt: skip
+    launcher.spawn("gateway", orphan_maker, dict(os.environ))
+    ((_, master),) = launcher.children
+    log = launcher.log_dir / "gateway.log"
+    supervised_until(launcher, lambda: log.exists() and log.read_text().strip())
+    worker = int(log.read_text().split()[0])
+    os.kill(master.pid, signal.SIGKILL)
+    supervised_until(launcher, lambda: launcher.children[0][1] is not master)
+
+    supervised_until(launcher, lambda: not alive(worker))
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_child_that_keeps_dying_ends_the_run_with_one_clear_line(launcher):
+    launcher.restarts = Restarts(limit=3, window=30, backoff=0.05, max_backoff=0.05)
+    launcher.spawn("payment-worker-2", CRASHER, dict(os.environ))
+
+    with pytest.raises(InfraError) as failed:
+        supervised_until(launcher, lambda: False)
+
+    assert str(failed.value) == (
+        "payment-worker-2 exited 3 times in 30s (last code 3), "
+        "not restarting it: bad config"
+    )
+    assert launcher.restarts.count == {"payment-worker-2": 2}
+
+
+def test_the_backoff_doubles_with_each_death_inside_the_window_and_is_capped():
+    restarts = Restarts(limit=10, window=60, backoff=0.5, max_backoff=3)
+    delays = [restarts.died("x", now) for now in (0, 1, 2, 3, 4)]
+    assert delays == [0.5, 1, 2, 3, 3]
+    # Deaths older than the window are forgotten: a child that lived long starts fresh.
+    assert restarts.died("x", 500) == 0.5
