@@ -395,8 +395,10 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def run(environ: Mapping[str, str], *, ready_timeout: float = 90.0) -> int:
+def run(environ: Mapping[str, str], *, ready_timeout: float | None = None) -> int:
     """Start everything, print where it is, and stop it all on SIGTERM/SIGINT."""
+    if ready_timeout is None:
+        ready_timeout = float(environ.get("CHOMIK_READY_TIMEOUT", "90"))
     data_dir = environ.get("CHOMIK_DATA_DIR")
     base_dir = Path(data_dir) if data_dir else default_base_dir(PROJECT_DIR)
     launcher = Launcher(environ=environ, base_dir=base_dir)

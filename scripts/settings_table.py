@@ -18,6 +18,8 @@ EXTRA = [
      "and is reached at (127.0.0.2, …: a second system beside the first)", "launcher"),
     ("EMBEDDED_PG_PORT", "17432", "port of the embedded PostgreSQL", "launcher"),
     ("EMBEDDED_KAFKA_PORT", "17092", "port of the embedded Kafka broker", "launcher"),
+    ("CHOMIK_READY_TIMEOUT", "90", "seconds the launcher waits for every process to "
+     "be ready before it gives up", "launcher"),
     ("<NAME>_DATABASE_URL", "embedded cluster",
      "URL of database `chomik_<name>` (GATEWAY_, STORAGE_, … TXCOORD_); all set = "
      "no embedded PostgreSQL", "launcher, payment"),
