@@ -1,4 +1,4 @@
-"""The `chomik` command line: web, worker, db, dlq, infra, run."""
+"""The `chomik` command line: web, worker, db, dlq, check, infra, run."""
 
 from __future__ import annotations
 
@@ -94,6 +94,49 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Audit every database (read-only) for the invariants between them; 1 if any fails."""
+    # Imported here, like `dlq`: importing messaging declares the kit's metrics.
+    import json
+
+    import sqlalchemy as sa
+
+    from chomik.check import Limits, audit
+
+    limits = Limits(
+        grace=args.grace,
+        outbox_age=args.outbox_age,
+        txcoord_timeout=args.txcoord_timeout,
+        merchant_account_id=args.merchant_account,
+    )
+    kafka = None if args.no_dlq else args.bootstrap_servers or _kafka_servers()
+    try:
+        report = audit(_database_urls(migrating.DATABASES), limits=limits, kafka=kafka)
+    except sa.exc.SQLAlchemyError as exc:
+        print(f"chomik check: a database could not be read: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({
+            "ok": report.ok,
+            "checked": list(report.checked),
+            "violations": [v.as_dict() for v in report.violations],
+        }, indent=2))  # fmt: skip
+    else:
+        for violation in report.violations:
+            print(violation.line())
+        print(
+            f"{len(report.checked)} invariants checked, "
+            f"{len(report.violations)} violation(s)"
+        )
+    return 0 if report.ok else 1
+
+
+def _kafka_servers() -> str:
+    """The broker as the launcher finds it: KAFKA_BOOTSTRAP_SERVERS, else embedded."""
+    port = int(os.environ.get("EMBEDDED_KAFKA_PORT", EMBEDDED_KAFKA_PORT))
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{port}"
+
+
 def cmd_infra(args: argparse.Namespace) -> int:
     """Run only the embedded PostgreSQL and Kafka until stopped."""
     base = default_base_dir(launcher.PROJECT_DIR)
@@ -152,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("revision", nargs="?")
     db.set_defaults(func=cmd_db)
     _add_dlq(sub)
+    _add_check(sub)
     sub.add_parser("infra", help="run embedded PostgreSQL and Kafka").set_defaults(
         func=cmd_infra
     )
@@ -183,6 +227,44 @@ def _add_dlq(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     replay.add_argument("refs", nargs="*", metavar="PARTITION:OFFSET")
     replay.add_argument("--all", action="store_true", help="every dead letter")
+
+
+def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = sub.add_parser(
+        "check",
+        help="audit every database for the invariants between them (read-only)",
+        description="Audit every database (read-only) and the dead-letter topics; "
+        "print each violated invariant with the ids involved; exit 1 if any.",
+    )
+    check.set_defaults(func=cmd_check)
+    check.add_argument(
+        "--grace", type=float, default=120.0, metavar="SECONDS",
+        help="how long two databases may disagree while a message or callback "
+        "reconciling them is on its way (default 120)",
+    )  # fmt: skip
+    check.add_argument(
+        "--outbox-age", type=float, default=60.0, metavar="SECONDS",
+        help="how long an outbox row may wait to be published (default 60)",
+    )  # fmt: skip
+    check.add_argument(
+        "--txcoord-timeout", type=float, metavar="SECONDS",
+        default=float(os.environ.get("TXCOORD_TIMEOUT") or 60.0),
+        help="how long a transaction may stay prepared (default TXCOORD_TIMEOUT, 60)",
+    )  # fmt: skip
+    check.add_argument(
+        "--merchant-account", metavar="ID",
+        default=os.environ.get("BANK_MERCHANT_ACCOUNT_ID") or None,
+        help="the bank account payments are paid into (default "
+        "BANK_MERCHANT_ACCOUNT_ID, else every account a payment was made to)",
+    )  # fmt: skip
+    check.add_argument(
+        "--bootstrap-servers",
+        help="Kafka brokers (default: KAFKA_BOOTSTRAP_SERVERS, else the embedded one)",
+    )
+    check.add_argument(
+        "--no-dlq", action="store_true", help="leave the dead-letter topics out"
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
