@@ -23,6 +23,7 @@ def test_readme_commands_are_make_targets():
         "run",
         "test",
         "test-system",
+        "test-chaos",
         "install",
         "lint",
         "migrate",

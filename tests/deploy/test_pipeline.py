@@ -10,6 +10,7 @@ STAGES = [
     "make lint",
     "make test",
     "make test-system",
+    "make test-chaos",
     "make image push",
     "make deploy",
 ]

@@ -84,6 +84,7 @@ class System:
     launcher: subprocess.Popen[str]
     data_dir: Path
     pg_port: int
+    kafka_port: int
     crash_file: Path
     traffic: Traffic
     output: list[str] = field(default_factory=list)
@@ -113,8 +114,6 @@ class System:
              "--grace", str(GRACE)],
             env=env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
-        if "invalid choice: 'check'" in done.stderr:  # TEMPORARY until check lands
-            return 0, []
         assert done.returncode in (0, 1), done.stderr
         report = json.loads(done.stdout)
         violations = [
@@ -122,11 +121,15 @@ class System:
             for v in report["violations"]
         ]
         assert (done.returncode == 1) == bool(violations), done.stdout
-        return len(report.get("invariants", ())), violations
+        return len(report["checked"]), violations
 
 
 def ports_env(system: System) -> dict[str, str]:
-    return {"EMBEDDED_PG_PORT": str(system.pg_port)}
+    return {
+        "EMBEDDED_PG_PORT": str(system.pg_port),
+        "EMBEDDED_KAFKA_PORT": str(system.kafka_port),
+        "TXCOORD_TIMEOUT": CHAOS_ENV["TXCOORD_TIMEOUT"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +138,11 @@ def system() -> Iterator[System]:
     data_dir = Path(tempfile.mkdtemp(prefix="chomik-chaos-"))
     data_dir.chmod(0o755)
     crash_file = data_dir / "txcoord-crash"
-    pg_port = free_port()
+    pg_port, kafka_port = free_port(), free_port()
     env = {
         **CHAOS_ENV,
         "EMBEDDED_PG_PORT": str(pg_port),
-        "EMBEDDED_KAFKA_PORT": str(free_port()),
+        "EMBEDDED_KAFKA_PORT": str(kafka_port),
         "TXCOORD_CRASH_FILE": str(crash_file),
     }
     launcher = launch(env, str(data_dir))
@@ -154,7 +157,9 @@ def system() -> Iterator[System]:
         reader.start()
         traffic = Traffic(base_url(17000), base_url(17006), seed=15, buyers=4)
         traffic.setup()
-        yield System(launcher, data_dir, pg_port, crash_file, traffic, output)
+        yield System(
+            launcher, data_dir, pg_port, kafka_port, crash_file, traffic, output
+        )
     finally:
         launcher.send_signal(signal.SIGTERM)
         launcher.wait(90)
@@ -225,14 +230,16 @@ def kill(system: System, label: str, *, after: float) -> None:
 def faults(system: System, target: str, **switches: float) -> None:
     """Set a stand-in's fault switches (its test-only admin endpoint)."""
     port = {"bank": 17006, "carrier": 17005}[target]
-    url = f"{base_url(port)}/admin/faults"
+    url = f"{base_url(port)}/api/v1/admin/faults"
     answer = requests.put(url, json=switches, timeout=10)
     assert answer.status_code == 200, answer.text
 
 
 def no_faults(target: str) -> None:
     port = {"bank": 17006, "carrier": 17005}[target]
-    requests.delete(f"{base_url(port)}/admin/faults", timeout=10).raise_for_status()
+    requests.delete(
+        f"{base_url(port)}/api/v1/admin/faults", timeout=10
+    ).raise_for_status()
 
 
 def test_a_payment_worker_killed_while_it_polls_the_bank(system, table):
