@@ -86,7 +86,7 @@ class Restarts:
         if len(recent) >= self.limit:
             return None
         self.count[label] = self.count.get(label, 0) + 1
-        delay = min(self.backoff * 2 ** (len(recent) - 1), self.max_backoff)
+        delay = min(self.backoff * 2.0 ** (len(recent) - 1), self.max_backoff)
         self.due[label] = now + delay
         return delay
 

@@ -204,14 +204,18 @@ def under_traffic(
         burst.join()
     (driven,) = counts
     settled = system.traffic.settle(driven, timeout=SETTLE)
+    final = time.monotonic() - lifted
     deadline = time.monotonic() + 20
+    audits = 1
     invariants, violations = system.audit()
     while violations and time.monotonic() < deadline:  # what is still on its way
         time.sleep(1)
+        audits += 1
         invariants, violations = system.audit()
     outcome = Outcome(fault, driven, invariants, violations, time.monotonic() - lifted)
     table.append(outcome)
-    print(outcome.line(), driven.line(), *violations, sep="\n")
+    timing = f"  every order final {final:.1f}s after the fault, {audits} audit(s)"
+    print(outcome.line(), driven.line(), timing, *violations, sep="\n")
     assert driven.errors == [], driven.errors
     assert driven.driven > 0
     assert settled, driven.line()

@@ -122,7 +122,7 @@ class Traffic:
         url: str,
         user: User | None = None,
         *,
-        patience: float = 60.0,
+        patience: float = 180.0,
         **kwargs: Any,
     ) -> requests.Response:
         """One request, retried while the system cannot answer it (for `patience` s)."""
@@ -134,7 +134,7 @@ class Traffic:
                 headers["Authorization"] = f"Bearer {user.token}"
             kwargs["headers"] = headers
             try:
-                response = self.http.request(method, url, timeout=10, **kwargs)
+                response = self.http.request(method, url, timeout=30, **kwargs)
             except requests.RequestException as exc:
                 failure = f"{method} {url}: {type(exc).__name__}"
             else:
