@@ -12,12 +12,10 @@ the fault to a consistent system (every order final, the audit clean).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +26,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from chomik.check import Limits, audit
 from chomik.infra import PostgresCluster, free_port
+from chomik.launcher import Launcher
 from tests.system import base_url
 from tests.system.test_run import launch, wait_up
 from tests.system.traffic import Counts, Traffic
@@ -37,6 +37,7 @@ from tests.system.traffic import Counts, Traffic
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 ORDER_TTL = 8
+TXCOORD_TIMEOUT = 10
 # Short timers, so that every order of a burst ends within seconds; everything
 # else is the development configuration `chomik run` starts with.
 CHAOS_ENV = {
@@ -46,7 +47,7 @@ CHAOS_ENV = {
     "PAYMENT_POLL_LEASE": "15",
     "PAYMENT_TTL": "40",
     "TXCOORD_RECOVERY_INTERVAL": "2",
-    "TXCOORD_TIMEOUT": "10",
+    "TXCOORD_TIMEOUT": str(TXCOORD_TIMEOUT),
     "CARRIER_STEP_SECONDS": "1",
     "SHIPMENT_POLL_AGE": "5",
     "SHIPMENT_POLL_INTERVAL": "2",
@@ -107,29 +108,14 @@ class System:
         raise AssertionError(f"{label} was not restarted: {''.join(self.output[-5:])}")
 
     def audit(self) -> tuple[int, list[str]]:
-        """`chomik check --json`: invariants checked and the violations found."""
-        env = {**os.environ, **ports_env(self), "CHOMIK_DATA_DIR": str(self.data_dir)}
-        done = subprocess.run(
-            [sys.executable, "-m", "chomik.cli", "check", "--json",
-             "--grace", str(GRACE)],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert done.returncode in (0, 1), done.stderr
-        report = json.loads(done.stdout)
-        violations = [
-            f"{v['invariant']}: {v['detail']} {v.get('ids', [])}"
-            for v in report["violations"]
-        ]
-        assert (done.returncode == 1) == bool(violations), done.stdout
-        return len(report["checked"]), violations
-
-
-def ports_env(system: System) -> dict[str, str]:
-    return {
-        "EMBEDDED_PG_PORT": str(system.pg_port),
-        "EMBEDDED_KAFKA_PORT": str(system.kafka_port),
-        "TXCOORD_TIMEOUT": CHAOS_ENV["TXCOORD_TIMEOUT"],
-    }
+        """What `chomik check` does (in this process: a loaded machine starts a new
+        interpreter slowly): invariants checked and the violations found."""
+        report = audit(
+            Launcher(environ={}, base_dir=self.data_dir).database_urls(self.pg_port),
+            limits=Limits(grace=GRACE, txcoord_timeout=TXCOORD_TIMEOUT),
+            kafka=f"127.0.0.1:{self.kafka_port}",
+        )
+        return len(report.checked), [v.line() for v in report.violations]
 
 
 @pytest.fixture(scope="module")
