@@ -67,9 +67,7 @@ def order_paid_once(snap: Snapshots, limits: Limits) -> Iterator[Violation]:
     for order_id, order in orders.items():
         payments = settled.pop(order_id, [])
         paid = order["status"] in PAID
-        if (len(payments) == 1) == paid and (paid or not payments):
-            continue
-        if _young(limits, order, *payments):
+        if len(payments) == (1 if paid else 0) or _young(limits, order, *payments):
             continue
         count = len(payments)
         yield Violation(
@@ -120,8 +118,8 @@ def _shipping_problem(order: RowMapping, shipment: RowMapping | None) -> str | N
         return f"is {status} without a shipment" if status in PAID else None
     if status not in PAID:
         return f"is {status} but has shipment {shipment['id']}"
-    expected = SHIPMENT_TO_ORDER[shipment["status"]]
-    if RANK[status] != RANK[expected]:
+    expected = SHIPMENT_TO_ORDER.get(shipment["status"])
+    if expected is None or RANK[status] != RANK[expected]:
         return f"is {status} but its shipment is {shipment['status']}"
     return None
 
