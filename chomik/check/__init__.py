@@ -45,6 +45,7 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("stock-conserved", ("storage",), purchases.stock_conserved),
     Invariant("reservation-held", ("orders", "storage"), purchases.reservation_held),
     Invariant("reservation-sold", ("orders", "storage"), purchases.reservation_sold),
+    Invariant("reservation-lines", ("orders", "storage"), purchases.reservation_lines),
     Invariant("bank-settled", ("payment", "bank"), purchases.bank_settled),
     Invariant("no-stale-prepared", (), plumbing.no_stale_prepared),
     Invariant("outbox-drained", (), plumbing.outbox_drained),

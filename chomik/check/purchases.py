@@ -377,3 +377,47 @@ def _unmatched_in_payment(
             f"payment {payment['id']} SUCCEEDED, but its bank transaction is {state}",
             (payment["id"], payment["transaction_id"] or "-"),
         )
+
+
+def reservation_lines(snap: Snapshots, limits: Limits) -> Iterator[Violation]:
+    """An order's lines are its reservation's: the same products, the same units.
+
+    With `reservation-sold`, the units storage counts as sold are exactly the units
+    of the paid orders.
+    """
+    sql = (
+        "SELECT {order}::text AS order_id, product_id::text AS product_id, "
+        "quantity FROM {table}"
+    )
+    ordered = _lines(
+        snap.rows("orders", sql.format(order="order_id", table="order_items"))
+    )
+    held = _lines(
+        snap.rows(
+            "storage",
+            sql.format(
+                order="r.order_id",
+                table="reservation_items i JOIN reservations r "
+                "ON r.id = i.reservation_id",
+            ),
+        )
+    )
+    for order_id in sorted(ordered.keys() & held.keys()):
+        if ordered[order_id] != held[order_id]:
+            yield Violation(
+                "reservation-lines",
+                f"order {order_id} has lines {_spell(ordered[order_id])}, its "
+                f"reservation {_spell(held[order_id])}",
+                (order_id,),
+            )
+
+
+def _lines(rows: Rows) -> dict[str, dict[str, int]]:
+    lines: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        lines[row["order_id"]][row["product_id"]] = row["quantity"]
+    return lines
+
+
+def _spell(lines: Mapping[str, int]) -> str:
+    return ", ".join(f"{units} × {product}" for product, units in sorted(lines.items()))
