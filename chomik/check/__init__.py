@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from chomik.check import plumbing, purchases
+from chomik.check import plumbing, purchases, stock
 from chomik.check.base import Limits, Snapshots, Violation, snapshots
 
 __all__ = [
@@ -41,10 +41,11 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         "order-shipped-once", ("orders", "delivery"), purchases.order_shipped_once
     ),
-    Invariant("stock-within-bounds", ("storage",), purchases.stock_within_bounds),
-    Invariant("stock-conserved", ("storage",), purchases.stock_conserved),
-    Invariant("reservation-held", ("orders", "storage"), purchases.reservation_held),
-    Invariant("reservation-sold", ("orders", "storage"), purchases.reservation_sold),
+    Invariant("stock-within-bounds", ("storage",), stock.stock_within_bounds),
+    Invariant("stock-conserved", ("storage",), stock.stock_conserved),
+    Invariant("reservation-held", ("orders", "storage"), stock.reservation_held),
+    Invariant("reservation-sold", ("orders", "storage"), stock.reservation_sold),
+    Invariant("reservation-lines", ("orders", "storage"), stock.reservation_lines),
     Invariant("bank-settled", ("payment", "bank"), purchases.bank_settled),
     Invariant("no-stale-prepared", (), plumbing.no_stale_prepared),
     Invariant("outbox-drained", (), plumbing.outbox_drained),

@@ -320,6 +320,15 @@ def test_a_paid_order_whose_stock_was_not_sold_is_reported(infra, world, purchas
     assert {paid["order"]} in found(infra, "reservation-sold")
 
 
+def test_an_order_whose_lines_are_not_its_reservation_is_reported(
+    infra, world, purchases
+):
+    paid = purchases[OrderStatus.PAID]
+    world.sql("orders", "UPDATE order_items SET quantity = 2 WHERE order_id = :id",
+              id=paid["order"])  # fmt: skip
+    assert found(infra, "reservation-lines") == [{paid["order"]}]
+
+
 def test_a_transaction_prepared_too_long_is_reported(infra, world, purchases):
     gid = f"test:{uuid.uuid4().hex}"
     autocommit = infra.engine("orders").execution_options(isolation_level="AUTOCOMMIT")

@@ -4,7 +4,10 @@ callbacks, the broker; the order goes PAID → SHIPPED → DELIVERED."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 
@@ -77,6 +80,22 @@ def wait_for_status(order, buyer, wanted, timeout):
     raise AssertionError(f"order {order['id']} went {seen}, never {wanted}")
 
 
+def checked_clean(env_extra, timeout=60):
+    """`chomik check --grace 0`, run until it passes (the last events settle): its output."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run(
+            [sys.executable, "-m", "chomik.cli", "check", "--grace", "0"],
+            env={**env, **env_extra}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode == 0 or time.monotonic() > deadline:
+            assert done.returncode == 0, done.stdout + done.stderr
+            return done.stdout
+        time.sleep(1)
+
+
 def test_a_buyer_pays_through_the_gateway_and_the_order_is_paid_once_and_delivered(
     ports,  # noqa: F811 - the launcher's fixtures
     data_dir,  # noqa: F811
@@ -123,6 +142,8 @@ def test_a_buyer_pays_through_the_gateway_and_the_order_is_paid_once_and_deliver
         product = call("GET", f"/products/{product_id}").json()
         # Two of three sold: the reservation became a sale, nothing is held.
         assert (product["quantity"], product["available"]) == (1, 1)
+        # And every database agrees, with no grace for anything in flight.
+        assert checked_clean(ports).endswith(" invariants checked, 0 violation(s)\n")
     finally:
         launcher.send_signal(signal.SIGTERM)
         output = launcher.communicate(timeout=90)[0]
