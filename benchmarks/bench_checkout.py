@@ -433,6 +433,8 @@ def measure(system: System, args: argparse.Namespace) -> int:
             by_phase[name] = row
             rows.append(row)
             print_row(row, cpu_labels([row]))
+            # After every phase: a run cut short still leaves its figures.
+            write(args.out, markdown(rows, cpu_labels(rows), header))
         if "floor" in by_phase and "place" in by_phase:
             floor_row, place_row = by_phase["floor"], by_phase["place"]
             print(
@@ -440,12 +442,13 @@ def measure(system: System, args: argparse.Namespace) -> int:
                 f"x{place_row.rate / floor_row.rate:.2f}, p50 "
                 f"x{float(place_row.ms('place', 50)) / float(floor_row.ms('place', 50)):.1f}"
             )
-    if args.out:
-        text = markdown(rows, cpu_labels(rows), header)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"written to {args.out}")
+    print(f"written to {args.out}")
     return 0
+
+
+def write(path: str, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
 
 
 def _today() -> str:

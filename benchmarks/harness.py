@@ -67,7 +67,7 @@ def start_web(
         )  # fmt: skip
 
 
-def wait_ready(base: str, timeout: float = 60) -> None:
+def wait_ready(base: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

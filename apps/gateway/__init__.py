@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Flask
 from flask_smorest import Blueprint
-from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from apps.gateway import services
@@ -63,12 +62,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
 
 
 def _deny_list(claims: Mapping[str, Any]) -> bool:
-    # A connection of its own, in autocommit: the request's session would stay
-    # idle in transaction for the whole proxied call, and one read needs no
-    # BEGIN and ROLLBACK around it (two round trips on every proxied request).
-    connection = runtime().engine.connect()
-    with (
-        connection.execution_options(isolation_level="AUTOCOMMIT"),
-        Session(bind=connection) as session,
-    ):
+    # A short session of its own: the request's session would otherwise stay
+    # idle in transaction for the whole proxied call.
+    with runtime().sessions() as session:
         return services.is_revoked(session, str(claims["jti"]), claims.get("sid"))
