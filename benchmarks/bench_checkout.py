@@ -380,6 +380,8 @@ def main() -> int:
     if args.attach:
         pg_port = args.pg_port or int(os.environ.get("EMBEDDED_PG_PORT", "17432"))
         return measure(System(host, Path(args.attach), pg_port), args)
+    # SIGTERM (`timeout`, a CI job's end) unwinds too: the system is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with launched(host, args.log_level) as system:
         return measure(system, args)
 
