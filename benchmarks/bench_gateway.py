@@ -3,7 +3,8 @@
 Starts a private PostgreSQL, the storage service and the gateway (each under
 gunicorn, as in production, on free ports), logs a buyer in through the gateway,
 then sends the same GET /api/v1/products with the same concurrency both ways and
-prints p50/p99 latency, throughput and the ratios.
+prints p50/p99 latency, throughput, the ratios, and the CPU milliseconds each
+process (its gunicorn master and workers, from /proc) spent per request.
 Run: .venv/bin/python benchmarks/bench_gateway.py [--requests N] [--concurrency C]
 """
 
@@ -11,45 +12,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import requests
+from harness import (
+    FAST_AUTH_ENV,
+    PASSWORD,
+    cpu_by_label,
+    cpu_delta,
+    measure,
+    start_web,
+    wait_ready,
+)
 
 from chomik import migrating
 from chomik.auth import generate_key_pair
 from chomik.infra import PostgresCluster, free_port, private_cluster, stop_process
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-PASSWORD = "benchmark password"
-
-
-def start_web(
-    app: str, port: int, env: dict[str, str], log: Path
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "chomik.cli", "web", app, "--port", str(port)],
-            cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-
-def wait_ready(base: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{base} did not get ready")
 
 
 def seed(gateway: str) -> str:
@@ -125,26 +106,6 @@ def load(
     return latencies, elapsed
 
 
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
-def measure(
-    name: str, run: Callable[[], tuple[list[float], float]]
-) -> dict[str, float]:
-    latencies, elapsed = run()
-    row = {
-        "p50": percentile(latencies, 50) * 1000,
-        "p99": percentile(latencies, 99) * 1000,
-        "rps": len(latencies) / elapsed,
-    }
-    print(
-        f"{name:<22} {len(latencies):>6} {row['p50']:>9.2f} {row['p99']:>9.2f} "
-        f"{row['rps']:>9.1f}"
-    )
-    return row
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -179,8 +140,8 @@ def run(
         "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
         "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
         "LOG_LEVEL": "WARNING",
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
+        "ACCESS_TOKEN_TTL": "7200",
+        **FAST_AUTH_ENV,
     }
     storage_env = {
         **common,
@@ -215,14 +176,24 @@ def run(
         f"gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers each"
     )
     print(f"{'target':<22} {'reqs':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9}")
-    direct = measure(
-        "storage (direct)",
-        lambda: load(f"{storage}{path}", token, args.requests, args.concurrency),
-    )
-    proxied = measure(
-        "gateway -> storage",
-        lambda: load(f"{gateway}{path}", token, args.requests, args.concurrency),
-    )
+    groups = {"gateway": processes[1].pid, "storage": processes[0].pid}
+    rows = {}
+    for name, target in (
+        ("storage (direct)", storage),
+        ("gateway -> storage", gateway),
+    ):
+        before = cpu_by_label(groups, {})
+        rows[name] = measure(
+            name,
+            lambda t=target: load(f"{t}{path}", token, args.requests, args.concurrency),
+        )
+        spent = cpu_delta(cpu_by_label(groups, {}), before)
+        per_request = {k: v / args.requests * 1000 for k, v in spent.items()}
+        print(
+            f"{'':>22} CPU ms/request: gateway {per_request.get('gateway', 0):.2f}"
+            f", storage {per_request.get('storage', 0):.2f}"
+        )
+    direct, proxied = rows["storage (direct)"], rows["gateway -> storage"]
     print(
         f"ratio gateway/direct: p50 x{proxied['p50'] / direct['p50']:.2f}, "
         f"p99 x{proxied['p99'] / direct['p99']:.2f}, "

@@ -15,196 +15,51 @@ Run: .venv/bin/python benchmarks/bench_orders.py [--orders N] [--products P]
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import random
 import subprocess
 import sys
-import threading
-import time
-import uuid
 from collections.abc import Callable
-from decimal import Decimal
 
 import requests
-import sqlalchemy as sa
-from bench_gateway import measure, start_web, wait_ready  # the sibling benchmark
-from sqlalchemy.orm import Session, sessionmaker
+from harness import (
+    FAST_AUTH_ENV,
+    Buyer,
+    directly,
+    load,
+    measure,
+    seed,
+    start_web,
+    wait_ready,
+)
 
-from apps.orders.models import Order, OrderItem, OrderStatusChange, PlacementAttempt
-from apps.storage import services as stock
 from chomik import migrating
 from chomik.auth import generate_key_pair
-from chomik.db import make_engine, make_session_factory, utcnow
+from chomik.db import make_engine, make_session_factory
 from chomik.infra import PostgresCluster, free_port, private_cluster, stop_process
-from chomik.messaging.outbox import emit
-from clients.events import OrderItem as EventItem
-from clients.events import OrderPlaced
-from clients.orders import OrderStatus
 
-PASSWORD = "benchmark password"
 APPS = ("storage", "delivery", "orders", "gateway")
 CONCURRENCY = (1, 8, 32)
-ADDRESS = {
-    "recipient": "Bench Buyer", "phone": "+79990000000", "country": "RU",
-    "city": "Moscow", "street": "Tverskaya 1", "postal_code": "125009",
-}  # fmt: skip
-
-
-def register(gateway: str, email: str, role: str) -> str:
-    """Register and log in one user through the gateway; return an access token."""
-    requests.post(
-        f"{gateway}/api/v1/auth/register",
-        json={"email": email, "password": PASSWORD, "name": role, "role": role},
-        timeout=30,
-    ).raise_for_status()
-    response = requests.post(
-        f"{gateway}/api/v1/auth/login",
-        json={"email": email, "password": PASSWORD},
-        timeout=30,
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
-def seed(gateway: str, products: int, buyers: int) -> tuple[list[str], list[tuple]]:
-    """A seller's products and buyers with an address: (product ids, buyers)."""
-    seller = {"Authorization": f"Bearer {register(gateway, 's@b.example', 'seller')}"}
-    product_ids = []
-    for n in range(products):
-        response = requests.post(
-            f"{gateway}/api/v1/products", headers=seller,
-            json={
-                "title": f"Sneaker {n}", "brand": "Chomik", "model": f"M{n}",
-                "size": "42", "color": "white", "condition": "new",
-                "price": "99.90", "currency": "RUB", "quantity": 1_000_000,
-            },
-            timeout=30,
-        )  # fmt: skip
-        response.raise_for_status()
-        product_ids.append(response.json()["id"])
-    people = []
-    for n in range(buyers):
-        token = register(gateway, f"b{n}@b.example", "buyer")
-        headers = {"Authorization": f"Bearer {token}"}
-        response = requests.post(
-            f"{gateway}/api/v1/addresses", headers=headers, json=ADDRESS, timeout=30
-        )
-        response.raise_for_status()
-        people.append((headers, response.json()["id"]))
-    return product_ids, people
-
-
-def load(
-    place: Callable[[int, str], None], total: int, concurrency: int
-) -> tuple[list[float], float]:
-    """Place `total` orders from `concurrency` threads; return latencies, wall time."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(total))
-    errors: list[str] = []
-
-    def worker(index: int) -> None:
-        mine = []
-        while True:
-            with lock:
-                if next(counter, None) is None:
-                    break
-            start = time.perf_counter()
-            try:
-                place(index, uuid.uuid4().hex)
-            except Exception as exc:  # noqa: BLE001 - reported below
-                errors.append(repr(exc))
-            mine.append(time.perf_counter() - start)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise SystemExit(f"{len(errors)} failed placements, first: {errors[0]}")
-    return latencies, elapsed
 
 
 def through_gateway(
-    gateway: str, product_ids: list[str], people: list[tuple]
+    gateway: str, product_ids: list[str], people: list[Buyer]
 ) -> Callable[[int, str], None]:
     sessions = [requests.Session() for _ in people]
 
     def place(index: int, key: str) -> None:
-        headers, address = people[index % len(people)]
+        buyer = people[index % len(people)]
         response = sessions[index % len(people)].post(
             f"{gateway}/api/v1/orders",
-            headers={**headers, "Idempotency-Key": key},
+            headers={**buyer.headers, "Idempotency-Key": key},
             json={
                 "items": [{"product_id": random.choice(product_ids), "quantity": 1}],
-                "address_id": address,
+                "address_id": buyer.address_id,
             },
             timeout=60,
         )
         if response.status_code != 201:
             raise RuntimeError(f"{response.status_code} {response.text[:300]}")
-
-    return place
-
-
-def directly(
-    storage: sessionmaker[Session],
-    orders: sessionmaker[Session],
-    product_ids: list[str],
-) -> Callable[[int, str], None]:
-    """The SQL a placement does, without HTTP: what the services cost at the least."""
-    keys = sa.table(
-        "idempotency_keys", sa.column("scope"), sa.column("key"),
-        sa.column("fingerprint"), sa.column("expires_at"),
-        sa.column("response_status"),
-    )  # fmt: skip
-
-    def place(index: int, key: str) -> None:
-        order_id, buyer = uuid.uuid4(), uuid.uuid4()
-        product = uuid.UUID(random.choice(product_ids))
-        with storage.begin() as session:
-            held = stock.reserve_stock(
-                session, order_id=order_id, lines=[stock.StockLine(product, 1)]
-            ).reservation.items[0]
-        with orders.begin() as session:
-            session.add(PlacementAttempt(order_id=order_id, buyer_id=buyer,
-                                         next_check_at=utcnow()))  # fmt: skip
-        with orders.begin() as session:
-            session.execute(
-                sa.insert(keys).values(scope=f"orders.place {buyer}", key=key,
-                                       fingerprint="x" * 64, expires_at=utcnow())
-            )  # fmt: skip
-            expires = utcnow() + dt.timedelta(minutes=15)
-            session.add(
-                Order(
-                    id=order_id, buyer_id=buyer, status=OrderStatus.AWAITING_PAYMENT,
-                    address_id=uuid.uuid4(), currency="RUB", total=held.unit_price,
-                    expires_at=expires, next_check_at=expires,
-                    items=[OrderItem(product_id=product, seller_id=uuid.uuid4(),
-                                     title=held.title, quantity=1,
-                                     unit_price=held.unit_price)],
-                )
-            )  # fmt: skip
-            session.add(OrderStatusChange(order_id=order_id,
-                                          to_status=OrderStatus.AWAITING_PAYMENT))  # fmt: skip
-            session.execute(
-                sa.delete(PlacementAttempt).where(PlacementAttempt.order_id == order_id)
-            )
-            session.flush()
-            emit(session, OrderPlaced(
-                order_id=str(order_id), buyer_id=str(buyer), address_id="a",
-                currency="RUB", total=Decimal(held.unit_price),
-                items=(EventItem(str(product), 1),),
-            ))  # fmt: skip
-            session.execute(
-                sa.update(keys).where(keys.c.key == key).values(response_status=201)
-            )
 
     return place
 
@@ -239,11 +94,7 @@ def start(cluster: PostgresCluster, processes: list[subprocess.Popen[bytes]]) ->
         "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
         "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
         "LOG_LEVEL": "WARNING",
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
-        "REGISTER_RATE_LIMIT": "10000/hour",
-        "LOGIN_RATE_LIMIT": "10000/minute",
-        "LOGIN_ADDRESS_RATE_LIMIT": "10000/minute",
+        **FAST_AUTH_ENV,
         **{f"{name.upper()}_URL": url for name, url in urls.items()},
     }
     for name in APPS:

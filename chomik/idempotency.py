@@ -199,9 +199,8 @@ def _insert_or_take_over(
     try:
         with session.begin_nested():
             previous = session.execute(
-                sa.select(sa.func.current_setting("lock_timeout"))
+                _SWAP_LOCK_TIMEOUT, {"value": f"{max(1, round(wait * 1000))}ms"}
             ).scalar_one()
-            _set_lock_timeout(session, f"{max(1, round(wait * 1000))}ms")
             owned = session.execute(statement).first() is not None
             _set_lock_timeout(session, previous)
     except OperationalError as exc:
@@ -209,6 +208,14 @@ def _insert_or_take_over(
             raise
         raise RequestInProgressError(_retry_after(wait)) from exc
     return owned
+
+
+# Set `lock_timeout` until the transaction ends and answer the value before, in
+# one round trip: the materialized CTE reads it before the projection sets it.
+_SWAP_LOCK_TIMEOUT = sa.text(
+    "WITH previous AS MATERIALIZED (SELECT current_setting('lock_timeout') AS value)"
+    " SELECT value, set_config('lock_timeout', :value, true) FROM previous"
+)
 
 
 def _set_lock_timeout(session: Session, value: str) -> None:

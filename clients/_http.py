@@ -287,6 +287,11 @@ class ServiceClient(Client):
         retries: int = 2,
         session: requests.Session | None = None,
     ) -> None:
+        if session is None:
+            # Our services' addresses come from the settings: no proxy or .netrc
+            # from the environment, which requests would look up on every call.
+            session = requests.Session()
+            session.trust_env = False
         super().__init__(
             base_url,
             token=ServiceToken(service_secret, caller),

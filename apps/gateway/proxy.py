@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -39,10 +39,15 @@ class Route:
 
     pattern: str
     service: str
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Compiled once: every proxied request tries the table.
+        regex = re.sub(r"\{[^/}]+\}", "[^/]+", self.pattern)
+        object.__setattr__(self, "regex", re.compile(f"{regex}(/.*)?"))
 
     def matches(self, path: str) -> bool:
-        regex = re.sub(r"\{[^/}]+\}", "[^/]+", self.pattern)
-        return re.fullmatch(f"{regex}(/.*)?", path) is not None
+        return self.regex.fullmatch(path) is not None
 
 
 # More specific first: an order's payment belongs to the payment service.
@@ -126,6 +131,9 @@ class Forwarder:
         # travel unchanged, so the service never compresses for a client that
         # did not ask for it.
         self.session.headers.clear()
+        # The services' addresses are the settings': no proxy or .netrc from the
+        # environment, which requests would otherwise look up on every call.
+        self.session.trust_env = False
         # urllib3 never retries a POST; retrying a GET could repeat a slow call,
         # so no retries at all and the client decides.
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)

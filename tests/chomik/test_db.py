@@ -1,13 +1,20 @@
 """The kit's column types and pagination, on real PostgreSQL."""
 
 import enum
+import time
 import uuid
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from chomik.db import TYPE_ANNOTATION_MAP, enum_by_value, new_metadata, paginate
+from chomik.db import (
+    TYPE_ANNOTATION_MAP,
+    enum_by_value,
+    make_engine,
+    new_metadata,
+    paginate,
+)
 
 
 class Colour(enum.StrEnum):
@@ -69,3 +76,42 @@ def test_paginate_answers_one_page_and_the_total(session):
     assert [s.n for s in last.items] == [6]
     beyond = paginate(session, query, page=9, page_size=3)
     assert (list(beyond.items), beyond.total) == ([], 7)
+
+
+def _pings(engine):
+    pings = []
+    original = engine.dialect.do_ping
+
+    def counted(connection):
+        pings.append(connection)
+        return original(connection)
+
+    engine.dialect.do_ping = counted
+    return pings
+
+
+def test_a_connection_used_moments_ago_is_not_pinged_again(infra):
+    engine = make_engine(infra.urls["gateway"], pool_size=1, max_overflow=0)
+    pings = _pings(engine)
+    for _ in range(3):
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    assert pings == []
+    engine.dispose()
+
+
+def test_a_connection_idle_too_long_is_pinged_and_replaced_when_dropped(infra):
+    engine = make_engine(
+        infra.urls["gateway"], ping_idle_after=0.0, pool_size=1, max_overflow=0
+    )
+    pings = _pings(engine)
+    with engine.connect() as conn:
+        first = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    with infra.engine("gateway").connect() as admin:
+        admin.execute(sa.select(sa.func.pg_terminate_backend(first)))
+    time.sleep(0.2)
+    with engine.connect() as conn:  # the ping finds it dropped: a fresh one
+        second = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    assert second != first
+    assert len(pings) >= 1
+    engine.dispose()
