@@ -547,8 +547,8 @@ class Relay:
             return None
         try:
             proxy = self.engine.raw_connection()
+            listener: Any = proxy.dbapi_connection
             proxy.detach()  # this connection is the relay's, never the pool's
-            listener: Any = proxy.driver_connection
             listener.autocommit = True
             with listener.cursor() as cursor:
                 cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
