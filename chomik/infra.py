@@ -152,6 +152,9 @@ class PostgresCluster:
             f"-c unix_socket_directories={self.base_dir}",
             f"-c max_prepared_transactions={self.max_prepared_transactions}",
             "-c max_connections=300",
+            # Checkpoint often, so that stopping (a shutdown checkpoint) has
+            # little left to write; an idle server writes no WAL and skips them.
+            "-c checkpoint_timeout=30s",
         ]
         if not self.durable:  # tests only: a crash of the OS is not what they test
             options += ["-c fsync=off", "-c synchronous_commit=off"]

@@ -179,6 +179,8 @@ class Launcher:
             env.setdefault(name, value)
         for name, value in service_urls(self.host).items():
             env.setdefault(name, value)
+        # Ctrl-C on a development machine: web workers get 2 s for their requests.
+        env.setdefault("WEB_GRACEFUL_TIMEOUT", "2")
         return env
 
     def spawn(self, label: str, argv: list[str], env: Mapping[str, str]) -> None:

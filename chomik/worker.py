@@ -80,6 +80,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._scheduler: Scheduler | None = None
         self._consumer: Consumer | None = None
+        self._relay: Relay | None = None
         self._probes: ProbeServer | None = None
         self._failed = False
         self.engine = make_engine(settings.database_url, pool_size=5, max_overflow=5)
@@ -116,12 +117,12 @@ class Worker:
                     "could not create topics now (%s); they are made on use", repr(exc)
                 )
         if self.with_relay:
-            relay = Relay(
+            self._relay = Relay(
                 self.engine,
                 self.settings.kafka_bootstrap_servers,
                 config=self.relay_config,
             )
-            self._spawn("relay", relay.run)
+            self._spawn("relay", self._relay.run)
         if self.consumers:
             consumer = Consumer(
                 group_id=self.group_id,
@@ -194,6 +195,8 @@ class Worker:
     def stop(self) -> None:
         """Ask every part to stop (safe from a signal handler)."""
         self.stop_event.set()
+        if self._relay is not None:
+            self._relay.wake()
 
     def join(self, timeout: float = 30.0) -> None:
         """Wait for the parts to finish, then release the database."""
@@ -203,6 +206,7 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout)
         self._consumer = None
+        self._relay = None
         if self._probes is not None:
             self._probes.stop()
             self._probes = None

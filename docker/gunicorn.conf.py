@@ -8,7 +8,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
-graceful_timeout = 10
+# How long a stopping worker may finish its requests (`chomik run` stops sooner).
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "10"))
 keepalive = 5
 # gunicorn parses the request line and headers before the app sees them and
 # answers 400 itself past these bounds (its defaults, stated here on purpose);

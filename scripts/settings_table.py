@@ -29,6 +29,7 @@ EXTRA = [
     ("WEB_CONCURRENCY", "2", "gunicorn worker processes", "web"),
     ("WEB_THREADS", "4", "threads per gunicorn worker", "web"),
     ("WEB_TIMEOUT", "30", "gunicorn worker timeout, seconds", "web"),
+    ("WEB_GRACEFUL_TIMEOUT", "10", "seconds a stopping gunicorn worker may finish its requests (`chomik run`: 2)", "web"),
 ]  # fmt: skip
 
 

@@ -37,6 +37,12 @@ bounded: retried in place with backoff up to `max_attempts` times, then publishe
 error type, attempts, source topic, partition, offset, group), and the partition
 moves on. Timeouts are bounded because the message's own work may cause them again
 and again. `chomik dlq` lists, shows and replays dead letters (`chomik.messaging.dlq`).
+
+Idle, the loop backs off: once `idle_after` seconds have passed without a record
+(with partitions assigned), it pauses `idle_pause` seconds between short polls
+instead of fetching continuously; the first record tightens it again. The broker
+answers a fetch only when its wait (`fetch_max_wait_ms`) is over, so continuous
+fetching costs a fetch per wait on every consumer even when nothing happens.
 """
 
 from __future__ import annotations
@@ -85,6 +91,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Any], None]
 HandlerKey = type[Event] | str
+
+POLL_MS = 200  # one poll's wait for records, busy
+IDLE_POLL_MS = 50  # idle: one fetch's worth, between pauses
 
 
 _inbox = sa.table(
@@ -180,6 +189,8 @@ class Consumer:
         consumer_options: Mapping[str, Any] | None = None,
         producer_factory: Callable[[], KafkaProducer] | None = None,
         event_types: Mapping[str, type[Event]] | None = None,
+        idle_after: float = 10.0,
+        idle_pause: float = 0.5,
     ) -> None:
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
@@ -195,6 +206,8 @@ class Consumer:
         self.retry_backoff_max = retry_backoff_max
         self.outage_backoff = outage_backoff
         self.outage_backoff_max = outage_backoff_max
+        self.idle_after = idle_after
+        self.idle_pause = idle_pause
         self.consumer_options = dict(consumer_options or {})
         self._producer_factory = producer_factory or (
             lambda: make_producer(bootstrap_servers)
@@ -399,9 +412,15 @@ class Consumer:
         self._consumer = consumer
         consumer.subscribe(self.topics)
         failures = 0
+        last_record = time.monotonic()
         try:
             while not stop.is_set():
-                batches = consumer.poll(timeout_ms=200)
+                if not consumer.assignment():  # joining: never idle
+                    last_record = time.monotonic()
+                idle = time.monotonic() - last_record > self.idle_after
+                if idle and stop.wait(self.idle_pause):
+                    break
+                batches = consumer.poll(timeout_ms=IDLE_POLL_MS if idle else POLL_MS)
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 try:
                     self._process_batch(batches, stop, offsets)
@@ -421,6 +440,7 @@ class Consumer:
                     continue
                 if batches:
                     failures = 0
+                    last_record = time.monotonic()
                 self._commit(offsets)
                 self._update_lag(consumer)
         finally:

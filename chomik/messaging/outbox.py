@@ -16,13 +16,23 @@ they flow, so
 one refused event cannot stop an entity for good (an operator inspects the parked
 row and re-emits or drops it). A broker that is down or slow (timeouts, leader
 moves) never counts toward parking: the relay backs off and every row waits.
+
+An idle relay costs next to nothing: `emit` also sends `NOTIFY chomik_outbox` in
+the caller's transaction (delivered at commit), which wakes the relays of that
+database at once; between wake-ups the relay polls at an interval that doubles
+while it finds nothing, up to `RelayConfig.idle_interval_max`, and is short again
+after a hit. A two-phase branch cannot notify (PostgreSQL refuses to PREPARE a
+transaction that ran NOTIFY), so what it emits waits at most that longest interval.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
 import random
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -140,12 +150,18 @@ _outbox = sa.table(
 )
 
 
+# The channel `emit` notifies and relays listen on (one per database).
+NOTIFY_CHANNEL = "chomik_outbox"
+
+
 def emit(session: Session, event: Event, *, topic: str | None = None) -> Envelope:
     """Write `event` to the outbox in the caller's transaction; return its envelope.
 
     Nothing is published until the transaction commits and the relay picks the row
-    up; a rolled-back transaction publishes nothing. Plain INSERT only (no NOTIFY, no
-    temporary table), so it also works inside a prepared two-phase branch.
+    up; a rolled-back transaction publishes nothing. The same statement notifies
+    `NOTIFY_CHANNEL`, so the relay wakes when the transaction commits; in a
+    two-phase branch, which may not notify, it is a plain INSERT (no temporary
+    table either), and the relay finds the row when it next polls.
     """
     envelope = envelope_of(event, request_id=current_request_id())
     emit_envelope(session, envelope, topic=topic or event.topic)
@@ -154,14 +170,37 @@ def emit(session: Session, event: Event, *, topic: str | None = None) -> Envelop
 
 def emit_envelope(session: Session, envelope: Envelope, *, topic: str) -> None:
     """Write a ready envelope to the outbox (for forwarding messages as they are)."""
+    insert = sa.insert(_outbox).values(
+        id=envelope.id,
+        topic=topic,
+        key=envelope.key,
+        type=envelope.type,
+        payload=envelope.to_json(),
+    )
+    if in_two_phase(session):
+        session.execute(insert)
+        return
+    # One round trip: the INSERT, and the notification delivered at commit.
+    emitted = insert.returning(_outbox.c.seq).cte("emitted")
     session.execute(
-        sa.insert(_outbox).values(
-            id=envelope.id,
-            topic=topic,
-            key=envelope.key,
-            type=envelope.type,
-            payload=envelope.to_json(),
-        )
+        sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")).select_from(emitted)
+    )
+
+
+def wake_relays(engine: Engine) -> None:
+    """Wake the relays of `engine`'s database now.
+
+    For a two-phase transaction that emitted events, once it has committed: its
+    branch could not notify (see `emit`), so its rows would wait for the next poll.
+    """
+    with engine.connect() as conn, conn.begin():
+        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
+
+
+def in_two_phase(session: Session) -> bool:
+    """Whether the session's transaction is a two-phase branch (txcoord's)."""
+    return isinstance(
+        session.connection().get_transaction(), sa.engine.TwoPhaseTransaction
     )
 
 
@@ -196,11 +235,16 @@ class RelayConfig:
     batch_size: int = 500
     shards: int = 16
     shards_per_batch: int = 6
+    # Waits between polls that find less than a batch: `idle_interval` after a
+    # hit, doubling while nothing is found, up to `idle_interval_max` (how long a
+    # row emitted without a notification, in a two-phase branch, may wait).
     idle_interval: float = 0.02
+    idle_interval_max: float = 1.0
+    listen: bool = True  # wake on `NOTIFY_CHANNEL` (see `emit`)
     backoff_base: float = 0.2
     backoff_max: float = 5.0
     flush_timeout: float = 15.0
-    housekeeping_interval: float = 1.0
+    housekeeping_interval: float = 5.0
     max_refusals: int = 5
 
 
@@ -243,6 +287,17 @@ class Relay:
         )
         self._producer: KafkaProducer | None = None
         self._last_housekeeping = 0.0
+        self._listener: Any = None  # the DBAPI connection that LISTENs
+        self._listen_retry_at = 0.0
+        self._wake_pipe: tuple[int, int] | None = None  # while running
+
+    def wake(self) -> None:
+        """Cut the current wait short (safe from a signal handler)."""
+        pipe = self._wake_pipe
+        # A full pipe has a wake-up pending already; a closed one, a finished relay.
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                os.write(pipe[1], b"!")
 
     @property
     def producer(self) -> KafkaProducer:
@@ -401,50 +456,115 @@ class Relay:
     def refresh_metrics(self) -> None:
         """Set the pending, oldest-age (parked rows left out) and parked gauges."""
         with self.engine.connect() as conn:
-            count, age = conn.execute(
+            count, age, parked = conn.execute(
                 sa.text(
-                    "SELECT count(*),"
-                    " coalesce(extract(epoch FROM now() - min(created_at)), 0)"
-                    " FROM outbox_events WHERE sent_at IS NULL AND parked_at IS NULL"
+                    "SELECT"
+                    " (SELECT count(*) FROM outbox_events"
+                    "  WHERE sent_at IS NULL AND parked_at IS NULL),"
+                    " (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                    "  FROM outbox_events WHERE sent_at IS NULL AND parked_at IS NULL),"
+                    " (SELECT count(*) FROM outbox_events WHERE parked_at IS NOT NULL)"
                 )
             ).one()
-            parked = conn.scalar(
-                sa.text(
-                    "SELECT count(*) FROM outbox_events WHERE parked_at IS NOT NULL"
-                )
-            )
         OUTBOX_PENDING.set(count)
         OUTBOX_OLDEST_AGE.set(float(age))
         OUTBOX_PARKED.set(parked)
 
     def housekeeping(self, *, force: bool = False) -> None:
-        """Refresh the gauges every second (pruning is the `prune_messages` job's)."""
+        """Refresh the gauges now and then (pruning is the `prune_messages` job's)."""
         now = time.monotonic()
         if force or now - self._last_housekeeping >= self.config.housekeeping_interval:
             self._last_housekeeping = now
             self.refresh_metrics()
 
     def run(self, stop: threading.Event) -> None:
-        """Publish until `stop` is set, backing off (bounded, jittered) on errors."""
+        """Publish until `stop` is set, backing off (bounded, jittered) on errors.
+
+        Idle, it waits for a notification or its polling interval, whichever
+        comes first; the interval doubles while polls find nothing.
+        """
         failures = 0
-        while not stop.is_set():
-            try:
-                published = self.publish_batch()
-                failures = 0
-            except (PublishError, KafkaError, sa.exc.SQLAlchemyError) as exc:
-                failures += 1
-                OUTBOX_PUBLISH_ERRORS.inc()
-                delay = backoff_delay(
-                    failures, self.config.backoff_base, self.config.backoff_max
-                )
-                log.warning("outbox relay: %s; retrying in %.2fs", str(exc), delay)
+        interval = self.config.idle_interval
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        self._wake_pipe = (wake_read, wake_write)
+        try:
+            while not stop.is_set():
+                try:
+                    published = self.publish_batch()
+                    failures = 0
+                except (PublishError, KafkaError, sa.exc.SQLAlchemyError) as exc:
+                    failures += 1
+                    OUTBOX_PUBLISH_ERRORS.inc()
+                    delay = backoff_delay(
+                        failures, self.config.backoff_base, self.config.backoff_max
+                    )
+                    log.warning("outbox relay: %s; retrying in %.2fs", str(exc), delay)
+                    self._safe_housekeeping()
+                    stop.wait(delay)
+                    continue
                 self._safe_housekeeping()
-                stop.wait(delay)
-                continue
-            self._safe_housekeeping()
-            if published < self.config.batch_size:
-                stop.wait(self.config.idle_interval)
-        self.close()
+                if published >= self.config.batch_size:
+                    continue
+                if published:
+                    interval = self.config.idle_interval
+                self._wait(interval, stop, wake_read)
+                if not published:
+                    interval = min(self.config.idle_interval_max, interval * 2)
+        finally:
+            self._wake_pipe = None
+            os.close(wake_read)
+            os.close(wake_write)
+            self.close()
+            self._stop_listening()
+
+    # --- waiting for work --------------------------------------------------------
+
+    def _wait(self, timeout: float, stop: threading.Event, wake_read: int) -> None:
+        """Wait up to `timeout` for a notification or `wake()` (or `stop`, polling)."""
+        listener = self._listen()
+        if listener is None:
+            stop.wait(timeout)
+            return
+        try:
+            readable, _, _ = select.select([listener, wake_read], [], [], timeout)
+            if listener in readable:
+                listener.poll()
+                listener.notifies.clear()
+        except Exception as exc:  # noqa: BLE001 - any failure: poll until it is back
+            log.warning("outbox relay: stopped listening: %s", repr(exc))
+            self._stop_listening()
+            stop.wait(timeout)
+            return
+        if wake_read in readable:
+            os.read(wake_read, 4096)
+
+    def _listen(self) -> Any:
+        """The listening connection, (re)opened when missing; None: poll only."""
+        if not self.config.listen or self._listener is not None:
+            return self._listener
+        if time.monotonic() < self._listen_retry_at:
+            return None
+        try:
+            proxy = self.engine.raw_connection()
+            listener: Any = proxy.dbapi_connection
+            proxy.detach()  # this connection is the relay's, never the pool's
+            listener.autocommit = True
+            with listener.cursor() as cursor:
+                cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except Exception as exc:  # noqa: BLE001 - no database now: poll, retry later
+            log.warning("outbox relay: cannot listen: %s", repr(exc))
+            self._listen_retry_at = time.monotonic() + self.config.backoff_max
+            return None
+        self._listener = listener
+        return listener
+
+    def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(Exception):  # it is being dropped anyway
+                listener.close()
+        self._listen_retry_at = time.monotonic() + self.config.backoff_max
 
     def _safe_housekeeping(self) -> None:
         try:

@@ -21,7 +21,13 @@ from chomik.db import make_session_factory
 from chomik.infra import KafkaBroker, free_port
 from chomik.logs import request_id_var
 from chomik.messaging.kafka import Envelope, ensure_topics, make_producer
-from chomik.messaging.outbox import Relay, RelayConfig, emit, prune_messages
+from chomik.messaging.outbox import (
+    Relay,
+    RelayConfig,
+    emit,
+    prune_messages,
+    wake_relays,
+)
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
     Ping,
@@ -101,6 +107,41 @@ def test_emit_works_inside_a_prepared_two_phase_branch(infra, topic):
         branch.prepare()
         branch.commit()
     assert pending(engine) == 1
+
+
+def test_an_idle_relay_wakes_on_commit_and_on_wake_relays_not_on_its_timer(
+    infra, topic
+):
+    engine = infra.engine("orders")
+    drain(Relay(engine, infra.kafka), engine)
+    # Its polling alone would take a minute: only a notification can wake it.
+    slow = RelayConfig(idle_interval=60.0, idle_interval_max=60.0)
+    relay = Relay(engine, infra.kafka, config=slow)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: relay._listener is not None, 10)
+        emit_pings(engine, topic, ["notified"], 1)
+        wait_until(lambda: pending(engine) == 0, 10)
+        # A two-phase branch cannot notify: its row waits for `wake_relays`.
+        with engine.connect() as conn:
+            branch = conn.begin_twophase()
+            emit(Session(bind=conn), Ping("two-phase", 0), topic=topic)
+            branch.prepare()
+            branch.commit()
+        assert pending(engine) == 1
+        wake_relays(engine)
+        wait_until(lambda: pending(engine) == 0, 10)
+    finally:
+        stop.set()
+        relay.wake()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert [e.key for e in envelopes(read_topic(infra.kafka, topic))] == [
+        "notified",
+        "two-phase",
+    ]
 
 
 def test_message_is_keyed_by_entity_and_carries_request_id(infra, topic):

@@ -33,7 +33,7 @@ from apps.payment.services.ports import Ports
 from apps.payment.states import BANK_RESULTS, sources_of
 from chomik.jobs.scheduling import table_of
 from chomik.messaging.consuming import InboxEntry, record_inbox
-from chomik.messaging.outbox import emit
+from chomik.messaging.outbox import emit, wake_relays
 from chomik.signing import VerifiedSignature, remember_signature
 from chomik.transient import TransientError
 from clients.bank import BankCallback, Transaction
@@ -106,6 +106,8 @@ def apply_bank_result(
         outcome = _guarded(branch, guard)
         if outcome is None:
             outcome = _apply(ports, tx, branch, payment_id, result)
+    if outcome is Outcome.APPLIED:
+        wake_relays(ports.payment_engine)
     RESULTS.labels(source, outcome.value).inc()
     if outcome is Outcome.REFUNDED:
         LATE_REFUNDS.inc()
@@ -167,6 +169,7 @@ def expire_payment(ports: Ports, payment_id: uuid.UUID) -> bool:
         if payment is None or payment.status not in sources_of(PaymentStatus.EXPIRED):
             return False
         _settle(tx, branch, payment, PaymentStatus.EXPIRED)
+    wake_relays(ports.payment_engine)
     return True
 
 

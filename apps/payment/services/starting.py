@@ -42,7 +42,7 @@ from apps.payment.states import sources_of
 from chomik.auth import Principal, user_uuid
 from chomik.db import new_metadata
 from chomik.jobs.scheduling import table_of
-from chomik.messaging.outbox import emit
+from chomik.messaging.outbox import emit, wake_relays
 from chomik.transient import TransientError
 from clients.bank import Transaction
 from clients.events import PaymentStarted
@@ -212,6 +212,7 @@ def _commit_start(ports: Ports, payment: Payment, transaction: Transaction) -> N
                 amount=order.total, currency=order.currency,
             ),
         )  # fmt: skip
+    wake_relays(ports.payment_engine)
 
 
 def _check_amount(payment: Payment, order: Any, transaction: Transaction) -> None:
