@@ -11,45 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import requests
+from harness import PASSWORD, measure, start_services  # shared by the benchmarks
 
-from chomik import migrating
-from chomik.auth import generate_key_pair
-from chomik.infra import PostgresCluster, free_port, private_cluster, stop_process
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-PASSWORD = "benchmark password"
-
-
-def start_web(
-    app: str, port: int, env: dict[str, str], log: Path
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "chomik.cli", "web", app, "--port", str(port)],
-            cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-
-def wait_ready(base: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{base} did not get ready")
+from chomik.infra import PostgresCluster, private_cluster, stop_process
 
 
 def seed(gateway: str) -> str:
@@ -125,26 +95,6 @@ def load(
     return latencies, elapsed
 
 
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
-def measure(
-    name: str, run: Callable[[], tuple[list[float], float]]
-) -> dict[str, float]:
-    latencies, elapsed = run()
-    row = {
-        "p50": percentile(latencies, 50) * 1000,
-        "p99": percentile(latencies, 99) * 1000,
-        "rps": len(latencies) / elapsed,
-    }
-    print(
-        f"{name:<22} {len(latencies):>6} {row['p50']:>9.2f} {row['p99']:>9.2f} "
-        f"{row['rps']:>9.1f}"
-    )
-    return row
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -166,45 +116,8 @@ def run(
     args: argparse.Namespace,
 ) -> int:
     """Start storage and the gateway on the cluster, then measure both."""
-    base = cluster.base_dir.parent
-    cluster.create_databases(["chomik_gateway", "chomik_storage"])
-    for name in ("gateway", "storage"):
-        migrating.upgrade(name, cluster.url(f"chomik_{name}"))
-    private, public = generate_key_pair()
-    (base / "jwt-private.pem").write_bytes(private)
-    (base / "jwt-public.pem").write_bytes(public)
-    storage_port, gateway_port = free_port(), free_port()
-    common = {
-        **os.environ,
-        "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
-        "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
-        "LOG_LEVEL": "WARNING",
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
-    }
-    storage_env = {
-        **common,
-        "DATABASE_URL": cluster.url("chomik_storage"),
-        "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-storage"),
-    }
-    gateway_env = {
-        **common,
-        "DATABASE_URL": cluster.url("chomik_gateway"),
-        "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-gateway"),
-        "STORAGE_URL": f"http://127.0.0.1:{storage_port}",
-    }
-    processes.append(
-        start_web("storage", storage_port, storage_env, base / "storage.log")
-    )
-    processes.append(
-        start_web("gateway", gateway_port, gateway_env, base / "gateway.log")
-    )
-    storage, gateway = (
-        f"http://127.0.0.1:{storage_port}",
-        f"http://127.0.0.1:{gateway_port}",
-    )
-    wait_ready(storage)
-    wait_ready(gateway)
+    urls = start_services(cluster, processes, ("storage", "gateway")).urls
+    storage, gateway = urls["storage"], urls["gateway"]
     token = seed(gateway)
     path = "/api/v1/products?page_size=20"
     for target in (storage, gateway):  # warm pools, caches and workers

@@ -20,51 +20,30 @@ import os
 import random
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
 import requests
 import sqlalchemy as sa
-from bench_gateway import measure, start_web, wait_ready  # the sibling benchmark
+from harness import load, measure, register, start_services  # shared by the benchmarks
 from sqlalchemy.orm import Session, sessionmaker
 
 from apps.orders.models import Order, OrderItem, OrderStatusChange, PlacementAttempt
 from apps.storage import services as stock
-from chomik import migrating
-from chomik.auth import generate_key_pair
 from chomik.db import make_engine, make_session_factory, utcnow
-from chomik.infra import PostgresCluster, free_port, private_cluster, stop_process
+from chomik.infra import PostgresCluster, private_cluster, stop_process
 from chomik.messaging.outbox import emit
 from clients.events import OrderItem as EventItem
 from clients.events import OrderPlaced
 from clients.orders import OrderStatus
 
-PASSWORD = "benchmark password"
 APPS = ("storage", "delivery", "orders", "gateway")
 CONCURRENCY = (1, 8, 32)
 ADDRESS = {
     "recipient": "Bench Buyer", "phone": "+79990000000", "country": "RU",
     "city": "Moscow", "street": "Tverskaya 1", "postal_code": "125009",
 }  # fmt: skip
-
-
-def register(gateway: str, email: str, role: str) -> str:
-    """Register and log in one user through the gateway; return an access token."""
-    requests.post(
-        f"{gateway}/api/v1/auth/register",
-        json={"email": email, "password": PASSWORD, "name": role, "role": role},
-        timeout=30,
-    ).raise_for_status()
-    response = requests.post(
-        f"{gateway}/api/v1/auth/login",
-        json={"email": email, "password": PASSWORD},
-        timeout=30,
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
 
 
 def seed(gateway: str, products: int, buyers: int) -> tuple[list[str], list[tuple]]:
@@ -93,42 +72,6 @@ def seed(gateway: str, products: int, buyers: int) -> tuple[list[str], list[tupl
         response.raise_for_status()
         people.append((headers, response.json()["id"]))
     return product_ids, people
-
-
-def load(
-    place: Callable[[int, str], None], total: int, concurrency: int
-) -> tuple[list[float], float]:
-    """Place `total` orders from `concurrency` threads; return latencies, wall time."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(total))
-    errors: list[str] = []
-
-    def worker(index: int) -> None:
-        mine = []
-        while True:
-            with lock:
-                if next(counter, None) is None:
-                    break
-            start = time.perf_counter()
-            try:
-                place(index, uuid.uuid4().hex)
-            except Exception as exc:  # noqa: BLE001 - reported below
-                errors.append(repr(exc))
-            mine.append(time.perf_counter() - start)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise SystemExit(f"{len(errors)} failed placements, first: {errors[0]}")
-    return latencies, elapsed
 
 
 def through_gateway(
@@ -223,52 +166,12 @@ def main() -> int:
                 stop_process(process)
 
 
-def start(cluster: PostgresCluster, processes: list[subprocess.Popen[bytes]]) -> dict:
-    """Start the four web processes on free ports; return their base URLs."""
-    base = cluster.base_dir.parent
-    cluster.create_databases([f"chomik_{name}" for name in APPS])
-    for name in APPS:
-        migrating.upgrade(name, cluster.url(f"chomik_{name}"))
-    private, public = generate_key_pair()
-    (base / "jwt-private.pem").write_bytes(private)
-    (base / "jwt-public.pem").write_bytes(public)
-    ports = {name: free_port() for name in APPS}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    common = {
-        **os.environ,
-        "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
-        "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
-        "LOG_LEVEL": "WARNING",
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
-        "REGISTER_RATE_LIMIT": "10000/hour",
-        "LOGIN_RATE_LIMIT": "10000/minute",
-        "LOGIN_ADDRESS_RATE_LIMIT": "10000/minute",
-        **{f"{name.upper()}_URL": url for name, url in urls.items()},
-    }
-    for name in APPS:
-        (base / f"prom-{name}").mkdir()
-        env = {
-            **common,
-            "DATABASE_URL": cluster.url(f"chomik_{name}"),
-            "PROMETHEUS_MULTIPROC_DIR": str(base / f"prom-{name}"),
-        }
-        processes.append(start_web(name, ports[name], env, base / f"{name}.log"))
-    for name, url in urls.items():
-        try:
-            wait_ready(url)
-        except SystemExit:
-            print((base / f"{name}.log").read_text()[-3000:], file=sys.stderr)
-            raise
-    return urls
-
-
 def run(
     cluster: PostgresCluster,
     processes: list[subprocess.Popen[bytes]],
     args: argparse.Namespace,
 ) -> int:
-    urls = start(cluster, processes)
+    urls = start_services(cluster, processes, APPS).urls
     product_ids, people = seed(urls["gateway"], args.products, max(CONCURRENCY))
     storage = make_session_factory(make_engine(cluster.url("chomik_storage")))
     orders = make_session_factory(make_engine(cluster.url("chomik_orders")))
