@@ -33,6 +33,8 @@ FAULTS = {"BANK_FAULT_DUPLICATE": "1", "BANK_FAULT_REORDER": "1"}
 # The poller asks the bank about a payment 30 s after it started (long after the held
 # callbacks came), then every few seconds.
 POLLING = {"PAYMENT_POLL_AFTER": "30", "PAYMENT_POLL_INTERVAL": "6"}
+# Cheap password hashes: logging in is not what is tested here.
+HASHING = {"PASSWORD_HASH_TIME_COST": "1", "PASSWORD_HASH_MEMORY_KIB": "1024"}
 ORDER_AFTER = {"SUCCEEDED": "PAID", "FAILED": "PAYMENT_FAILED"}
 
 
@@ -51,7 +53,7 @@ def system():
     pg_port = free_port()
     env = {
         "EMBEDDED_PG_PORT": str(pg_port), "EMBEDDED_KAFKA_PORT": str(free_port()),
-        **FAULTS, **POLLING,
+        **FAULTS, **POLLING, **HASHING,
     }  # fmt: skip
     launcher = launch(env, data_dir)
     try:
@@ -67,6 +69,21 @@ def system():
         output = launcher.communicate(timeout=90)[0]
         shutil.rmtree(data_dir, ignore_errors=True)
     assert launcher.returncode == 0, output
+
+
+@dataclass(frozen=True)
+class Shop:
+    seller: str
+    buyer: str
+    rich: str  # bank accounts of the buyer
+    poor: str
+
+
+@pytest.fixture(scope="module")
+def shop(system):
+    return Shop(
+        user("seller"), user("buyer"), bank_account("10000.00"), bank_account("1.00")
+    )
 
 
 def results(system):
@@ -94,13 +111,14 @@ def bank_account(balance):
     return response.json()["id"]
 
 
-def paid_orders(buyer, accounts):
-    """An order per account, its payment started through the gateway, then all paid
-    one right after the other at the bank: [(order, payment, the bank's answer)]."""
-    seller = user("seller")
+def paid_orders(shop):
+    """An order per account, their payments started through the gateway, then paid
+    one right after the other at the bank: [(order, payment, the bank's answer)].
+    (Orders first: the poller's clock starts with each payment.)"""
+    buyer, accounts = shop.buyer, [shop.rich, shop.poor, shop.rich]
+    orders = [placed_order(shop.seller, buyer) for _ in accounts]
     started = []
-    for _ in accounts:
-        order = placed_order(seller, buyer)
+    for order in orders:
         answer = call("POST", f"/orders/{order['id']}/payment", buyer)
         assert answer.status_code == 201, answer.text
         started.append((order, answer.json()))
@@ -150,13 +168,11 @@ def sent_order(system, paid):
         engine.dispose()
 
 
-def test_every_callback_sent_twice_and_in_reverse_order_is_applied_once(system):
-    buyer = user("buyer")
-    rich, poor = bank_account("1000.00"), bank_account("1.00")
+def test_every_callback_sent_twice_and_in_reverse_order_is_applied_once(system, shop):
     before = results(system)
 
-    paid = paid_orders(buyer, [rich, poor, rich])
-    settled(paid, buyer, timeout=60)
+    paid = paid_orders(shop)
+    settled(paid, shop.buyer, timeout=60)
 
     # The bank held the three callbacks back and let them go newest first ...
     assert sent_order(system, paid) == [p["id"] for _, p, _ in reversed(paid)]
@@ -171,19 +187,19 @@ def test_every_callback_sent_twice_and_in_reverse_order_is_applied_once(system):
     assert copies >= 3, taken
 
 
-def test_every_callback_dropped_the_poller_alone_settles_each_payment_once(system):
+def test_every_callback_dropped_the_poller_alone_settles_each_payment_once(
+    system, shop
+):
     switched = requests.put(
         f"{BANK}/admin/faults", json={"drop": 1, "duplicate": 0, "reorder": 0},
         timeout=10,
     )  # fmt: skip
     assert switched.status_code == 200, switched.text
     try:
-        buyer = user("buyer")
-        rich, poor = bank_account("1000.00"), bank_account("1.00")
         before = results(system)
 
-        paid = paid_orders(buyer, [rich, poor, rich])
-        settled(paid, buyer, timeout=90)
+        paid = paid_orders(shop)
+        settled(paid, shop.buyer, timeout=90)
     finally:
         requests.delete(f"{BANK}/admin/faults", timeout=10)
 
