@@ -96,7 +96,7 @@ class Bench:
             )  # fmt: skip
             self.workers.append((process, f"http://127.0.0.1:{port}"))
         for process, url in self.workers:
-            wait_ready(url, process=process)
+            wait_ready(url, timeout=300, process=process)
 
     def stop_workers(self) -> None:
         for process, _ in self.workers:
