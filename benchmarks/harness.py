@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 
 import requests
 import sqlalchemy as sa
@@ -29,7 +30,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from apps.orders.models import Order, OrderItem, OrderStatusChange, PlacementAttempt
 from apps.storage import services as stock
+from chomik import migrating
+from chomik.auth import generate_key_pair
 from chomik.db import utcnow
+from chomik.infra import PostgresCluster, free_port
 from chomik.messaging.outbox import emit
 from clients.events import OrderItem as EventItem
 from clients.events import OrderPlaced
@@ -51,25 +55,48 @@ FAST_AUTH_ENV = {
     "LOGIN_ACCOUNT_RATE_LIMIT": "100000/minute",
 }
 
+# Quiet logs, cheap password hashes, no rate limits in the way of a load.
+QUIET = {"LOG_LEVEL": "WARNING", **FAST_AUTH_ENV}
+
 
 # -- processes -----------------------------------------------------------------
 
 
-def start_web(
-    app: str, port: int, env: dict[str, str], log: Path
+def _spawn(
+    argv: list[str], env: Mapping[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
-    """`chomik web <app>` (gunicorn) on a port, in a process group of its own."""
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "chomik.cli", "web", app, "--port", str(port)],
-            cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "chomik.cli", *argv],
+            cwd=PROJECT_DIR, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
 
 
-def wait_ready(base: str, timeout: float = 180) -> None:
+def start_web(
+    app: str, port: int, env: Mapping[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """`chomik web <app>` on `port` (gunicorn), its output in `log`."""
+    return _spawn(["web", app, "--port", str(port)], env, log)
+
+
+def start_worker(
+    app: str, env: Mapping[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """`chomik worker <app>`, its output in `log`."""
+    return _spawn(["worker", app], env, log)
+
+
+def wait_ready(
+    base: str,
+    timeout: float = 180,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until `base/health/ready` answers 200 (and `process` is still alive)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"{base}: the process exited ({process.returncode})")
         try:
             if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
                 return
@@ -77,6 +104,69 @@ def wait_ready(base: str, timeout: float = 180) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit(f"{base} did not get ready")
+
+
+@dataclass(frozen=True)
+class Services:
+    """Web processes started on a cluster: where they answer, what they were given."""
+
+    base: Path  # the run's directory (logs, keys)
+    urls: dict[str, str]
+    env: dict[str, str]  # the environment every process got (without DATABASE_URL)
+
+    def app_env(self, app: str, cluster: PostgresCluster) -> dict[str, str]:
+        """The environment of one app's process (web or worker)."""
+        return {**self.env, "DATABASE_URL": cluster.url(f"chomik_{app}")}
+
+
+def start_services(
+    cluster: PostgresCluster,
+    processes: list[subprocess.Popen[bytes]],
+    apps: Iterable[str],
+    *,
+    databases: Iterable[str] = (),
+    env: Mapping[str, str] | Callable[[dict[str, str]], Mapping[str, str]] = (
+        MappingProxyType({})
+    ),
+) -> Services:
+    """Create and migrate the apps' databases (and `databases`), start each app's web
+    process on a free port with `env` on top of the common settings (or what
+    `env(urls)` gives, for settings naming another app's address), wait until all are
+    ready; the started processes are appended to `processes`."""
+    apps = list(apps)
+    names = [*apps, *databases]
+    base = cluster.base_dir.parent
+    cluster.create_databases([f"chomik_{name}" for name in names])
+    for name in names:
+        migrating.upgrade(name, cluster.url(f"chomik_{name}"))
+    private, public = generate_key_pair()
+    (base / "jwt-private.pem").write_bytes(private)
+    (base / "jwt-public.pem").write_bytes(public)
+    ports = {name: free_port() for name in apps}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    common = {
+        **os.environ,
+        **QUIET,
+        "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
+        "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
+        **{f"{name.upper()}_URL": url for name, url in urls.items()},
+        **(env(urls) if callable(env) else env),
+    }
+    services = Services(base, urls, common)
+    for name in apps:
+        (base / f"prom-{name}").mkdir()
+        app_env = {
+            **services.app_env(name, cluster),
+            "PROMETHEUS_MULTIPROC_DIR": str(base / f"prom-{name}"),
+        }
+        processes.append(start_web(name, ports[name], app_env, base / f"{name}.log"))
+    for name, url in urls.items():
+        try:
+            wait_ready(url)
+        except SystemExit:
+            print((base / f"{name}.log").read_text()[-3000:], file=sys.stderr)
+            raise
+    return services
 
 
 # -- figures -------------------------------------------------------------------

@@ -11,10 +11,17 @@ mid-batch loses nothing: its rows come due again when the lease ends (at least o
 the same `event_id` every time).
 
 `Faults` make the sender misbehave for tests, as real outside systems do: drop a
-callback (counted as sent, never sent), send it twice, hold it back so a later
-callback for the same key overtakes it, delay every callback, and answer 503 for a
-while (`unavailable_until`, for the stand-in's own views). Their values come from
-settings, overridden at run time through the `fault_switches` table.
+callback (counted as sent, never sent), send it twice, send callbacks out of order,
+delay every callback, and answer 503 for a while (`unavailable_until`, for the
+stand-in's own views). Their values come from settings, overridden at run time
+through the `fault_switches` table.
+
+Out of order means: a callback picked for reordering is held back. A later callback
+of the same key is sent at once and releases it (so a record's later change
+overtakes its earlier one); otherwise the hold ends after `reorder_hold`, and held
+callbacks then go newest first (each waits while a later one is still held back), so
+the callbacks of several records arrive in reverse order. No callback is held longer
+than `3 x reorder_hold`.
 """
 
 from __future__ import annotations
@@ -78,9 +85,11 @@ class SenderConfig:
     backoff_max: float = 60.0
     # How long sent callbacks are kept (for looking into what was sent).
     retention: dt.timedelta = dt.timedelta(days=1)
-    # The longest a held-back callback waits for a later one of its key (a later
-    # one sent releases it at once); longer than a carrier's default step.
+    # How long a held-back callback waits for a later one of its key (a later one
+    # sent releases it at once); longer than a carrier's default step. Then held
+    # callbacks go newest first, a step apart; none waits more than 3 x the hold.
     reorder_hold: float = 10.0
+    reorder_step: float = 0.2
 
 
 def install_callbacks(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -234,6 +243,8 @@ class CallbackSender:
             _update(session, row, held=True)
             CALLBACK_ATTEMPTS.labels("held").inc()
             return _later(self.config.reorder_hold)
+        if first and row.held and self._overtaken(session, row, not_before):
+            return _later(self.config.reorder_step)
         if first and self.chance() < faults.drop:
             log.info("callback %s dropped (fault switch)", row.event_id)
             _update(
@@ -261,6 +272,28 @@ class CallbackSender:
         )
         _release_held(session, row)
         return None
+
+    def _overtaken(self, session: Session, row: Any, held_from: dt.datetime) -> bool:
+        """True if a later held-back callback must go first: it is let go now."""
+        limit = held_from + dt.timedelta(seconds=3 * self.config.reorder_hold)
+        if utcnow() > limit:
+            return False  # held long enough: a stream of later ones never starves it
+        if _overtaken_by_own_key(session, row):
+            return False  # released by a later callback of its key: it goes now
+        later = (
+            _callbacks.c.id > row.id,
+            _callbacks.c.held.is_(True),
+            _callbacks.c.sent_at.is_(None),
+            _callbacks.c.attempts == 0,
+        )
+        if not session.scalar(sa.select(sa.exists().where(*later))):
+            return False
+        session.execute(
+            sa.update(_callbacks)
+            .where(*later, _callbacks.c.claim_token.is_(None))
+            .values(next_attempt_at=sa.func.now())
+        )
+        return True
 
     def _post(self, row: Any, *, now: float | None = None) -> str | None:
         """POST one callback; None on a 2xx, else what went wrong."""
@@ -342,6 +375,21 @@ def _behind_held(session: Session, row: Any) -> bool:
                     _callbacks.c.id < row.id,
                     _callbacks.c.held.is_(True),
                     _callbacks.c.sent_at.is_(None),
+                )
+            )
+        )
+    )
+
+
+def _overtaken_by_own_key(session: Session, row: Any) -> bool:
+    """True if a later callback of the row's key has been sent."""
+    return bool(
+        session.scalar(
+            sa.select(
+                sa.exists().where(
+                    _callbacks.c.key == row.key,
+                    _callbacks.c.id > row.id,
+                    _callbacks.c.sent_at.is_not(None),
                 )
             )
         )

@@ -51,7 +51,8 @@ class BankSettings(Settings):
     bank_fault_reorder: float = env(
         "BANK_FAULT_REORDER",
         0.0,
-        doc="bank mock: probability of holding a callback back behind a later one",
+        doc="bank mock: probability of holding a callback back so later ones "
+        "(of its transaction or others) overtake it",
     )
     bank_fault_delay: float = env(
         "BANK_FAULT_DELAY", 0.0, doc="bank mock: seconds before a callback is sent"

@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import json
+import time
 import uuid
 
 import pytest
@@ -172,6 +173,45 @@ def test_a_reordered_callback_goes_after_a_later_one_of_its_key(sessions, receiv
     assert event_ids(receiver)[:2] == [str(second), str(first)]
     assert set(event_ids(receiver)) == {str(first), str(second)}
     assert str(other) not in event_ids(receiver)  # the other key's own hold
+
+
+def test_held_callbacks_of_several_keys_go_newest_first(sessions, receiver):
+    config = dataclasses.replace(QUICK, reorder_step=0.01)
+    send = Sender(sessions, Faults(reorder=1.0), config=config)
+    queued = [enqueue(sessions, receiver.url, key=f"tx{n}") for n in range(3)]
+    send.send_due()
+    assert receiver.calls == []  # all three held back
+    with sessions.begin() as session:  # the oldest one's hold ends first
+        session.execute(
+            sa.text(
+                "UPDATE outgoing_callbacks SET next_attempt_at = now()"
+                " WHERE id = (SELECT min(id) FROM outgoing_callbacks)"
+            )
+        )
+    for _ in range(100):
+        if len(receiver.calls) == 3:
+            break
+        send.send_due()
+        time.sleep(0.02)
+    assert event_ids(receiver) == [str(e) for e in reversed(queued)]
+
+
+def test_no_callback_is_held_longer_than_three_holds(sessions, receiver):
+    send = Sender(sessions, Faults(reorder=1.0))
+    oldest = enqueue(sessions, receiver.url, key="tx0")
+    for n in (1, 2):
+        enqueue(sessions, receiver.url, key=f"tx{n}")
+    send.send_due()
+    with sessions.begin() as session:  # held for longer than 3 x 30 s
+        session.execute(
+            sa.text(
+                "UPDATE outgoing_callbacks SET next_attempt_at = now(),"
+                " created_at = now() - interval '91 seconds'"
+                " WHERE id = (SELECT min(id) FROM outgoing_callbacks)"
+            )
+        )
+    send.send_due()
+    assert event_ids(receiver) == [str(oldest)]  # the later ones still held
 
 
 def test_a_delay_holds_callbacks_back(sessions, receiver):
