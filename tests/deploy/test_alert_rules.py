@@ -78,7 +78,8 @@ def test_every_alert_says_what_is_wrong_and_links_its_runbook():
     documented = anchors(OPERATIONS.read_text())
     for rule in rules():
         annotations = rule["annotations"]
-        assert annotations["summary"] and annotations["description"], rule["alert"]
+        assert annotations["summary"], rule["alert"]
+        assert annotations["description"], rule["alert"]
         path, _, anchor = annotations["runbook"].partition("#")
         assert path == "docs/operations.md", rule["alert"]
         assert anchor == rule["alert"].lower(), rule["alert"]
