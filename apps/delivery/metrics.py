@@ -8,6 +8,7 @@ SHIPMENT_NEWS_IGNORED = counter(
     "delivery_shipment_news_ignored",
     "Carrier statuses that changed nothing: repeated, or behind the shipment's",
     ["source", "reason"],
+    known=[(s, r) for s in ("callback", "poll") for r in ("repeated", "backwards")],
 )
 SHIPMENTS = counter(
     "delivery_shipments",
