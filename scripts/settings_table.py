@@ -22,6 +22,12 @@ EXTRA = [
      "URL of database `chomik_<name>` (GATEWAY_, STORAGE_, … TXCOORD_); all set = "
      "no embedded PostgreSQL", "launcher, payment"),
     ("PG_BIN", "/usr/lib/postgresql/*/bin", "PostgreSQL server binaries", "launcher, tests"),
+    ("PROMETHEUS_PORT", "17090", "port of the Prometheus `chomik run` starts (on CHOMIK_HOST)",
+     "launcher"),
+    ("PROMETHEUS_BIN", "prometheus on PATH", "the Prometheus binary `chomik run` starts "
+     "(none: monitoring is off)", "launcher"),
+    ("PROMETHEUS_SCRAPE_INTERVAL", "5s", "how often `chomik run`'s Prometheus scrapes "
+     "and evaluates the rules", "launcher"),
     ("PROMETHEUS_MULTIPROC_DIR", "/tmp/chomik-prometheus-<app>-<port>",
      "gunicorn's shared metrics directory, emptied at start", "web"),
     ("WEB_CONCURRENCY", "2", "gunicorn worker processes", "web"),
