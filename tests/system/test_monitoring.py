@@ -28,7 +28,8 @@ from tests.system import HOST
 from tests.system.test_purchase import BANK, PASSWORD, call, placed_order
 from tests.system.test_run import launch, wait_up
 
-pytestmark = pytest.mark.system
+# Starting, the load and its expiries take minutes on a busy machine.
+pytestmark = [pytest.mark.system, pytest.mark.timeout(600)]
 
 TTL = 20  # seconds an unpaid order, and a payment the bank never settles, live
 SETTINGS = {
