@@ -123,7 +123,8 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
 def cmd_run(_args: argparse.Namespace) -> int:
     """Start the whole system."""
-    return launcher.run(os.environ)
+    ready = float(os.environ.get("CHOMIK_READY_TIMEOUT", "90"))
+    return launcher.run(os.environ, ready_timeout=ready)
 
 
 def cmd_app_command(args: argparse.Namespace) -> int:

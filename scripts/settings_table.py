@@ -16,6 +16,8 @@ EXTRA = [
      "where the launcher keeps its cluster, keys and logs", "launcher"),
     ("CHOMIK_HOST", "127.0.0.1", "loopback address every process of the launcher listens on "
      "and is reached at (127.0.0.2, …: a second system beside the first)", "launcher"),
+    ("CHOMIK_READY_TIMEOUT", "90", "seconds `chomik run` waits for every process to be "
+     "ready before it gives up", "launcher"),
     ("EMBEDDED_PG_PORT", "17432", "port of the embedded PostgreSQL", "launcher"),
     ("EMBEDDED_KAFKA_PORT", "17092", "port of the embedded Kafka broker", "launcher"),
     ("<NAME>_DATABASE_URL", "embedded cluster",
