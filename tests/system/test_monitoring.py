@@ -29,7 +29,7 @@ from tests.system.test_purchase import BANK, PASSWORD, call, placed_order
 from tests.system.test_run import launch, wait_up
 
 # Starting, the load and its expiries take minutes on a busy machine.
-pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.system, pytest.mark.timeout(1500)]
 
 TTL = 20  # seconds an unpaid order, and a payment the bank never settles, live
 SETTINGS = {
@@ -41,7 +41,7 @@ SETTINGS = {
     "CARRIER_STEP_SECONDS": "2",
     "REGISTER_RATE_LIMIT": "1000/hour",
     "PROMETHEUS_SCRAPE_INTERVAL": "2s",
-    "CHOMIK_READY_TIMEOUT": "300",  # a busy machine starts slowly
+    "CHOMIK_READY_TIMEOUT": "600",  # a busy machine starts slowly
 }
 # What the load should raise, at once or once their `for:` has passed.
 RAISED = {"ChomikLoginThrottling", "ChomikPaymentFailures"}
@@ -61,7 +61,7 @@ def system():
     }
     launcher = launch(env, data_dir)
     try:
-        lines = wait_up(launcher, timeout=360)
+        lines = wait_up(launcher, timeout=660)
         url = f"http://{HOST}:{port}"
         assert any(line.startswith(f"prometheus {url} ") for line in lines), lines
         yield url
@@ -147,7 +147,7 @@ def loaded(system):
         "unsettled": (unsettled, "PAYMENT_FAILED"),
     }
     for name, (order, final) in wanted.items():
-        eventually(lambda o=order, f=final: status(o, buyer) == f, 90, name)
+        eventually(lambda o=order, f=final: status(o, buyer) == f, 240, name)
     # Two scrapes and a rule evaluation after the last change.
     time.sleep(6)
     return system
