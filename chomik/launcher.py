@@ -17,7 +17,7 @@ from types import FrameType
 
 import requests
 
-from chomik import migrating, watchdog
+from chomik import migrating, monitoring, watchdog
 from chomik.apps import APPS, AppSpec
 from chomik.infra import (
     InfraError,
@@ -407,17 +407,20 @@ def run(environ: Mapping[str, str], *, ready_timeout: float | None = None) -> in
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     started = time.monotonic()
+    monitor = contextlib.ExitStack()  # Prometheus over the processes, if it can run
     try:
         with owning(base_dir), launcher.infrastructure() as (urls, kafka):
             try:
                 launcher.migrate(urls)
                 launcher.start_apps(urls, kafka)
                 launcher.wait_ready(ready_timeout)
+                monitor.enter_context(monitoring.watching(launcher, say=say))
                 print_table(time.monotonic() - started, launcher)
                 while True:
                     launcher.supervise()
                     time.sleep(0.5)
             finally:
+                monitor.close()
                 launcher.stop()
     except Shutdown as stop:
         say(f"stopped ({stop})")

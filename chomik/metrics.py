@@ -12,7 +12,7 @@ durations are `_seconds`, and every label takes a bounded set of values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -23,9 +23,21 @@ Aggregate = Literal["livesum", "livemax", "livemin", "liveall", "sum", "max", "m
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
-    """Declare a counter (exported as `<name>_total`)."""
-    return Counter(name, documentation, list(labels))
+def counter(
+    name: str,
+    documentation: str,
+    labels: Sequence[str] = (),
+    *,
+    known: Iterable[str | Sequence[str]] = (),
+) -> Counter:
+    """Declare a counter (exported as `<name>_total`).
+
+    Each of `known` (label values: a string for one label, else a sequence) starts
+    at 0, so a rate or an alert sees its first count rather than a new series.
+    """
+    metric = Counter(name, documentation, list(labels))
+    _start(metric, known)
+    return metric
 
 
 def histogram(
@@ -34,9 +46,15 @@ def histogram(
     labels: Sequence[str] = (),
     *,
     buckets: Sequence[float] = LATENCY_BUCKETS,
+    known: Iterable[str | Sequence[str]] = (),
 ) -> Histogram:
-    """Declare a histogram; durations are in seconds and named `..._seconds`."""
-    return Histogram(name, documentation, list(labels), buckets=tuple(buckets))
+    """Declare a histogram; durations are in seconds and named `..._seconds`.
+
+    `known` label values start empty (see `counter`).
+    """
+    metric = Histogram(name, documentation, list(labels), buckets=tuple(buckets))
+    _start(metric, known)
+    return metric
 
 
 def gauge(
@@ -48,6 +66,11 @@ def gauge(
 ) -> Gauge:
     """Declare a gauge; `aggregate` says how web worker processes add up."""
     return Gauge(name, documentation, list(labels), multiprocess_mode=aggregate)
+
+
+def _start(metric: Counter | Histogram, known: Iterable[str | Sequence[str]]) -> None:
+    for values in known:
+        metric.labels(*((values,) if isinstance(values, str) else values))
 
 
 # --- The outbox relay (chomik.messaging.outbox) ------------------------------------

@@ -16,14 +16,20 @@ EXTRA = [
      "where the launcher keeps its cluster, keys and logs", "launcher"),
     ("CHOMIK_HOST", "127.0.0.1", "loopback address every process of the launcher listens on "
      "and is reached at (127.0.0.2, …: a second system beside the first)", "launcher"),
+    ("CHOMIK_READY_TIMEOUT", "90", "seconds `chomik run` waits for every process to be "
+     "ready before it gives up", "launcher"),
     ("EMBEDDED_PG_PORT", "17432", "port of the embedded PostgreSQL", "launcher"),
     ("EMBEDDED_KAFKA_PORT", "17092", "port of the embedded Kafka broker", "launcher"),
-    ("CHOMIK_READY_TIMEOUT", "90", "seconds the launcher waits for every process to "
-     "be ready before it gives up", "launcher"),
     ("<NAME>_DATABASE_URL", "embedded cluster",
      "URL of database `chomik_<name>` (GATEWAY_, STORAGE_, … TXCOORD_); all set = "
      "no embedded PostgreSQL", "launcher, payment"),
     ("PG_BIN", "/usr/lib/postgresql/*/bin", "PostgreSQL server binaries", "launcher, tests"),
+    ("PROMETHEUS_PORT", "17090", "port of the Prometheus `chomik run` starts (on CHOMIK_HOST)",
+     "launcher"),
+    ("PROMETHEUS_BIN", "prometheus on PATH", "the Prometheus binary `chomik run` starts "
+     "(none: monitoring is off)", "launcher"),
+    ("PROMETHEUS_SCRAPE_INTERVAL", "5s", "how often `chomik run`'s Prometheus scrapes "
+     "and evaluates the rules", "launcher"),
     ("PROMETHEUS_MULTIPROC_DIR", "/tmp/chomik-prometheus-<app>-<port>",
      "gunicorn's shared metrics directory, emptied at start", "web"),
     ("WEB_CONCURRENCY", "2", "gunicorn worker processes", "web"),

@@ -21,6 +21,25 @@ if { ! command -v curl >/dev/null 2>&1 || ! command -v jq >/dev/null 2>&1; } && 
     echo "curl or jq not found: the README walk-through needs them (Debian: sudo apt-get install curl jq)" >&2
   fi
 fi
+# `chomik run` starts Prometheus with the alert rules when the binary exists, and
+# the tests check the rules with promtool: Debian's prometheus package has both.
+if ! command -v promtool >/dev/null 2>&1 && [ -z "${CHOMIK_SKIP_SYSTEM_DEPS:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Prometheus (apt-get install prometheus)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "prometheus not found: chomik run starts without it and the alert-rule tests are skipped (Debian: sudo apt-get install prometheus)" >&2
+  fi
+fi
+# The deployment tests validate docker-compose.yml with docker-compose (no engine needed).
+if ! command -v docker-compose >/dev/null 2>&1 && [ -z "${CHOMIK_SKIP_SYSTEM_DEPS:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing docker-compose (apt-get install docker-compose)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  else
+    echo "docker-compose not found: the compose file is checked by parsing only (Debian: sudo apt-get install docker-compose)" >&2
+  fi
+fi
 if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || [ -n "${PG_BIN:-}" ]; then
   exit 0
 fi

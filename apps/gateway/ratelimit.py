@@ -24,6 +24,7 @@ from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.engine import Engine
 
 from apps.gateway.errors import InvalidCredentialsError, TooManyRequestsError
+from apps.gateway.metrics import LOGINS
 from apps.gateway.services import normalize_email
 from apps.gateway.settings import GatewaySettings
 from chomik.problems import render_problem
@@ -219,7 +220,11 @@ def throttled(view: Callable[..., Any], throttle: LoginThrottle) -> Callable[...
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        reserved = throttle.admit(login_account(), client_address())
+        try:
+            reserved = throttle.admit(login_account(), client_address())
+        except TooManyRequestsError:
+            LOGINS.labels("throttled").inc()
+            raise
         try:
             response = view(*args, **kwargs)
         except InvalidCredentialsError:

@@ -23,6 +23,7 @@ from apps.gateway.errors import (
     InvalidRefreshTokenError,
 )
 from apps.gateway.keys import SigningKeys
+from apps.gateway.metrics import LOGINS, TOKEN_REFRESHES
 from apps.gateway.models import RefreshFamily, RefreshToken, RevokedToken, Role, User
 from apps.gateway.passwords import MIN_PASSWORD_LENGTH, Passwords
 from chomik.auth import Principal, issue_access_token
@@ -129,9 +130,10 @@ def log_in(
     user = session.scalar(sa.select(User).where(User.email == normalize_email(email)))
     if user is None:
         passwords.verify_nothing(password)
+    if user is None or not passwords.verify(user.password_hash, password):
+        LOGINS.labels("failure").inc()
         raise InvalidCredentialsError("Wrong e-mail or password")
-    if not passwords.verify(user.password_hash, password):
-        raise InvalidCredentialsError("Wrong e-mail or password")
+    LOGINS.labels("success").inc()
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
     family = RefreshFamily(user_id=user.id)
@@ -211,7 +213,9 @@ def rotate_refresh_token(
     with transaction(sessions) as session:
         pair, refusal = _rotate(session, raw, issuer)
     if pair is None:
+        TOKEN_REFRESHES.labels("refused").inc()
         raise InvalidRefreshTokenError(refusal)
+    TOKEN_REFRESHES.labels("success").inc()
     return pair
 
 

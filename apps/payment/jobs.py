@@ -7,6 +7,7 @@
 * `txcoord_recovery` runs on every replica (it is safe on several at once), at
   start and then periodically: in-doubt branches hold row locks.
 * `prune_txcoord_decisions` runs on one replica at a time.
+* `count_pending_payments` refreshes the PENDING gauges on every replica.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 import txcoord
 from apps.payment import services
-from apps.payment.metrics import RECOVERY_IN_DOUBT
+from apps.payment.metrics import PENDING, PENDING_OLDEST_AGE, RECOVERY_IN_DOUBT
 from apps.payment.models import Payment, PaymentStatus
 from apps.payment.services import TXCOORD_PREFIX, Ports
 from apps.payment.settings import PaymentSettings
@@ -52,8 +53,17 @@ def prune_decisions(session: Session, context: JobContext) -> int:
             engine.dispose()
 
 
+def count_pending_payments(context: JobContext) -> None:
+    """Refresh `payment_pending` and the age of the oldest PENDING payment."""
+    with context.sessions() as session:
+        count, oldest = services.pending_payments(session)
+    PENDING.set(count)
+    PENDING_OLDEST_AGE.set(oldest.total_seconds())
+
+
 JOBS: list[Job] = [
     exclusive("prune_txcoord_decisions", prune_decisions, seconds=3600, jitter=60),
+    Job("count_pending_payments", count_pending_payments, seconds=15, jitter=2),
 ]
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from chomik.metrics import counter, histogram
+from chomik.metrics import counter, gauge, histogram
 
 RESULTS = counter(
     "payment_bank_results",
     "Bank results taken, by how they came (callback, poll) and what they did "
     "(applied, duplicate, replayed, stale, unknown, mismatch, refunded, bad_signature).",
     ["source", "outcome"],
+    known=[
+        (source, outcome)
+        for source in ("callback", "poll")
+        for outcome in ("applied", "duplicate", "replayed", "stale", "refunded")
+    ],
 )
 POLLED = counter(
     "payment_poll_rows",
@@ -19,6 +24,7 @@ BANK_ERRORS = counter(
     "payment_bank_errors",
     "Calls to the bank that failed (it was away or answered 5xx), by operation.",
     ["operation"],
+    known=("create", "get", "refund"),
 )
 LATE_REFUNDS = counter(
     "payment_late_refunds",
@@ -39,4 +45,25 @@ RECOVERY_IN_DOUBT = counter(
 )
 BANK_LATENCY = histogram(
     "payment_bank_call_seconds", "Latency of calls to the bank.", ["operation"]
+)
+SETTLED = counter(
+    "payment_settled",
+    "Payments settled by a bank result, by status (succeeded, failed) and by how "
+    "the result came (callback, poll); expiries are payment_expired.",
+    ["status", "source"],
+    known=[(s, p) for s in ("succeeded", "failed") for p in ("callback", "poll")],
+)
+CALLBACK_APPLY_SECONDS = histogram(
+    "payment_callback_apply_seconds",
+    "From the gateway taking a bank callback to payment applying it.",
+)
+PENDING = gauge(
+    "payment_pending",
+    "Payments PENDING at the bank (refreshed by every payment worker replica).",
+    aggregate="livemax",
+)
+PENDING_OLDEST_AGE = gauge(
+    "payment_pending_oldest_age_seconds",
+    "Age of the oldest PENDING payment (0: none).",
+    aggregate="livemax",
 )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from chomik.db import UTCDateTime, enum_by_value, new_metadata
 from chomik.messaging.kafka import Event
 from chomik.messaging.outbox import emit
+from chomik.metrics import counter
 from clients.events import (
     OrderCancelled,
     OrderDelivered,
@@ -31,12 +32,21 @@ from clients.events import (
 from clients.events import OrderItem as EventItem
 from clients.orders.states import (
     EXPIRABLE,
+    TRANSITIONS,
     IllegalTransitionError,
     OrderStatus,
     sources_of,
 )
 
 S = OrderStatus
+
+# Counted where every move is made, in whichever process makes it (orders, payment).
+ORDER_TRANSITIONS = counter(
+    "order_transitions",
+    "Orders moved, by status before and after (placements are order_placement_seconds)",
+    ["from_status", "to_status"],
+    known=[(a.value, b.value) for a, targets in TRANSITIONS.items() for b in targets],
+)
 
 
 def _status_type() -> sa.Enum:
@@ -203,7 +213,9 @@ def move_order(
     )
     event = _event(session, order_id, to, row, payment_id)
     emit(session, event)
-    return OrderMove(order_id, OrderStatus(row.from_status), to, event)
+    moved = OrderMove(order_id, OrderStatus(row.from_status), to, event)
+    ORDER_TRANSITIONS.labels(moved.from_status.value, to.value).inc()
+    return moved
 
 
 # What `move_order` knows of every order; an event asking for more gets it passed.

@@ -27,6 +27,18 @@ TEMPLATE = ROOT / "openshift-templates" / "chomik.yaml"
 PROMETHEUS = ROOT / "docker" / "prometheus" / "prometheus.yml"
 ALERTS = ROOT / "docker" / "prometheus" / "alerts.yml"
 GRAFANA = ROOT / "docker" / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+
+# The modules that declare business metrics (through `chomik.metrics`): each one's
+# metrics must follow Prometheus' conventions and appear on a dashboard.
+BUSINESS_METRIC_MODULES = (
+    "apps.gateway.metrics",
+    "apps.storage.metrics",
+    "apps.orders.metrics",
+    "apps.payment.metrics",
+    "apps.delivery.metrics",
+    "clients.orders.moves",
+)
 
 # Processes reachable from outside the deployment: the gateway and the two mocks
 # standing in for outside systems (DESIGN "Security").

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -11,12 +13,15 @@ import pytest
 from chomik import cli, migrating
 from chomik.apps import APPS, AppSpec
 from tests.deploy.manifests import (
+    COMPOSE,
     DOCKERFILE,
+    PROMETHEUS,
     PUBLIC,
     ROOT,
     chomik_services,
     command_of,
     compose,
+    load_yaml,
     services_running,
     variables_read_by_code,
     web_command,
@@ -232,3 +237,38 @@ def test_every_worker_is_probed_on_its_metrics_port(document):
         port = environment["METRICS_PORT"]
         ready = " ".join(service["healthcheck"]["test"])
         assert f"127.0.0.1:{port}/health/ready" in ready, name
+
+
+def test_prometheus_scrapes_every_worker_on_its_metrics_port(document):
+    workers = {
+        name: service
+        for name, service in chomik_services(document).items()
+        if command_of(service)[1] == "worker"
+    }
+    (job,) = [
+        j
+        for j in load_yaml(PROMETHEUS)["scrape_configs"]
+        if j["job_name"] == "chomik-workers"
+    ]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    scraped = {
+        target: group["labels"]["app"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    assert scraped == {
+        f"{name}:{service['environment']['METRICS_PORT']}": command_of(service)[2]
+        for name, service in workers.items()
+    }
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose not installed (Debian: apt-get install docker-compose)",
+)
+def test_docker_compose_validates_the_file():
+    done = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr

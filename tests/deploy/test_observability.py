@@ -1,4 +1,4 @@
-"""Prometheus scrape config, alert rules and the Grafana dashboard, against the code.
+"""Prometheus scrape config, alert rules and the Grafana dashboards, against the code.
 
 Every metric an alert or a panel queries must be one the processes expose: the
 HTTP metrics are read from a real app's `/metrics`, the business metrics from the
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.orders import create_app
@@ -20,6 +22,8 @@ from apps.orders.settings import OrdersSettings
 from chomik.apps import APPS
 from tests.deploy.manifests import (
     ALERTS,
+    BUSINESS_METRIC_MODULES,
+    DASHBOARDS,
     GRAFANA,
     PROMETHEUS,
     PROMETHEUS_SERIES,
@@ -34,7 +38,7 @@ from tests.deploy.manifests import (
 from txcoord import PrometheusObserver
 
 # The kit module that declares every kit metric (outbox, consumers, jobs, ...).
-METRIC_MODULES = ("chomik.metrics",)
+METRIC_MODULES = ("chomik.metrics", *BUSINESS_METRIC_MODULES)
 HTTP_SERIES = ("flask_http_request_duration_seconds_bucket", "flask_http_request_total")
 
 
@@ -64,12 +68,48 @@ def exposed(exposition) -> set[str]:
     return names
 
 
+def load_dashboard(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
 @pytest.fixture(scope="module")
 def dashboard() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(
-        (GRAFANA / "dashboards" / "chomik.json").read_text()
-    )
-    return document
+    return load_dashboard(GRAFANA / "dashboards" / "chomik.json")
+
+
+def business_metrics() -> dict[str, Counter | Gauge | Histogram]:
+    """Every business metric, by the series name its panels query."""
+    found: dict[str, Counter | Gauge | Histogram] = {}
+    for module in BUSINESS_METRIC_MODULES:
+        for value in vars(importlib.import_module(module)).values():
+            if isinstance(value, Counter | Gauge | Histogram):
+                found[value._name] = value
+    return found
+
+
+def test_business_metrics_follow_the_prometheus_naming_conventions():
+    metrics = business_metrics()
+    assert len(metrics) >= 20
+    for name, metric in metrics.items():
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+        assert not name.endswith("_total"), f"{name}: the client adds _total"
+        if isinstance(metric, Histogram):
+            assert name.endswith("_seconds"), f"{name}: durations in seconds"
+        assert "job" not in metric._labelnames, f"{name}: `job` is the target's"
+        assert "instance" not in metric._labelnames, name
+
+
+def test_every_business_metric_appears_on_a_dashboard():
+    queried = {
+        name
+        for path in DASHBOARDS
+        for expression in dashboard_expressions(load_dashboard(path)).values()
+        for name in metric_names(expression)
+    }
+    for name, metric in business_metrics().items():
+        series = sample_names(name, metric._type)
+        assert series & queried, f"{name} is on no dashboard"
 
 
 def test_a_real_app_exposes_the_http_metrics(exposition):
@@ -134,13 +174,21 @@ def test_every_alert_says_what_is_wrong():
             assert rule["annotations"]["summary"]
 
 
-def test_every_dashboard_query_uses_metrics_that_exist(exposed, dashboard):
-    expressions = dashboard_expressions(dashboard)
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_dashboard_query_uses_metrics_that_exist(exposed, path):
+    expressions = dashboard_expressions(load_dashboard(path))
     assert expressions
     for panel, expression in expressions.items():
         names = metric_names(expression)
         assert names, panel
         assert names <= exposed, f"{panel}: {sorted(names - exposed)}"
+
+
+def test_the_dashboards_are_the_technical_one_and_the_business_ones():
+    names = {path.stem for path in DASHBOARDS}
+    assert names == {"chomik", "funnel", "payments", "stock", "accounts"}
+    uids = [load_dashboard(path)["uid"] for path in DASHBOARDS]
+    assert len(set(uids)) == len(uids)
 
 
 def test_dashboard_covers_http_and_business_metrics(dashboard):
@@ -168,8 +216,9 @@ def test_grafana_is_provisioned_from_the_repository(dashboard):
     (provider,) = load_yaml(provisioning / "dashboards" / "chomik.yml")["providers"]
     dashboards = GRAFANA / "dashboards"
     assert mounts[f"./{dashboards.relative_to(ROOT)}"] == provider["options"]["path"]
-    panels = dashboard["panels"]
-    assert len({p["id"] for p in panels}) == len(panels)
-    for panel in panels:
-        for target in panel.get("targets", []):
-            assert target["datasource"]["uid"] == source["uid"]
+    for path in DASHBOARDS:
+        panels = load_dashboard(path)["panels"]
+        assert len({p["id"] for p in panels}) == len(panels), path.name
+        for panel in panels:
+            for target in panel.get("targets", []):
+                assert target["datasource"]["uid"] == source["uid"], path.name

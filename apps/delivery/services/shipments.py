@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -22,13 +24,14 @@ from apps.delivery.errors import (
     UnknownAddressError,
     UnknownShipmentError,
 )
-from apps.delivery.metrics import SHIPMENT_NEWS_IGNORED
+from apps.delivery.metrics import CARRIER_ERRORS, SHIPMENT_NEWS_IGNORED, SHIPMENTS
 from apps.delivery.models import Address, Shipment, ShipmentEvent, ShipmentStatus
 from chomik.auth import Principal, user_uuid
 from chomik.db import Page, paginate, utcnow
 from chomik.messaging.kafka import Envelope, Event
 from chomik.messaging.outbox import emit
 from chomik.signing import SignatureError, remember_signature, verify
+from chomik.transient import TransientError
 from clients.carrier import CarrierCallback, CarrierClient, ShipmentAddress
 from clients.events import (
     CarrierCallbackReceived,
@@ -97,9 +100,10 @@ def register_shipment(
     address = session.get(Address, address_id)
     if address is None or address.buyer_id != buyer_id:
         raise UnknownAddressError(f"order {order_id}: no address {address_id}")
-    remote = carrier.create_shipment(
-        reference=str(order_id), address=_carrier_address(address)
-    )
+    with _counting_errors("create"):
+        remote = carrier.create_shipment(
+            reference=str(order_id), address=_carrier_address(address)
+        )
     shipment = Shipment(
         order_id=order_id,
         buyer_id=buyer_id,
@@ -118,12 +122,23 @@ def register_shipment(
         )
     )
     emit(session, _created_event(shipment))
+    SHIPMENTS.labels(ShipmentStatus.CREATED.value).inc()
     if remote.status != ShipmentStatus.CREATED:
         # Registered before, in a transaction that did not commit: the carrier's
         # shipment may be further along already.
         news = CarrierNews(remote.id, remote.status, remote.updated_at, "registration")
         _advance(session, shipment, news, poll_age=poll_age)
     return shipment
+
+
+@contextmanager
+def _counting_errors(operation: str) -> Iterator[None]:
+    """Count a call to the carrier that fails for now (the caller waits it out)."""
+    try:
+        yield
+    except TransientError:
+        CARRIER_ERRORS.labels(operation).inc()
+        raise
 
 
 def _carrier_address(address: Address) -> ShipmentAddress:
@@ -198,7 +213,8 @@ def poll_shipment(
     shipment = session.get(Shipment, shipment_id)
     if shipment is None or shipment.status == ShipmentStatus.DELIVERED:
         return None
-    remote = carrier.get_shipment(shipment.carrier_shipment_id)
+    with _counting_errors("get"):
+        remote = carrier.get_shipment(shipment.carrier_shipment_id)
     news = CarrierNews(remote.id, remote.status, remote.updated_at, "poll")
     apply_carrier_news(session, news, poll_age=poll_age)
     return _next_check(shipment, poll_age)
@@ -237,6 +253,7 @@ def _advance(
     for status in states.steps(shipment.status, target):
         session.add(ShipmentEvent(shipment_id=shipment.id, status=status, at=news.at))
         emit(session, _moved_event(shipment, status))
+        SHIPMENTS.labels(status.value).inc()
     shipment.status = target
     shipment.next_check_at = _next_check(shipment, poll_age)
     session.flush()

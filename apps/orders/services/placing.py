@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from apps.orders.errors import (
     UnknownAddressError,
     UnknownProductsError,
 )
+from apps.orders.metrics import PLACEMENT_SECONDS
 from apps.orders.models import Order, OrderItem, OrderStatusChange, PlacementAttempt
 from apps.orders.services.reading import OrderView, view_of
 from chomik.auth import Principal, user_uuid
@@ -112,8 +114,35 @@ def place_order(
     row (see the module docstring); everything else is in the caller's.
     Raises UnknownProductsError, MixedCurrenciesError, UnknownAddressError,
     IdempotencyKeyReusedError (422), InsufficientStockError and
-    IdempotencyKeySpentError (409).
+    IdempotencyKeySpentError (409). Its latency is observed by outcome.
     """
+    started = time.perf_counter()
+    outcome = "refused"
+    try:
+        placed = _place(
+            session, buyer=buyer, request=request, idempotency_key=idempotency_key,
+            storage=storage, addresses=addresses, attempts=attempts, ttl=ttl,
+        )  # fmt: skip
+        outcome = "placed" if placed.created else "replayed"
+        return placed
+    except InsufficientStockError:
+        outcome = "insufficient_stock"
+        raise
+    finally:
+        PLACEMENT_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+
+
+def _place(
+    session: Session,
+    *,
+    buyer: Principal,
+    request: OrderRequest,
+    idempotency_key: str,
+    storage: stock.StorageClient,
+    addresses: AddressCheck,
+    attempts: sessionmaker[Session],
+    ttl: dt.timedelta,
+) -> Placed:
     buyer_id = user_uuid(buyer)
     order_id = order_id_for(buyer_id, idempotency_key)
     existing = session.get(Order, order_id)

@@ -13,6 +13,7 @@ from apps.payment.services.ports import TXCOORD_PREFIX, Ports, build_ports
 from apps.payment.services.reading import (
     PaymentView,
     list_payments,
+    pending_payments,
     show_payment,
     view_of,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "build_ports",
     "expire_payment",
     "list_payments",
+    "pending_payments",
     "poll_payment",
     "show_payment",
     "start_payment",

@@ -27,7 +27,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from apps.payment.metrics import BANK_ERRORS, BANK_LATENCY, LATE_REFUNDS, RESULTS
+from apps.payment.metrics import (
+    BANK_ERRORS,
+    BANK_LATENCY,
+    LATE_REFUNDS,
+    RESULTS,
+    SETTLED,
+)
 from apps.payment.models import Payment, PaymentStatus
 from apps.payment.services.ports import Ports
 from apps.payment.states import BANK_RESULTS, sources_of
@@ -109,6 +115,8 @@ def apply_bank_result(
     if outcome is Outcome.APPLIED:
         wake_relays(ports.payment_engine)
     RESULTS.labels(source, outcome.value).inc()
+    if outcome is Outcome.APPLIED:
+        SETTLED.labels(BANK_RESULTS[result.status].value.lower(), source).inc()
     if outcome is Outcome.REFUNDED:
         LATE_REFUNDS.inc()
     return outcome

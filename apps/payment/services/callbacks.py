@@ -9,10 +9,11 @@ the transaction that applies the result.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
-from apps.payment.metrics import RESULTS
+from apps.payment.metrics import CALLBACK_APPLY_SECONDS, RESULTS
 from apps.payment.services.applying import BankResult, Guard, Outcome, apply_bank_result
 from apps.payment.services.ports import Ports
 from chomik.messaging.consuming import InboxEntry, record_inbox
@@ -53,6 +54,9 @@ def take_bank_callback(ports: Ports, envelope: Envelope, entry: InboxEntry) -> b
         source="callback",
         guard=Guard(entry, verified),
     )
+    if outcome is Outcome.APPLIED:
+        waited = dt.datetime.now(dt.UTC) - envelope.occurred_at
+        CALLBACK_APPLY_SECONDS.observe(waited.total_seconds())
     return outcome is not Outcome.DUPLICATE
 
 

@@ -86,3 +86,14 @@ def list_payments(
     )
     views = [view_of(p) for p in found.items]
     return Page(views, found.page, found.page_size, found.total)
+
+
+def pending_payments(session: Session) -> tuple[int, dt.timedelta]:
+    """How many payments are PENDING, and how long the oldest has been (0: none)."""
+    count, oldest = session.execute(
+        sa.select(sa.func.count(), sa.func.min(Payment.created_at)).where(
+            Payment.status == PaymentStatus.PENDING
+        )
+    ).one()
+    age = dt.datetime.now(dt.UTC) - oldest if oldest is not None else dt.timedelta()
+    return count, age

@@ -29,6 +29,7 @@ from apps.storage.errors import (
     ReservationMismatchError,
     ReservationNotFoundError,
 )
+from apps.storage.metrics import RESERVATIONS, RESERVED_UNITS
 from apps.storage.models import Product, Reservation, ReservationItem, ReservationStatus
 from apps.storage.states import transition
 from chomik.messaging.outbox import emit
@@ -87,6 +88,7 @@ def reserve_stock(
         make_transient_to_detached(instance)
         session.add(instance)
     set_committed_value(reservation, "items", items)
+    _count(ReservationStatus.RESERVED, items)
     emit(session, StockReserved(order_id=str(order_id), items=_event_items(items)))
     return ReserveOutcome(reservation, created=True)
 
@@ -220,6 +222,7 @@ def _refusal(
         return ProductNotFoundError(
             f"No product {product_id} can be reserved", product_id=str(product_id)
         )
+    RESERVATIONS.labels("insufficient").inc()
     return InsufficientStockError(
         f"Product {product_id}: {quantity} requested, "
         f"{row.quantity - row.reserved} available",
@@ -298,9 +301,16 @@ def _close(
     session.flush()
     if not reservation.items:
         return reservation  # a marker: nothing was held, nothing to announce
+    _count(target, reservation.items)
     event = StockCommitted if sold else StockReleased
     emit(session, event(order_id=str(order_id), items=_event_items(reservation.items)))
     return reservation
+
+
+def _count(status: ReservationStatus, items: Sequence[ReservationItem]) -> None:
+    outcome = status.value.lower()
+    RESERVATIONS.labels(outcome).inc()
+    RESERVED_UNITS.labels(outcome).inc(sum(item.quantity for item in items))
 
 
 def _event_items(items: Sequence[ReservationItem]) -> tuple[OrderItem, ...]:

@@ -115,13 +115,20 @@ def take(session, handlers, envelope):
 # --- registering -------------------------------------------------------------------
 
 
+def shipments_counted(status):
+    labels = {"status": status}
+    return REGISTRY.get_sample_value("delivery_shipments_total", labels) or 0
+
+
 def test_a_paid_order_gets_one_shipment_at_the_carrier_even_when_redelivered(
     session, handlers, carrier
 ):
     address = AddressFactory()
     event = paid(address)
+    created = shipments_counted("CREATED")
     shipment = ship(session, handlers, event)
     again = ship(session, handlers, event)  # redelivered
+    assert shipments_counted("CREATED") == created + 1
     assert again.id == shipment.id
     remote = carrier.find_shipment(event.order_id)
     assert (shipment.carrier_shipment_id, shipment.status) == (remote.id, S.CREATED)
@@ -175,9 +182,14 @@ def test_a_carrier_that_does_not_answer_is_an_outage_and_registers_nothing(
         f"http://127.0.0.1:{free_port()}", merchant_token="t", retries=0, timeout=1
     )
     handlers = consumers(delivery_settings, down)
+    labels = {"operation": "create"}
+    errors = REGISTRY.get_sample_value("delivery_carrier_errors_total", labels) or 0
     with pytest.raises(TransportError) as caught:
         handlers[OrderPaid](session, paid(AddressFactory()))
     assert is_outage(caught.value)
+    assert (
+        REGISTRY.get_sample_value("delivery_carrier_errors_total", labels) == errors + 1
+    )
     assert session.scalar(sa.select(sa.func.count()).select_from(Shipment)) == 0
 
 
@@ -192,9 +204,14 @@ def shipment(session, handlers):
 def test_callbacks_carry_the_shipment_to_delivered_and_tell_orders(
     session, handlers, shipment
 ):
+    moved = {s: shipments_counted(s) for s in ("IN_TRANSIT", "DELIVERED")}
     take(session, handlers, callback(shipment, "IN_TRANSIT"))
     assert status_of(session, shipment) == S.IN_TRANSIT
     take(session, handlers, callback(shipment, "DELIVERED"))
+    assert {s: shipments_counted(s) - moved[s] for s in moved} == {
+        "IN_TRANSIT": 1,
+        "DELIVERED": 1,
+    }
     assert status_of(session, shipment) == S.DELIVERED
     assert history(session, shipment) == [S.CREATED, S.IN_TRANSIT, S.DELIVERED]
     assert outbox(session, shipment.order_id) == [

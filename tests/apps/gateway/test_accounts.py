@@ -11,9 +11,14 @@ from apps.gateway import services
 from apps.gateway.models import User
 from tests.apps.gateway.conftest import PASSWORD, Actors
 from tests.conftest import auth
+from tests.metrics import counted
 
 
 def test_whole_account_flow_from_register_to_logout(client, actors, monkeypatch):
+    refreshes = {
+        o: counted("gateway_token_refreshes_total", outcome=o)
+        for o in ("success", "refused")
+    }
     created = actors.register("Alice@Example.com", "buyer")
     assert created["email"] == "alice@example.com"
     assert created["roles"] == ["buyer"]
@@ -50,6 +55,10 @@ def test_whole_account_flow_from_register_to_logout(client, actors, monkeypatch)
         "/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}
     )
     assert after.status_code == 401
+    assert {
+        o: counted("gateway_token_refreshes_total", outcome=o) - refreshes[o]
+        for o in refreshes
+    } == {"success": 1, "refused": 2}
     assert (
         client.get("/api/v1/auth/me", headers=auth(second["access_token"])).status_code
         == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.apps.gateway.conftest import PASSWORD, Actors
+from tests.metrics import counted
 
 
 def login(client, email, password, address):
@@ -15,6 +16,8 @@ def login(client, email, password, address):
 
 def test_an_attacker_elsewhere_does_not_lock_the_owner_out(client, actors):
     actors.register("owner@example.com")
+    outcomes = ("success", "failure", "throttled")
+    before = {o: counted("gateway_logins_total", outcome=o) for o in outcomes}
     statuses = [
         login(client, "owner@example.com", "guess-guess", "127.0.0.2").status_code
         for _ in range(30)
@@ -23,6 +26,9 @@ def test_an_attacker_elsewhere_does_not_lock_the_owner_out(client, actors):
     assert set(statuses[5:]) == {429}
     owner = login(client, "owner@example.com", PASSWORD, "127.0.0.3")
     assert owner.status_code == 200, owner.get_json()
+    assert {
+        o: counted("gateway_logins_total", outcome=o) - before[o] for o in outcomes
+    } == {"success": 1, "failure": 5, "throttled": 25}
 
 
 def test_successful_logins_do_not_count(make_gateway):

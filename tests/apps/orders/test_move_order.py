@@ -18,6 +18,7 @@ from clients.orders import (
 )
 from clients.orders import moves as contract
 from tests.factories.orders import OrderFactory
+from tests.metrics import counted
 
 S = OrderStatus
 LEGAL = sorted((a, b) for a, targets in TRANSITIONS.items() for b in targets)
@@ -51,8 +52,11 @@ def test_every_legal_move_updates_the_row_writes_history_and_the_event(
     order = OrderFactory(status=current, lines=[{"quantity": 2}])
     session.commit()
     payment = "pay-1" if target == S.PAYMENT_FAILED else None
+    labels = {"from_status": current.value, "to_status": target.value}
+    before = counted("order_transitions_total", **labels)
     moved = move_order(session, order.id, to=target, reason="test", payment_id=payment)
     assert (moved.from_status, moved.to_status) == (current, target)
+    assert counted("order_transitions_total", **labels) == before + 1
     session.expire_all()
     row = session.get(Order, order.id)
     assert row.status == target

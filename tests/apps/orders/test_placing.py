@@ -13,6 +13,7 @@ from clients.orders import OrderStatus
 from clients.storage import StockItem, StorageClient
 from tests.apps.orders.conftest import Placing, stock_of, storage_client
 from tests.factories.storage import ProductFactory
+from tests.metrics import counted
 
 URL = "/api/v1/orders"
 
@@ -241,3 +242,30 @@ def test_only_buyers_place_orders(place, as_seller, client, as_buyer):
     assert response.status_code == 403
     anonymous = client.post(URL, json=place.body(as_buyer, (product, 1)))
     assert anonymous.status_code == 401
+
+
+def test_placements_are_timed_by_outcome_and_a_repeat_is_a_replay(place, as_buyer):
+    outcomes = ("placed", "replayed", "insufficient_stock", "refused")
+    name = "order_placement_seconds_count"
+    before = {o: counted(name, outcome=o) for o in outcomes}
+    replays = counted(
+        "idempotent_replays_total", operation="orders.place", outcome="replayed"
+    )
+    product = ProductFactory(quantity=1)
+    body = place.body(as_buyer, (product, 1))
+    assert place(as_buyer, key="timed", body=body).status_code == 201
+    assert place(as_buyer, key="timed", body=body).status_code == 200
+    assert place(as_buyer, (product, 1)).status_code == 409
+    unknown = place.body(as_buyer, (product, 1))
+    unknown["items"][0]["product_id"] = str(uuid.uuid4())
+    assert place(as_buyer, body=unknown).status_code == 422
+    # The repeat is answered from the stored answer, before placing: a replay.
+    assert {o: counted(name, outcome=o) - before[o] for o in outcomes} == {
+        "placed": 1, "replayed": 0, "insufficient_stock": 1, "refused": 1,
+    }  # fmt: skip
+    assert (
+        counted(
+            "idempotent_replays_total", operation="orders.place", outcome="replayed"
+        )
+        == replays + 1
+    )

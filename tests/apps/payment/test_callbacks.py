@@ -75,8 +75,15 @@ def events(infra):
 def test_a_success_pays_the_order_once(handler, pending, infra):
     order_id, transaction = pending()
     envelope = queued_callback(callback_body(transaction))
+    settled = counted("payment_settled_total", status="succeeded", source="callback")
+    timed = counted("payment_callback_apply_seconds_count")
 
     assert deliver(handler, envelope) is True
+    assert (
+        counted("payment_settled_total", status="succeeded", source="callback")
+        == settled + 1
+    )
+    assert counted("payment_callback_apply_seconds_count") == timed + 1
 
     assert state(infra, order_id) == ("SUCCEEDED", OrderStatus.PAID)
     assert events(infra) == (
@@ -85,13 +92,24 @@ def test_a_success_pays_the_order_once(handler, pending, infra):
     )
     assert deliver(handler, envelope) is False  # the same message: the inbox row
     assert events(infra)[1] == ["order.paid", "order.payment_pending"]
+    assert (
+        counted("payment_settled_total", status="succeeded", source="callback")
+        == settled + 1
+    )
+    assert counted("payment_callback_apply_seconds_count") == timed + 1
 
 
 def test_a_refusal_fails_the_payment_and_the_order(handler, pending, infra):
     order_id, transaction = pending(balance="1.00")
     assert transaction.status == "FAILED"
+    failed = counted("payment_settled_total", status="failed", source="callback")
 
     deliver(handler, queued_callback(callback_body(transaction)))
+
+    assert (
+        counted("payment_settled_total", status="failed", source="callback")
+        == failed + 1
+    )
 
     assert state(infra, order_id) == ("FAILED", OrderStatus.PAYMENT_FAILED)
     assert events(infra) == (

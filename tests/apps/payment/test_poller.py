@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from apps.payment.consumers import consumers
-from apps.payment.jobs import payment_jobs
+from apps.payment.jobs import count_pending_payments, payment_jobs
 from apps.payment.worker import build_worker
 from chomik.apps import app_spec
 from chomik.db import make_session_factory
@@ -76,6 +76,7 @@ def test_the_poller_applies_a_result_whose_callback_never_came(
     assert poll(ports, infra, settings)["done"] == 0  # not due yet
     make_due(infra)
     before = counted("payment_bank_results_total", source="poll", outcome="applied")
+    settled = counted("payment_settled_total", status="succeeded", source="poll")
 
     counts = poll(ports, infra, settings)
 
@@ -87,7 +88,28 @@ def test_the_poller_applies_a_result_whose_callback_never_came(
         counted("payment_bank_results_total", source="poll", outcome="applied")
         == before + 1
     )
+    assert (
+        counted("payment_settled_total", status="succeeded", source="poll")
+        == settled + 1
+    )
     assert poll(ports, infra, settings)["done"] == 0  # never due again
+
+
+def test_pending_payments_and_the_oldest_ones_age_are_gauged(
+    ports, settings, started, infra
+):
+    started()
+    started()
+    make_due(infra, age_seconds=700)
+    context = JobContext(settings, ports.sessions, "test-replica")
+    count_pending_payments(context)
+    assert counted("payment_pending") == 2
+    assert 700 <= counted("payment_pending_oldest_age_seconds") < 760
+    with infra.engine("payment").begin() as conn:
+        conn.execute(sa.text("UPDATE payments SET status = 'SUCCEEDED'"))
+    count_pending_payments(context)
+    assert counted("payment_pending") == 0
+    assert counted("payment_pending_oldest_age_seconds") == 0
 
 
 def test_a_payment_the_bank_has_not_settled_is_checked_again_later(

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from apps.storage.models import Product, Reservation
 from tests.factories.storage import ProductFactory
+from tests.metrics import counted
 
 URL = "/api/v1/internal/reservations"
 
@@ -234,3 +235,25 @@ def test_reservations_need_a_service_token(client, as_seller, session):
     user = reserve(client, as_seller.headers, uuid.uuid4(), (a, 1))
     assert anonymous.status_code == user.status_code == 401
     assert stock(session, a) == (5, 0, 0)
+
+
+def test_reservations_are_counted_by_what_happened_once_each(client, as_service):
+    a = ProductFactory(quantity=5)
+    outcomes = ("reserved", "released", "committed", "insufficient")
+    before = {o: counted("stock_reservations_total", outcome=o) for o in outcomes}
+    units = {o: counted("stock_reserved_units_total", outcome=o) for o in outcomes}
+    kept, released = uuid.uuid4(), uuid.uuid4()
+    for order_id in (kept, released, kept):  # the repeat counts nothing
+        reserve(client, as_service, order_id, (a, 2))
+    assert reserve(client, as_service, uuid.uuid4(), (a, 2)).status_code == 409
+    for _ in range(2):
+        client.post(f"{URL}/{released}/release", headers=as_service)
+        client.post(f"{URL}/{kept}/commit", headers=as_service)
+    now = {o: counted("stock_reservations_total", outcome=o) for o in outcomes}
+    assert {o: now[o] - before[o] for o in outcomes} == {
+        "reserved": 2, "released": 1, "committed": 1, "insufficient": 1,
+    }  # fmt: skip
+    now_units = {o: counted("stock_reserved_units_total", outcome=o) for o in outcomes}
+    assert {o: now_units[o] - units[o] for o in outcomes} == {
+        "reserved": 4, "released": 2, "committed": 2, "insufficient": 0,
+    }  # fmt: skip
