@@ -16,9 +16,9 @@ from chomik.auth import (
     Access,
     Principal,
     access_of,
+    authority,
     current_user,
     generate_key_pair,
-    issue_access_token,
     issue_service_token,
     optional_token,
     optional_user,
@@ -29,7 +29,13 @@ from chomik.auth import (
 from chomik.problems import ForbiddenError
 from chomik.settings import Settings
 from chomik.web import create_app
-from tests.conftest import AUDIENCE, ISSUER, TEST_SERVICE_SECRET, auth
+from tests.conftest import (
+    AUDIENCE,
+    ISSUER,
+    TEST_SERVICE_SECRET,
+    auth,
+    issue_access_token,
+)
 
 blp = Blueprint("secured", __name__, url_prefix="/secured")
 
@@ -191,8 +197,7 @@ def test_tokens_verify_against_a_jwks_url(settings_for, make_token, jwt_keys):
         settings_for(Settings, jwt_public_key_file="", jwks_url="http://jwks"),
         [blp],
     )
-    verifier = app.extensions["chomik.auth"]
-    verifier._jwks = FakeJwks("http://jwks", cache_keys=True)
+    authority(app).keys._jwks = FakeJwks("http://jwks", cache_keys=True)
     client = app.test_client()
     for _ in range(3):
         assert status(client, "me", make_token("u1", "buyer")) == 200
