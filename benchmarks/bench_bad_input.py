@@ -85,7 +85,7 @@ def measure(session: Session, args: argparse.Namespace) -> int:
     private, public = generate_key_pair()
     kid = key_id(public)
     keys = SigningKeys(private_pem=private, kid=kid, public_pems={kid: public})
-    issuer = services.TokenIssuer(keys, "bench", "bench", 300, 3600)
+    issuer = services.TokenIssuer(keys, 300, 3600)
     services.register_account(
         session, email=KNOWN, password=PASSWORD, name="Bench",
         role=Role.BUYER, passwords=passwords,

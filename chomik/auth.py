@@ -1,19 +1,31 @@
 """Access tokens: issue (gateway) and verify (every service), roles and service tokens.
 
-User access tokens are RS256 JWTs signed by the gateway; services verify them with
-the public key only (a PEM file, or the gateway's JWKS fetched and cached by kid).
-Service tokens, for internal endpoints, are short HS256 JWTs under a shared secret;
-each kind is checked with its own algorithm list, so one can never pass as the other.
+User tokens are flask-jwt-extended's: RS256 access and refresh tokens signed by
+the gateway, verified by every service with the public key only. The decode key
+loader picks the verifying key by the token's `kid` (the gateway's own keys, a
+PEM file, or the gateway's JWKS fetched and cached); the blocklist loader asks
+the app whether a token was revoked; the error loaders answer 401 problems (a
+JWKS that cannot be fetched is our fault: 503).
 
-A view declares who may call it with `require_role`, `require_service` or
-`optional_token`. The declaration is recorded on the view (`Access`), and the web
-factory checks it before flask-smorest parses the request's body or query: a request
-without a valid token is a 401 even when its input is invalid too.
+Service tokens, for internal endpoints, are short HS256 JWTs under a shared
+secret, made by clients outside any web app: they keep their own algorithm, key
+and audience, and are checked apart from user tokens, so one can never pass as
+the other (the user tokens' decoding allows RS256 only).
+
+A view declares who may call it with `require_role`, `require_service`,
+`optional_token` or `require_refresh_token`. The declaration is recorded on the
+view (`Access`), and the web factory checks it before flask-smorest parses the
+request's body or query: a request without a valid token is a 401 even when its
+input is invalid too.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import functools
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -25,9 +37,21 @@ from typing import Any, ParamSpec, TypeVar
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import current_app, g, request
+from flask import Flask, Response, current_app, g, request
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    get_jwt,
+    verify_jwt_in_request,
+)
 
-from chomik.problems import ForbiddenError, UnauthorizedError, UnavailableError
+from chomik.problems import (
+    ForbiddenError,
+    UnauthorizedError,
+    UnavailableError,
+    render_problem,
+)
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -36,6 +60,10 @@ R = TypeVar("R")
 ROLES = ("buyer", "seller", "admin")
 SERVICE_ROLE = "service"
 SERVICE_AUDIENCE = "chomik-internal"
+ACCESS_ALGORITHM = "RS256"
+SERVICE_ALGORITHM = "HS256"
+# Claims every user token carries; one without them is refused even if signed.
+REQUIRED_CLAIMS = ("exp", "iat", "sub", "jti")
 
 
 @dataclass(frozen=True)
@@ -84,10 +112,6 @@ def _rsa_jwk(public_pem: bytes) -> dict[str, Any]:
 
 
 def _thumbprint(jwk: Mapping[str, Any]) -> str:
-    import base64
-    import hashlib
-    import json
-
     canonical = json.dumps(
         {k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True
     )
@@ -98,47 +122,214 @@ def _thumbprint(jwk: Mapping[str, Any]) -> str:
 def public_jwk(public_pem: bytes) -> dict[str, Any]:
     """The JWK form of a public key, with kid, use and alg."""
     jwk = _rsa_jwk(public_pem)
-    jwk.update(kid=_thumbprint(jwk), use="sig", alg="RS256")
+    jwk.update(kid=_thumbprint(jwk), use="sig", alg=ACCESS_ALGORITHM)
     return jwk
 
 
-def issue_access_token(
-    private_pem: bytes,
+@dataclass(frozen=True)
+class SigningKey:
+    """The gateway's private key and its kid: what user tokens are signed with."""
+
+    private_pem: bytes
+    kid: str
+
+
+class VerifyingKeys:
+    """The public keys that verify user tokens, chosen by the token's `kid`.
+
+    Given keys (the gateway's own), else a PEM file, else the gateway's JWKS,
+    fetched when a kid is first seen and cached.
+    """
+
+    def __init__(
+        self,
+        *,
+        public_keys: Mapping[str, bytes] | None = None,
+        public_key_file: str = "",
+        jwks_url: str = "",
+    ) -> None:
+        self._public_keys = dict(public_keys or {})
+        self._public_key: bytes | None = None
+        self._jwks: jwt.PyJWKClient | None = None
+        if self._public_keys:
+            pass  # chosen by kid in key_for
+        elif public_key_file:
+            self._public_key = Path(public_key_file).read_bytes()
+        elif jwks_url:
+            self._jwks = jwt.PyJWKClient(
+                jwks_url, cache_keys=True, lifespan=300, timeout=5
+            )
+
+    def key_for(self, header: Mapping[str, Any]) -> Any:
+        """The key that verifies a token with this (unverified) header."""
+        kid = header.get("kid")
+        if self._public_keys:
+            if not isinstance(kid, str) or kid not in self._public_keys:
+                raise jwt.InvalidTokenError("The token's signing key is unknown")
+            return self._public_keys[kid]
+        if self._public_key is not None:
+            return self._public_key
+        if self._jwks is None:
+            raise jwt.InvalidTokenError("No key is configured to verify tokens")
+        if not isinstance(kid, str):
+            raise jwt.InvalidTokenError("The token names no signing key")
+        try:
+            return self._jwks.get_signing_key(kid).key
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:
+            # Our side cannot check the token just now: not the caller's fault.
+            log.warning("the JWKS cannot be fetched: %s", exc)
+            raise UnavailableError(
+                "The keys that verify tokens cannot be fetched; try again shortly",
+                headers={"Retry-After": "5"},
+            ) from exc
+        except jwt.PyJWKClientError as exc:
+            raise jwt.InvalidTokenError("The token's signing key is unknown") from exc
+
+
+@dataclass
+class TokenAuthority:
+    """What an app verifies (and, in the gateway, signs) tokens with."""
+
+    keys: VerifyingKeys
+    service_secret: str
+    is_revoked: Callable[[Mapping[str, Any]], bool] | None = None
+    signing: SigningKey | None = None
+
+
+def authority(app: Flask | None = None) -> TokenAuthority:
+    """The token authority of the current (or given) app."""
+    return (app or current_app).extensions["chomik.auth"]  # type: ignore[no-any-return]
+
+
+def init_tokens(
+    app: Flask,
     *,
-    subject: str,
-    roles: Iterable[str],
     issuer: str,
     audience: str,
+    keys: VerifyingKeys,
+    service_secret: str,
+    is_revoked: Callable[[Mapping[str, Any]], bool] | None = None,
+    signing: SigningKey | None = None,
+) -> TokenAuthority:
+    """Set up flask-jwt-extended on an app; call again to change keys or loaders."""
+    app.config.update(
+        JWT_ALGORITHM=ACCESS_ALGORITHM,
+        JWT_DECODE_ALGORITHMS=[ACCESS_ALGORITHM],
+        JWT_ENCODE_ISSUER=issuer,
+        JWT_DECODE_ISSUER=issuer,
+        JWT_ENCODE_AUDIENCE=audience,
+        JWT_DECODE_AUDIENCE=audience,
+        JWT_TOKEN_LOCATION=["headers"],
+        # Tokens travel in headers and bodies, never cookies: no CSRF claim (a
+        # random one would also make a retried refresh's answer differ).
+        JWT_COOKIE_CSRF_PROTECT=False,
+        JWT_IDENTITY_CLAIM="sub",
+    )
+    state = TokenAuthority(keys, service_secret, is_revoked, signing)
+    app.extensions["chomik.auth"] = state
+    if "flask-jwt-extended" not in app.extensions:
+        _manager().init_app(app)
+    return state
+
+
+@functools.cache
+def _manager() -> JWTManager:
+    """One manager for every app: its loaders read the current app's authority."""
+    manager = JWTManager()
+    manager.decode_key_loader(lambda header, _claims: authority().keys.key_for(header))
+    manager.encode_key_loader(lambda _identity: _signing().private_pem)
+    manager.additional_headers_loader(lambda _identity: {"kid": _signing().kid})
+    manager.token_in_blocklist_loader(_in_blocklist)
+    manager.token_verification_loader(
+        lambda _header, claims: all(claims.get(name) for name in REQUIRED_CLAIMS)
+    )
+    manager.unauthorized_loader(
+        lambda _reason: _refusal("A bearer access token is required")
+    )
+    manager.invalid_token_loader(lambda _reason: _refusal("The token is invalid"))
+    manager.expired_token_loader(
+        lambda _header, claims: _refusal(f"The {_kind(claims)} token has expired")
+    )
+    manager.revoked_token_loader(
+        lambda _header, claims: _refusal(f"The {_kind(claims)} token has been revoked")
+    )
+    manager.token_verification_failed_loader(
+        lambda _header, _claims: _refusal("The token lacks a required claim")
+    )
+    return manager
+
+
+def _refusal(detail: str) -> Response:
+    return render_problem(UnauthorizedError(detail))
+
+
+def _kind(claims: Mapping[str, Any]) -> str:
+    return "refresh" if claims.get("type") == "refresh" else "access"
+
+
+def _signing() -> SigningKey:
+    signing = authority().signing
+    if signing is None:
+        raise RuntimeError("this app verifies tokens but does not sign them")
+    return signing
+
+
+def _in_blocklist(_header: Mapping[str, Any], claims: Mapping[str, Any]) -> bool:
+    is_revoked = authority().is_revoked
+    return is_revoked is not None and is_revoked(claims)
+
+
+def _lifetime(
+    ttl: int, issued_at: int | None, jti: str | None
+) -> tuple[dt.timedelta, dict[str, Any]]:
+    # The times are set here, not left to the library: it leaves `exp` out when
+    # the lifetime is zero. Given the issuing time and jti, the same token comes
+    # out again (RS256 signatures are deterministic): a retried refresh gets its
+    # same answer.
+    now = int(time.time()) if issued_at is None else issued_at
+    claims: dict[str, Any] = {"iat": now, "nbf": now, "exp": now + ttl}
+    if jti is not None:
+        claims["jti"] = jti
+    return dt.timedelta(seconds=ttl), claims
+
+
+def issue_access_token(
+    subject: str,
+    *,
+    roles: Iterable[str],
     ttl: int,
-    kid: str,
-    extra: Mapping[str, Any] | None = None,
+    claims: Mapping[str, Any] | None = None,
     issued_at: int | None = None,
     jti: str | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """Sign an RS256 access token; return it and its claims.
+) -> str:
+    """Sign an access token for a user (in the gateway's app context)."""
+    expires, fixed = _lifetime(ttl, issued_at, jti)
+    token: str = create_access_token(
+        subject,
+        expires_delta=expires,
+        additional_claims={"roles": sorted(roles), **(claims or {}), **fixed},
+    )
+    return token
 
-    RS256 signatures are deterministic: the same `issued_at` and `jti` give the
-    same token again.
-    """
-    now = int(time.time()) if issued_at is None else issued_at
-    claims: dict[str, Any] = {
-        "sub": subject,
-        "roles": sorted(roles),
-        "jti": jti or uuid.uuid4().hex,
-        "iat": now,
-        "nbf": now,
-        "exp": now + ttl,
-        "iss": issuer,
-        "aud": audience,
-        "type": "access",
-        **(extra or {}),
-    }
-    token = jwt.encode(claims, private_pem, algorithm="RS256", headers={"kid": kid})
-    return token, claims
+
+def issue_refresh_token(
+    subject: str,
+    *,
+    ttl: int,
+    claims: Mapping[str, Any] | None = None,
+    issued_at: int | None = None,
+    jti: str | None = None,
+) -> str:
+    """Sign a refresh token for a user (in the gateway's app context)."""
+    expires, fixed = _lifetime(ttl, issued_at, jti)
+    token: str = create_refresh_token(
+        subject, expires_delta=expires, additional_claims={**(claims or {}), **fixed}
+    )
+    return token
 
 
 def issue_service_token(secret: str, service: str, ttl: int = 300) -> str:
-    """Sign a short HS256 token naming the calling service."""
+    """Sign a short HS256 token naming the calling service (no app needed)."""
     now = int(time.time())
     claims = {
         "sub": f"service:{service}",
@@ -148,110 +339,28 @@ def issue_service_token(secret: str, service: str, ttl: int = 300) -> str:
         "aud": SERVICE_AUDIENCE,
         "type": "service",
     }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm=SERVICE_ALGORITHM)
 
 
-class TokenVerifier:
-    """Verify access tokens against a public key file or a cached JWKS."""
-
-    def __init__(
-        self,
-        *,
-        issuer: str,
-        audience: str,
-        public_key_file: str = "",
-        public_keys: Mapping[str, bytes] | None = None,
-        jwks_url: str = "",
-        service_secret: str,
-        is_revoked: Callable[[Mapping[str, Any]], bool] | None = None,
-    ) -> None:
-        self.issuer = issuer
-        self.audience = audience
-        self.service_secret = service_secret
-        self.is_revoked = is_revoked
-        self._public_key: bytes | None = None
-        self._public_keys = dict(public_keys or {})
-        self._jwks: jwt.PyJWKClient | None = None
-        if self._public_keys:
-            pass  # chosen by kid in _key_for
-        elif public_key_file:
-            self._public_key = Path(public_key_file).read_bytes()
-        elif jwks_url:
-            self._jwks = jwt.PyJWKClient(
-                jwks_url, cache_keys=True, lifespan=300, timeout=5
-            )
-
-    def _key_for(self, token: str) -> Any:
-        if self._public_keys:
-            try:
-                kid = jwt.get_unverified_header(token).get("kid")
-            except jwt.InvalidTokenError as exc:
-                raise UnauthorizedError("The access token is invalid") from exc
-            if kid not in self._public_keys:
-                raise UnauthorizedError("The token's signing key is unknown")
-            return self._public_keys[kid]
-        if self._public_key is not None:
-            return self._public_key
-        if self._jwks is None:
-            raise UnauthorizedError("No key is configured to verify tokens")
-        try:
-            return self._jwks.get_signing_key_from_jwt(token).key
-        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:
-            # Our side cannot check the token just now: not the caller's fault.
-            log.warning("the JWKS cannot be fetched: %s", exc)
-            raise UnavailableError(
-                "The keys that verify tokens cannot be fetched; try again shortly",
-                headers={"Retry-After": "5"},
-            ) from exc
-        except jwt.PyJWKClientError as exc:
-            raise UnauthorizedError("The token's signing key is unknown") from exc
-
-    def verify_access(self, token: str) -> Principal:
-        """Check signature, expiry, issuer, audience, type and revocation."""
-        try:
-            claims = jwt.decode(
-                token,
-                self._key_for(token),
-                algorithms=["RS256"],
-                issuer=self.issuer,
-                audience=self.audience,
-                options={"require": ["exp", "iat", "sub", "jti"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise UnauthorizedError("The access token has expired") from exc
-        except jwt.InvalidTokenError as exc:
-            raise UnauthorizedError("The access token is invalid") from exc
-        if claims.get("type") != "access":
-            raise UnauthorizedError("This is not an access token")
-        if self.is_revoked is not None and self.is_revoked(claims):
-            raise UnauthorizedError("The access token has been revoked")
-        return Principal(
-            id=str(claims["sub"]),
-            roles=frozenset(claims.get("roles") or ()),
-            jti=str(claims["jti"]),
-            expires_at=int(claims["exp"]),
-            session_id=str(claims.get("sid") or ""),
+def verify_service_token(token: str, secret: str) -> Principal:
+    """Check a service token: HS256 under the shared secret, for internal calls."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[SERVICE_ALGORITHM],
+            audience=SERVICE_AUDIENCE,
+            options={"require": ["exp", "sub"]},
         )
-
-    def verify_service(self, token: str) -> Principal:
-        """Check a service token (HS256 under the shared secret)."""
-        try:
-            claims = jwt.decode(
-                token,
-                self.service_secret,
-                algorithms=["HS256"],
-                audience=SERVICE_AUDIENCE,
-                options={"require": ["exp", "sub"]},
-            )
-        except jwt.InvalidTokenError as exc:
-            raise UnauthorizedError("The service token is invalid") from exc
-        if claims.get("type") != "service":
-            raise UnauthorizedError("This is not a service token")
-        return Principal(id=str(claims["sub"]), roles=frozenset({SERVICE_ROLE}))
+    except jwt.InvalidTokenError as exc:
+        raise UnauthorizedError("The service token is invalid") from exc
+    if claims.get("type") != "service":
+        raise UnauthorizedError("This is not a service token")
+    return Principal(id=str(claims["sub"]), roles=frozenset({SERVICE_ROLE}))
 
 
 def bearer_token() -> str | None:
-    """The bearer token of the current request, if any."""
+    """The bearer token of the current request, if any (service tokens)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -259,16 +368,21 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def verifier() -> TokenVerifier:
-    """The token verifier of the current app."""
-    return current_app.extensions["chomik.auth"]  # type: ignore[no-any-return]
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    return Principal(
+        id=str(claims["sub"]),
+        roles=frozenset(claims.get("roles") or ()),
+        jti=str(claims["jti"]),
+        expires_at=int(claims["exp"]),
+        session_id=str(claims.get("sid") or ""),
+    )
 
 
 def optional_user() -> Principal | None:
     """The authenticated user, or None for an anonymous request."""
     if "chomik_user" not in g:
-        token = bearer_token()
-        g.chomik_user = None if token is None else verifier().verify_access(token)
+        found = verify_jwt_in_request(optional=True)
+        g.chomik_user = None if found is None else _principal(get_jwt())
     user: Principal | None = g.chomik_user
     return user
 
@@ -277,8 +391,20 @@ def current_user() -> Principal:
     """The authenticated user; 401 when there is none."""
     user = optional_user()
     if user is None:
-        raise UnauthorizedError("A bearer access token is required")
+        if verify_jwt_in_request() is None:  # raises: the unauthorized loader
+            raise UnauthorizedError("A bearer access token is required")
+        user = g.chomik_user = _principal(get_jwt())
     return user
+
+
+def refresh_claims() -> dict[str, Any]:
+    """The claims of the request's refresh token (its JSON `refresh_token`)."""
+    if "chomik_refresh" not in g:
+        if verify_jwt_in_request(refresh=True, locations=["json"]) is None:
+            raise UnauthorizedError("A refresh token is required")
+        g.chomik_refresh = dict(get_jwt())
+    claims: dict[str, Any] = g.chomik_refresh
+    return claims
 
 
 def user_uuid(user: Principal) -> uuid.UUID:
@@ -294,8 +420,8 @@ class Access:
     """Who may call a view: recorded on it and checked before its input is parsed.
 
     `kind` is "user" (a valid access token holding one of `roles`, any role when
-    empty), "service" (a service token) or "optional" (anonymous, but a presented
-    token must be valid).
+    empty), "service" (a service token), "optional" (anonymous, but a presented
+    token must be valid) or "refresh" (a valid refresh token in the JSON body).
     """
 
     kind: str
@@ -305,12 +431,16 @@ class Access:
         """Raise 401 or 403 unless the current request satisfies this access."""
         if self.kind == "optional":
             optional_user()
+        elif self.kind == "refresh":
+            refresh_claims()
         elif self.kind == "service":
             token = bearer_token()
             if token is None:
                 raise UnauthorizedError("A service token is required")
             if "chomik_service" not in g:
-                g.chomik_service = verifier().verify_service(token)
+                g.chomik_service = verify_service_token(
+                    token, authority().service_secret
+                )
         else:
             user = current_user()
             if self.roles and not user.has_role(*self.roles):
@@ -356,3 +486,8 @@ def require_service(view: Callable[P, R]) -> Callable[P, R]:
 def optional_token(view: Callable[P, R]) -> Callable[P, R]:
     """Let anyone through, but refuse a bad token (401) rather than ignore it."""
     return _guarded(Access("optional"), view)
+
+
+def require_refresh_token(view: Callable[P, R]) -> Callable[P, R]:
+    """Let through only a valid, unrevoked refresh token (in the JSON body)."""
+    return _guarded(Access("refresh"), view)

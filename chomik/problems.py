@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import marshmallow as ma
+from apispec import BasePlugin
 from flask import Flask, Response, json
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -174,10 +175,47 @@ def render_problem(problem: Problem) -> Response:
     )  # fmt: skip
 
 
+def _as_problem(response: Any) -> dict[str, Any] | None:
+    """The response's content under the problem media type (None: nothing to do)."""
+    if not isinstance(response, dict) or not response.get("content"):
+        return None
+    return {"content": {PROBLEM_MIMETYPE: next(iter(response["content"].values()))}}
+
+
+class ProblemContentPlugin(BasePlugin):
+    """Document every error answer as `application/problem+json`, as it is sent.
+
+    flask-smorest documents responses as `application/json`; clients (and schema
+    checks) would then expect the wrong media type for every 4xx and 5xx.
+    """
+
+    def response_helper(self, response: Any, **kwargs: Any) -> dict[str, Any] | None:
+        # flask-smorest's component responses are all errors (DEFAULT_ERROR...).
+        return _as_problem(response)
+
+    def operation_helper(
+        self, path: str | None = None, operations: Any = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            responses = (
+                operation.get("responses", {}) if isinstance(operation, dict) else {}
+            )
+            for code, response in responses.items():
+                if str(code) == "default" or str(code)[:1] in "45":
+                    replaced = _as_problem(response)
+                    if replaced is not None:
+                        response.update(replaced)
+
+
 class ProblemApi(Api):  # type: ignore[misc]
     """flask-smorest `Api` whose every error is `application/problem+json`."""
 
     ERROR_SCHEMA = ProblemSchema
+
+    def _init_spec(self, *, extra_plugins: Any = None, **options: Any) -> None:
+        super()._init_spec(
+            extra_plugins=[*(extra_plugins or ()), ProblemContentPlugin()], **options
+        )
 
     def _register_error_handlers(self) -> None:
         super()._register_error_handlers()

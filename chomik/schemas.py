@@ -45,7 +45,13 @@ class Line(ma.fields.String):
     }
 
     def __init__(self, max_length: int, **kwargs: Any) -> None:
-        metadata = {"maxLength": max_length, **kwargs.pop("metadata", {})}
+        # Documented as refused: empty, or only blanks (found by schema fuzzing).
+        metadata = {
+            "minLength": 1,
+            "maxLength": max_length,
+            "pattern": r"\S",
+            **kwargs.pop("metadata", {}),
+        }
         super().__init__(metadata=metadata, **kwargs)
         self.max_length = max_length
 

@@ -118,12 +118,14 @@ class Settings:
     metrics_host: str = env(
         "METRICS_HOST",
         "127.0.0.1",
-        doc="address a worker serves /metrics and /health/* on",
+        doc="address METRICS_PORT is served on",
     )
     metrics_port: int = env(
         "METRICS_PORT",
         0,
-        doc="port a worker serves /metrics and /health/* on (0: not served)",
+        doc="port a worker serves /metrics and /health/* on (0: not served); "
+        "for a web process under gunicorn, the port /metrics is served on "
+        "instead of the public one (0: on the public one)",
     )
     idempotency_key_ttl: int = env(
         "IDEMPOTENCY_KEY_TTL",

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from chomik import jsonbounds, problems
-from chomik.auth import TokenVerifier, access_of
+from chomik.auth import VerifyingKeys, access_of, init_tokens
 from chomik.db import make_engine, make_session_factory
 from chomik.logs import (
     REQUEST_ID_HEADER,
@@ -108,11 +108,13 @@ def create_app(
     )
     engine = engine or make_engine(settings.database_url)
     app.extensions["chomik"] = Runtime(settings, engine, make_session_factory(engine))
-    app.extensions["chomik.auth"] = TokenVerifier(
+    init_tokens(
+        app,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
-        public_key_file=settings.jwt_public_key_file,
-        jwks_url=settings.jwks_url,
+        keys=VerifyingKeys(
+            public_key_file=settings.jwt_public_key_file, jwks_url=settings.jwks_url
+        ),
         service_secret=settings.service_token_secret,
     )
     api = problems.ProblemApi(
@@ -128,7 +130,7 @@ def create_app(
     problems.register(app)
     _wire_request_cycle(app)
     _add_health(app)
-    _add_metrics(app)
+    _add_metrics(app, settings)
     # After the exporter's own hook, so it runs before it (Flask runs them last first).
     app.after_request(_collapse_unknown_method)
     app.extensions["chomik.api"] = api
@@ -321,15 +323,24 @@ def _add_health(app: Flask) -> None:
         return jsonify(status="ok", checks=checks)
 
 
-def _add_metrics(app: Flask) -> None:
-    """`/metrics`: multiprocess-aware under gunicorn, else this app's own registry."""
+def _add_metrics(app: Flask, settings: Settings) -> None:
+    """`/metrics`: multiprocess-aware under gunicorn, else this app's own registry.
+
+    With METRICS_PORT set, /metrics is not served on the app's own (public) port:
+    gunicorn's master serves every worker's metrics together on that port
+    (docker/gunicorn.conf.py `when_ready`), which no route exposes.
+    """
     kwargs: dict[str, Any] = {"group_by": "url_rule", "excluded_paths": ["^/metrics$"]}
+    apart = bool(settings.metrics_port)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_flask_exporter.multiprocess import (
             GunicornInternalPrometheusMetrics,
+            GunicornPrometheusMetrics,
         )
 
-        GunicornInternalPrometheusMetrics(app, **kwargs)
+        (GunicornPrometheusMetrics if apart else GunicornInternalPrometheusMetrics)(
+            app, **kwargs
+        )
         return
     from prometheus_flask_exporter import PrometheusMetrics
 
@@ -337,4 +348,6 @@ def _add_metrics(app: Flask) -> None:
     # process-wide registry (business metrics) is exposed through it too.
     registry = CollectorRegistry(auto_describe=True)
     registry.register(REGISTRY)
-    PrometheusMetrics(app, registry=registry, **kwargs)
+    PrometheusMetrics(
+        app, registry=registry, path=None if apart else "/metrics", **kwargs
+    )

@@ -31,6 +31,20 @@ def on_starting(server):
         Path(directory).mkdir(parents=True, exist_ok=True)
 
 
+def when_ready(server):
+    """With METRICS_PORT, serve every worker's /metrics there, apart from the app.
+
+    The app then leaves /metrics off its own port (chomik.web), so a public
+    route never shows it; Prometheus scrapes this port inside the deployment.
+    """
+    port = int(os.environ.get("METRICS_PORT") or 0)
+    if port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
+
+        host = os.environ.get("METRICS_HOST", "127.0.0.1")
+        GunicornPrometheusMetrics.start_http_server_when_ready(port, host)
+
+
 def child_exit(server, worker):
     from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jwt
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -17,12 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from chomik import migrating
-from chomik.auth import (
-    generate_key_pair,
-    issue_access_token,
-    issue_service_token,
-    key_id,
-)
+from chomik.auth import generate_key_pair, issue_service_token, key_id
 from chomik.infra import KafkaBroker, PostgresCluster, free_port, private_cluster
 from chomik.settings import Settings
 from chomik.web import runtime
@@ -31,6 +29,32 @@ S = TypeVar("S", bound=Settings)
 
 TEST_SERVICE_SECRET = "test-service-secret-0123456789abcdef0123"
 ISSUER, AUDIENCE = "chomik-gateway", "chomik"
+
+
+def issue_access_token(
+    private_pem: bytes,
+    *,
+    subject: str,
+    roles: Any,
+    issuer: str,
+    audience: str,
+    ttl: int,
+    kid: str,
+    extra: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Sign an access token like the gateway's, with any key and claims (forgeries).
+
+    The gateway signs through flask-jwt-extended in its app context; tests need
+    tokens without one, signed by keys the gateway never had.
+    """
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject, "roles": sorted(roles), "jti": uuid.uuid4().hex,
+        "iat": now, "nbf": now, "exp": now + ttl, "iss": issuer, "aud": audience,
+        "type": "access", "fresh": False, **(extra or {}),
+    }  # fmt: skip
+    token = jwt.encode(claims, private_pem, algorithm="RS256", headers={"kid": kid})
+    return token, claims
 
 
 @dataclass

@@ -459,10 +459,11 @@ def seed_gateway(apps: Apps, world: World) -> None:
         session, email=world.login_email, password=PASSWORD, name="Login",
         role=Role.BUYER, passwords=state.passwords,
     )  # fmt: skip
-    pair = gateway_services.log_in(
-        session, email=world.login_email, password=PASSWORD,
-        passwords=state.passwords, issuer=state.issuer,
-    )  # fmt: skip
+    with apps.get("gateway").app_context():  # tokens are signed by the app's kit
+        pair = gateway_services.log_in(
+            session, email=world.login_email, password=PASSWORD,
+            passwords=state.passwords, issuer=state.issuer,
+        )  # fmt: skip
     world.refresh_token = pair.refresh_token
     session.commit()
 

@@ -15,7 +15,7 @@ from apps.gateway.keys import load_signing_keys
 from apps.gateway.ratelimit import install_rate_limits
 from apps.gateway.settings import GatewaySettings
 from apps.gateway.views import auth, callbacks, docs, proxy
-from chomik.auth import TokenVerifier
+from chomik.auth import SigningKey, VerifyingKeys, init_tokens
 from chomik.web import create_app as create_web_app
 from chomik.web import runtime
 
@@ -43,12 +43,15 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     for blueprint in PLAIN_BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.view_functions["api-docs.openapi_json"] = docs.merged_openapi
-    app.extensions["chomik.auth"] = TokenVerifier(
-        public_keys=keys.public_pems,
+    # The gateway verifies with its own keys, signs, and refuses revoked tokens.
+    init_tokens(
+        app,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        keys=VerifyingKeys(public_keys=keys.public_pems),
         service_secret=settings.service_token_secret,
         is_revoked=_deny_list,
+        signing=SigningKey(keys.private_pem, keys.kid),
     )
     app.extensions["chomik.gateway"] = build_gateway(settings, keys)
     install_rate_limits(app, settings, runtime(app).engine)

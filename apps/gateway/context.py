@@ -47,8 +47,6 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
         ),
         issuer=TokenIssuer(
             keys,
-            settings.jwt_issuer,
-            settings.jwt_audience,
             settings.access_token_ttl,
             settings.refresh_token_ttl,
             settings.refresh_reuse_grace,

@@ -1,12 +1,15 @@
-"""Accounts and tokens: register, log in, rotate refresh tokens, log out, deny-list."""
+"""Accounts and tokens: register, log in, rotate refresh tokens, log out, deny-list.
+
+Tokens are signed by the kit (flask-jwt-extended, in the gateway's app context);
+this module decides which tokens a caller gets and keeps the refresh tokens'
+state: each one is stored (hashed) in its login session's family, spent once.
+"""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import hmac
-import secrets
 import unicodedata
 import uuid
 from collections.abc import Iterable
@@ -26,18 +29,17 @@ from apps.gateway.keys import SigningKeys
 from apps.gateway.metrics import LOGINS, TOKEN_REFRESHES
 from apps.gateway.models import RefreshFamily, RefreshToken, RevokedToken, Role, User
 from apps.gateway.passwords import MIN_PASSWORD_LENGTH, Passwords
-from chomik.auth import Principal, issue_access_token
+from chomik.auth import Principal, issue_access_token, issue_refresh_token
 from chomik.db import transaction, utcnow
 from chomik.problems import UnauthorizedError, ValidationProblem
 
 
 @dataclass(frozen=True)
 class TokenIssuer:
-    """What signing a token pair needs, and how long a spent token may be retried."""
+    """Token lifetimes, how long a spent token may be retried, and the signing key
+    (whose private part also derives a spent refresh token's successor)."""
 
     keys: SigningKeys
-    issuer: str
-    audience: str
     access_ttl: int
     refresh_ttl: int
     reuse_grace: int = 0
@@ -68,8 +70,8 @@ def normalize_email(email: str) -> str:
 
 
 def _hash_token(raw: str) -> str:
-    # A refresh token carries 256 random bits, so a fast hash is enough: nobody
-    # can guess one, and the database alone does not reveal a usable token.
+    # A refresh token is signed and carries a random jti, so a fast hash is
+    # enough: nobody can guess one, and the database alone reveals no token.
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -145,19 +147,13 @@ def log_in(
 def _issue(
     session: Session, user: User, family_id: uuid.UUID, issuer: TokenIssuer
 ) -> TokenPair:
-    raw = secrets.token_urlsafe(32)
-    _store_refresh_token(session, family_id, raw, issuer)
-    access, _claims = issue_access_token(
-        issuer.keys.private_pem,
-        subject=str(user.id),
-        roles=[user.role],
-        issuer=issuer.issuer,
-        audience=issuer.audience,
-        ttl=issuer.access_ttl,
-        kid=issuer.keys.kid,
-        extra={"sid": str(family_id)},
+    claims = {"sid": str(family_id)}
+    refresh = issue_refresh_token(str(user.id), ttl=issuer.refresh_ttl, claims=claims)
+    _store_refresh_token(session, family_id, refresh, issuer)
+    access = issue_access_token(
+        str(user.id), roles=[user.role], ttl=issuer.access_ttl, claims=claims
     )
-    return TokenPair(access, raw, issuer.access_ttl)
+    return TokenPair(access, refresh, issuer.access_ttl)
 
 
 def _store_refresh_token(
@@ -177,26 +173,23 @@ def _successor(
 ) -> TokenPair:
     """The pair that replaces a spent refresh token, the same each time it is asked.
 
-    Derived from the spent token with a key only the gateway holds (from its
-    signing key), and signed with the spending time: a retry within the grace
-    window gets the very same pair back, with nothing more stored.
+    Its jtis are derived from the spent token with a key only the gateway holds
+    (from its signing key), and it is signed with the spending time: a retry
+    within the grace window gets the very same pair back, with nothing more stored.
     """
     key = hashlib.sha256(b"chomik refresh successor\0" + issuer.keys.private_pem)
     digest = hmac.new(key.digest(), spent.encode(), hashlib.sha256).digest()
-    raw = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-    access, _claims = issue_access_token(
-        issuer.keys.private_pem,
-        subject=str(user.id),
-        roles=[user.role],
-        issuer=issuer.issuer,
-        audience=issuer.audience,
-        ttl=issuer.access_ttl,
-        kid=issuer.keys.kid,
-        extra={"sid": str(family_id)},
-        issued_at=int(at.timestamp()),
-        jti=hashlib.sha256(b"jti\0" + digest).hexdigest()[:32],
-    )
-    return TokenPair(access, raw, issuer.access_ttl)
+    claims = {"sid": str(family_id)}
+    issued_at = int(at.timestamp())
+    refresh = issue_refresh_token(
+        str(user.id), ttl=issuer.refresh_ttl, claims=claims, issued_at=issued_at,
+        jti=hashlib.sha256(b"refresh\0" + digest).hexdigest()[:32],
+    )  # fmt: skip
+    access = issue_access_token(
+        str(user.id), roles=[user.role], ttl=issuer.access_ttl, claims=claims,
+        issued_at=issued_at, jti=hashlib.sha256(b"jti\0" + digest).hexdigest()[:32],
+    )  # fmt: skip
+    return TokenPair(access, refresh, issuer.access_ttl)
 
 
 def rotate_refresh_token(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from chomik.settings import Settings, env
+from chomik.settings import Settings, SettingsError, env
 
 DEV_BANK_CALLBACK_SECRET = "dev-only-bank-callback-secret-change-me"
 DEV_CARRIER_CALLBACK_SECRET = "dev-only-carrier-callback-secret-change-me"
@@ -123,6 +123,16 @@ class GatewaySettings(Settings):
         5.0,
         doc="seconds a callback edge waits for Kafka's ack before answering 503",
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.environment == "production" and not self.metrics_port:
+            # The gateway's port is the public route: its metrics (every route,
+            # method and status counted) are for Prometheus only.
+            raise SettingsError(
+                "METRICS_PORT is not set: with ENVIRONMENT=production the gateway "
+                "serves /metrics there only, never on its public port"
+            )
 
     @property
     def upstreams(self) -> dict[str, str]:

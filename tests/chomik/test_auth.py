@@ -16,9 +16,9 @@ from chomik.auth import (
     Access,
     Principal,
     access_of,
+    authority,
     current_user,
     generate_key_pair,
-    issue_access_token,
     issue_service_token,
     optional_token,
     optional_user,
@@ -29,7 +29,13 @@ from chomik.auth import (
 from chomik.problems import ForbiddenError
 from chomik.settings import Settings
 from chomik.web import create_app
-from tests.conftest import AUDIENCE, ISSUER, TEST_SERVICE_SECRET, auth
+from tests.conftest import (
+    AUDIENCE,
+    ISSUER,
+    TEST_SERVICE_SECRET,
+    auth,
+    issue_access_token,
+)
 
 blp = Blueprint("secured", __name__, url_prefix="/secured")
 
@@ -191,8 +197,7 @@ def test_tokens_verify_against_a_jwks_url(settings_for, make_token, jwt_keys):
         settings_for(Settings, jwt_public_key_file="", jwks_url="http://jwks"),
         [blp],
     )
-    verifier = app.extensions["chomik.auth"]
-    verifier._jwks = FakeJwks("http://jwks", cache_keys=True)
+    authority(app).keys._jwks = FakeJwks("http://jwks", cache_keys=True)
     client = app.test_client()
     for _ in range(3):
         assert status(client, "me", make_token("u1", "buyer")) == 200
@@ -312,3 +317,53 @@ def test_user_uuid_is_the_subject_or_403():
     assert user_uuid(Principal(str(subject), frozenset({"buyer"}))) == subject
     with pytest.raises(ForbiddenError):
         user_uuid(Principal("service:orders", frozenset({"service"})))
+
+
+@pytest.mark.parametrize("missing", ["exp", "iat", "jti"])
+def test_a_signed_token_lacking_a_required_claim_is_401(client, jwt_keys, missing):
+    # flask-jwt-extended would take a token without `exp` as never expiring.
+    now = int(time.time())
+    claims = {"sub": "u1", "roles": ["buyer"], "jti": "x", "iat": now, "exp": now + 60,
+              "iss": ISSUER, "aud": AUDIENCE, "type": "access"}  # fmt: skip
+    del claims[missing]
+    token = jwt.encode(
+        claims, jwt_keys.private_pem, algorithm="RS256", headers={"kid": jwt_keys.kid}
+    )
+    assert status(client, "me", token) == 401
+
+
+def test_a_token_without_a_kid_is_401_when_keys_are_chosen_by_kid(
+    settings_for, make_token, jwt_keys
+):
+    from chomik.auth import public_jwk
+
+    app = create_app(
+        "secured",
+        settings_for(Settings, jwt_public_key_file="", jwks_url="http://jwks"),
+        [blp],
+    )
+
+    class FakeJwks(jwt.PyJWKClient):
+        def fetch_data(self):
+            return {"keys": [public_jwk(jwt_keys.public_pem)]}
+
+    authority(app).keys._jwks = FakeJwks("http://jwks", cache_keys=True)
+    now = int(time.time())
+    claims = {"sub": "u1", "roles": ["buyer"], "jti": "x", "iat": now, "exp": now + 60,
+              "iss": ISSUER, "aud": AUDIENCE, "type": "access"}  # fmt: skip
+    kidless = jwt.encode(claims, jwt_keys.private_pem, algorithm="RS256")
+    assert status(app.test_client(), "me", kidless) == 401
+    assert status(app.test_client(), "me", make_token("u1", "buyer")) == 200
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="flask-jwt-extended matches JWT_HEADER_TYPE exactly: the scheme "
+    "'bearer' (case-insensitive by RFC 7235) is refused as a missing token",
+)
+def test_the_bearer_scheme_is_case_insensitive(client, make_token):
+    response = client.get(
+        "/api/v1/secured/me",
+        headers={"Authorization": f"bearer {make_token('u1', 'buyer')}"},
+    )
+    assert response.status_code == 200

@@ -187,3 +187,26 @@ def test_openapi_documents_the_problem_schema(client):
     assert "Error" in spec["components"]["schemas"] or "Problem" in str(
         spec["components"]
     )
+
+
+def test_the_spec_documents_every_error_as_problem_json(client):
+    # Found by schema fuzzing: errors were documented as application/json.
+    document = client.get("/openapi.json").get_json()
+    errors = {
+        (path, method, code): list(response.get("content", {}))
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for code, response in operation["responses"].items()
+        if code[:1] in "45" and "content" in response
+    }
+    assert set(map(tuple, errors.values())) <= {("application/problem+json",)}
+    for response in document["components"]["responses"].values():
+        assert list(response["content"]) == ["application/problem+json"]
+    ok = [
+        list(response["content"])
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for code, response in operation["responses"].items()
+        if code[:1] == "2" and "content" in response
+    ]
+    assert all(media == ["application/json"] for media in ok)

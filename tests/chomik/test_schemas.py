@@ -99,3 +99,19 @@ def test_a_line_is_trimmed_and_keeps_letters_of_any_script():
     assert LineSchema().load({"title": "  Кроссовки é 靴 "}) == {
         "title": "Кроссовки é 靴"
     }
+
+
+def test_a_line_documents_that_it_refuses_empty_and_blank_text():
+    # Found by schema fuzzing: "" was valid by the spec yet refused (422).
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+
+    class Named(ma.Schema):
+        name = Line(100, required=True)
+
+    spec = APISpec("t", "1", "3.0.3", plugins=[MarshmallowPlugin()])
+    spec.components.schema("Named", schema=Named)
+    field = spec.to_dict()["components"]["schemas"]["Named"]["properties"]["name"]
+    assert (field["minLength"], field["maxLength"], field["pattern"]) == (1, 100, r"\S")
+    with pytest.raises(ma.ValidationError):
+        Named().load({"name": "   "})

@@ -130,7 +130,17 @@ def test_prometheus_scrapes_every_web_process():
         for group in job["static_configs"]
         for target in group["targets"]
     }
-    assert targets == {f"{spec.name}:{spec.port}": spec.name for spec in APPS}
+    # The gateway's /metrics is on its metrics port, never the published one.
+    gateway_metrics = compose()["services"]["gateway"]["environment"]["METRICS_PORT"]
+    expected = {
+        f"{spec.name}:{gateway_metrics if spec.name == 'gateway' else spec.port}": (
+            spec.name
+        )
+        for spec in APPS
+    }
+    assert targets == expected
+    published = compose()["services"]["gateway"]["ports"]
+    assert not [p for p in published if str(gateway_metrics) in str(p)]
 
 
 def test_prometheus_loads_the_alert_rules_compose_mounts():

@@ -56,7 +56,9 @@ def test_every_app_has_a_web_deployment_and_service(document, spec: AppSpec):
     deployment = objects(document, "Deployment")[spec.name]
     container = only_container(deployment)
     assert container["command"] == web_command(spec.name)
-    assert container["ports"] == [{"name": "http", "containerPort": spec.port}]
+    # The gateway adds its metrics port (not exposed: see below).
+    ports = [p for p in container["ports"] if p["name"] != "metrics"]
+    assert ports == [{"name": "http", "containerPort": spec.port}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     assert deployment["spec"]["replicas"] == "${{WEB_REPLICAS}}"
     labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -202,3 +204,20 @@ def test_every_worker_is_probed_on_its_metrics_port(document):
             "readinessProbe": {"path": "/health/ready", "port": port},
             "livenessProbe": {"path": "/health/live", "port": port},
         }, container["command"]
+
+
+def test_the_gateway_is_scraped_on_its_metrics_port_not_its_route(document):
+    deployment = objects(document, "Deployment")["gateway"]
+    container = only_container(deployment)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    port = int(env["METRICS_PORT"])
+    assert env["METRICS_HOST"] == "0.0.0.0"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == port
+    assert {"name": "metrics", "containerPort": port} in container["ports"]
+    service = objects(document, "Service")["gateway"]
+    assert port not in {
+        p.get("targetPort", p["port"]) for p in service["spec"]["ports"]
+    }
+    assert port not in {p["port"] for p in service["spec"]["ports"]}
+    assert objects(document, "Route")["gateway"]["spec"]["port"]["targetPort"] == "http"

@@ -19,7 +19,7 @@ from apps.gateway.schemas import (
     RefreshSchema,
     TokenSchema,
 )
-from chomik.auth import current_user, require_role
+from chomik.auth import current_user, require_refresh_token, require_role
 from chomik.problems import ProblemSchema
 from chomik.web import db_session, runtime
 
@@ -83,6 +83,7 @@ class Refresh(MethodView):
         schema=ProblemSchema,
         description="Unknown, expired, spent or revoked token",
     )
+    @require_refresh_token
     def post(
         self, data: dict[str, Any]
     ) -> tuple[services.TokenPair, int, dict[str, str]]:

@@ -13,10 +13,10 @@ from apps.gateway import services
 from apps.gateway.errors import InvalidCredentialsError
 from apps.gateway.models import Role, User
 from apps.gateway.passwords import Passwords
-from chomik.auth import generate_key_pair, issue_access_token, key_id
+from chomik.auth import generate_key_pair, key_id
 from chomik.web import MAX_BODY_BYTES
 from tests.apps.gateway.conftest import PASSWORD
-from tests.conftest import AUDIENCE, ISSUER, auth
+from tests.conftest import AUDIENCE, ISSUER, auth, issue_access_token
 
 VALID = {"email": "bad@example.com", "password": PASSWORD, "name": "B", "role": "buyer"}
 

@@ -276,6 +276,7 @@ REAL = {
     "BANK_CALLBACK_SECRETS": "a-real-bank-secret-0123456789",
     "CARRIER_CALLBACK_SECRETS": "a-real-carrier-secret-0123456789",
     "DATABASE_URL": "postgresql+psycopg2://chomik@db.example/chomik_gateway",
+    "METRICS_PORT": "9100",
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from apps.gateway.settings import GatewaySettings
+from chomik.settings import SettingsError
 from chomik.web import SECURITY_HEADERS
 from tests.apps.gateway.conftest import PASSWORD
 
@@ -93,3 +95,31 @@ def test_invented_methods_share_one_metrics_label(client):
     assert 'method="other"' in metrics
     for method in ("BREW", "WHEN", "XYZZY"):
         assert f'method="{method}"' not in metrics
+
+
+def test_the_public_port_serves_no_metrics_when_a_metrics_port_is_set(make_gateway):
+    # What production requires of the gateway: /metrics only on METRICS_PORT.
+    client = make_gateway(metrics_port=9100).test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+    assert client.get("/health/live").status_code == 200
+
+
+def test_without_a_metrics_port_the_app_serves_its_metrics(make_gateway):
+    response = make_gateway().test_client().get("/metrics")
+    assert response.status_code == 200
+    assert b"flask_http_request" in response.data
+
+
+def test_production_gateway_refuses_to_start_without_a_metrics_port():
+    real = {
+        "ENVIRONMENT": "production",
+        "SERVICE_TOKEN_SECRET": "a-real-secret-of-the-deployment-0123456789",
+        "BANK_CALLBACK_SECRETS": "a-real-bank-secret-0123456789",
+        "CARRIER_CALLBACK_SECRETS": "a-real-carrier-secret-0123456789",
+        "DATABASE_URL": "postgresql+psycopg2://chomik@db.example/chomik_gateway",
+    }
+    with pytest.raises(SettingsError, match="METRICS_PORT"):
+        GatewaySettings.from_env(real)
+    assert GatewaySettings.from_env({**real, "METRICS_PORT": "9100"}).metrics_port

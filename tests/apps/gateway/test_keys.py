@@ -6,9 +6,9 @@ import pytest
 
 from apps.gateway.keys import load_signing_keys
 from apps.gateway.settings import GatewaySettings
-from chomik.auth import generate_key_pair, issue_access_token, key_id, public_jwk
+from chomik.auth import generate_key_pair, key_id, public_jwk
 from chomik.settings import SettingsError
-from tests.conftest import AUDIENCE, ISSUER, auth
+from tests.conftest import AUDIENCE, ISSUER, auth, issue_access_token
 
 
 def test_development_makes_a_key_pair_on_first_start_and_keeps_it(tmp_path):
@@ -29,6 +29,7 @@ def test_production_refuses_to_start_without_a_key(tmp_path):
         bank_callback_secrets="a-real-bank-secret-0123456789",
         carrier_callback_secrets="a-real-carrier-secret-0123456789",
         jwt_private_key_file=str(tmp_path / "missing.pem"),
+        metrics_port=9100,
     )
     with pytest.raises(SettingsError, match="JWT_PRIVATE_KEY_FILE"):
         load_signing_keys(settings)
