@@ -37,14 +37,17 @@ lint: install ## ruff, mypy, import-linter contracts
 	$(BIN)/mypy chomik clients txcoord apps mocks
 	$(BIN)/lint-imports
 
-test: lint ## lint, then every test except the `system` and `chaos` ones, with branch coverage
-	$(BIN)/pytest -m "not system and not chaos" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+test: lint ## lint, then every test except the `system`, `chaos` and `fuzz` ones, with branch coverage
+	$(BIN)/pytest -m "not system and not chaos and not fuzz" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 test-system: install ## the `system` tests: real processes, crash windows, replicas
 	$(BIN)/pytest -m system $(PYTEST_ARGS)
 
 test-chaos: install ## the `chaos` suite: faults under traffic on one running system, then `chomik check`
 	$(BIN)/pytest -m chaos -v $(PYTEST_ARGS)
+
+test-fuzz: install ## schema fuzzing (schemathesis) of the public API on one running system
+	$(BIN)/pytest -m fuzz -v $(PYTEST_ARGS)
 
 run: install ## start the whole system (embedded PostgreSQL and Kafka unless configured)
 	$(BIN)/chomik run
@@ -71,4 +74,4 @@ deploy: ## render the OpenShift template (DEPLOY_PARAMS, IMAGE) and apply it
 benchmark: install ## run every benchmark script and print its figures
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-.PHONY: help install fmt lint test test-system test-chaos run migrate up down image push deploy benchmark
+.PHONY: help install fmt lint test test-system test-chaos test-fuzz run migrate up down image push deploy benchmark

@@ -19,18 +19,14 @@ import time
 
 import requests
 from harness import (
-    FAST_AUTH_ENV,
     PASSWORD,
     cpu_by_label,
     cpu_delta,
     measure,
-    start_web,
-    wait_ready,
+    start_services,
 )
 
-from chomik import migrating
-from chomik.auth import generate_key_pair
-from chomik.infra import PostgresCluster, free_port, private_cluster, stop_process
+from chomik.infra import PostgresCluster, private_cluster, stop_process
 
 
 def seed(gateway: str) -> str:
@@ -127,45 +123,10 @@ def run(
     args: argparse.Namespace,
 ) -> int:
     """Start storage and the gateway on the cluster, then measure both."""
-    base = cluster.base_dir.parent
-    cluster.create_databases(["chomik_gateway", "chomik_storage"])
-    for name in ("gateway", "storage"):
-        migrating.upgrade(name, cluster.url(f"chomik_{name}"))
-    private, public = generate_key_pair()
-    (base / "jwt-private.pem").write_bytes(private)
-    (base / "jwt-public.pem").write_bytes(public)
-    storage_port, gateway_port = free_port(), free_port()
-    common = {
-        **os.environ,
-        "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
-        "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
-        "LOG_LEVEL": "WARNING",
-        "ACCESS_TOKEN_TTL": "7200",
-        **FAST_AUTH_ENV,
-    }
-    storage_env = {
-        **common,
-        "DATABASE_URL": cluster.url("chomik_storage"),
-        "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-storage"),
-    }
-    gateway_env = {
-        **common,
-        "DATABASE_URL": cluster.url("chomik_gateway"),
-        "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-gateway"),
-        "STORAGE_URL": f"http://127.0.0.1:{storage_port}",
-    }
-    processes.append(
-        start_web("storage", storage_port, storage_env, base / "storage.log")
-    )
-    processes.append(
-        start_web("gateway", gateway_port, gateway_env, base / "gateway.log")
-    )
-    storage, gateway = (
-        f"http://127.0.0.1:{storage_port}",
-        f"http://127.0.0.1:{gateway_port}",
-    )
-    wait_ready(storage)
-    wait_ready(gateway)
+    urls = start_services(
+        cluster, processes, ("storage", "gateway"), env={"ACCESS_TOKEN_TTL": "7200"}
+    ).urls
+    storage, gateway = urls["storage"], urls["gateway"]
     token = seed(gateway)
     path = "/api/v1/products?page_size=20"
     for target in (storage, gateway):  # warm pools, caches and workers

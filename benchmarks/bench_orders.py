@@ -23,20 +23,16 @@ from collections.abc import Callable
 
 import requests
 from harness import (
-    FAST_AUTH_ENV,
     Buyer,
     directly,
     load,
     measure,
     seed,
-    start_web,
-    wait_ready,
+    start_services,
 )
 
-from chomik import migrating
-from chomik.auth import generate_key_pair
 from chomik.db import make_engine, make_session_factory
-from chomik.infra import PostgresCluster, free_port, private_cluster, stop_process
+from chomik.infra import PostgresCluster, private_cluster, stop_process
 
 APPS = ("storage", "delivery", "orders", "gateway")
 CONCURRENCY = (1, 8, 32)
@@ -78,48 +74,12 @@ def main() -> int:
                 stop_process(process)
 
 
-def start(cluster: PostgresCluster, processes: list[subprocess.Popen[bytes]]) -> dict:
-    """Start the four web processes on free ports; return their base URLs."""
-    base = cluster.base_dir.parent
-    cluster.create_databases([f"chomik_{name}" for name in APPS])
-    for name in APPS:
-        migrating.upgrade(name, cluster.url(f"chomik_{name}"))
-    private, public = generate_key_pair()
-    (base / "jwt-private.pem").write_bytes(private)
-    (base / "jwt-public.pem").write_bytes(public)
-    ports = {name: free_port() for name in APPS}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    common = {
-        **os.environ,
-        "JWT_PRIVATE_KEY_FILE": str(base / "jwt-private.pem"),
-        "JWT_PUBLIC_KEY_FILE": str(base / "jwt-public.pem"),
-        "LOG_LEVEL": "WARNING",
-        **FAST_AUTH_ENV,
-        **{f"{name.upper()}_URL": url for name, url in urls.items()},
-    }
-    for name in APPS:
-        (base / f"prom-{name}").mkdir()
-        env = {
-            **common,
-            "DATABASE_URL": cluster.url(f"chomik_{name}"),
-            "PROMETHEUS_MULTIPROC_DIR": str(base / f"prom-{name}"),
-        }
-        processes.append(start_web(name, ports[name], env, base / f"{name}.log"))
-    for name, url in urls.items():
-        try:
-            wait_ready(url)
-        except SystemExit:
-            print((base / f"{name}.log").read_text()[-3000:], file=sys.stderr)
-            raise
-    return urls
-
-
 def run(
     cluster: PostgresCluster,
     processes: list[subprocess.Popen[bytes]],
     args: argparse.Namespace,
 ) -> int:
-    urls = start(cluster, processes)
+    urls = start_services(cluster, processes, APPS).urls
     product_ids, people = seed(urls["gateway"], args.products, max(CONCURRENCY))
     storage = make_session_factory(make_engine(cluster.url("chomik_storage")))
     orders = make_session_factory(make_engine(cluster.url("chomik_orders")))

@@ -11,6 +11,7 @@ STAGES = [
     "make test",
     "make test-system",
     "make test-chaos",
+    "make test-fuzz",
     "make image push",
     "make deploy",
 ]

@@ -33,7 +33,9 @@ from tests.system import HOST, base_url
 from tests.system.test_run import launch, wait_up
 
 # Starting the whole system is most of the time; a loaded machine needs more.
-pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
+# Its own marker (`make test-fuzz`, a Jenkins stage): it still finds requests valid by
+# the spec that the services refuse (see docs/api.md, "Known gaps in the spec").
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(900)]
 
 GATEWAY = base_url(17000)
 PASSWORD = "correct horse battery"
