@@ -26,7 +26,7 @@ from apps.gateway.errors import (
     InvalidRefreshTokenError,
 )
 from apps.gateway.keys import SigningKeys
-from apps.gateway.metrics import LOGINS, TOKEN_REFRESHES
+from apps.gateway.metrics import LOGINS
 from apps.gateway.models import RefreshFamily, RefreshToken, RevokedToken, Role, User
 from apps.gateway.passwords import MIN_PASSWORD_LENGTH, Passwords
 from chomik.auth import Principal, issue_access_token, issue_refresh_token
@@ -206,9 +206,7 @@ def rotate_refresh_token(
     with transaction(sessions) as session:
         pair, refusal = _rotate(session, raw, issuer)
     if pair is None:
-        TOKEN_REFRESHES.labels("refused").inc()
         raise InvalidRefreshTokenError(refusal)
-    TOKEN_REFRESHES.labels("success").inc()
     return pair
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from apps.gateway import services
 from apps.gateway.context import gateway
+from apps.gateway.metrics import TOKEN_REFRESHES
 from apps.gateway.models import Role
 from apps.gateway.schemas import (
     AccountCreateSchema,
@@ -24,6 +26,21 @@ from chomik.problems import ProblemSchema
 from chomik.web import db_session, runtime
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts and tokens")
+
+
+@blp.after_request
+def count_refreshes(response: Response) -> Response:
+    """Count each refresh exchange by its answer: a token refused by the token check
+    (revoked family, expired) and one refused by the rotation (spent) alike."""
+    rule = request.url_rule
+    if rule is not None and rule.rule.endswith("/auth/refresh"):
+        if response.status_code == 200:
+            TOKEN_REFRESHES.labels("success").inc()
+        elif response.status_code == 401:
+            TOKEN_REFRESHES.labels("refused").inc()
+    return response
+
+
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # RFC 6749 §5.1: no cache, shared or private, may keep an answer carrying tokens.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
