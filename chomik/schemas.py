@@ -9,7 +9,6 @@ does not produce this shape): `PageArgsSchema` reads `page` and `page_size`, a
 from __future__ import annotations
 
 import re
-import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -23,16 +22,29 @@ MAX_PAGE_SIZE = 100
 
 _DECIMAL_TEXT = re.compile(r"-?\d{1,12}(\.\d{1,12})?", re.ASCII)
 _CENT = Decimal("0.01")
+# What the spec says of an amount: up to ten digits, then up to two places.
+MONEY_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
 # Characters that never belong in a line a person reads: C0/C1 controls, DEL,
 # surrogates, line and paragraph separators, and the format characters (Cf):
 # bidirectional overrides and isolates that make a label print differently from
-# what is stored, zero-width spaces and joiners that make two names look alike.
-_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# what is stored, zero-width spaces and joiners that make two names look alike: the
+# Unicode categories Cc, Cs, Zl, Zp and Cf (a test checks the class against them).
+# The Basic Multilingual Plane as `\\uXXXX` escapes, the few beyond it as characters.
+CONTROLS = (
+    r"\u0000-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f"
+    r"\u0890-\u0891\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064"
+    r"\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_HAS_CONTROL = re.compile(f"[{CONTROLS}]")
+# What the spec says of a Line: something besides blanks, and no control character.
+LINE_PATTERN = rf"^[^{CONTROLS}]*[^\s{CONTROLS}][^{CONTROLS}]*$"
 
 
 def has_control(text: str) -> bool:
     """Tell whether a text holds a control, bidi or zero-width character."""
-    return any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in text)
+    return _HAS_CONTROL.search(text) is not None
 
 
 class Line(ma.fields.String):
@@ -49,7 +61,7 @@ class Line(ma.fields.String):
         metadata = {
             "minLength": 1,
             "maxLength": max_length,
-            "pattern": r"\S",
+            "pattern": LINE_PATTERN,
             **kwargs.pop("metadata", {}),
         }
         super().__init__(metadata=metadata, **kwargs)
@@ -84,7 +96,12 @@ class Money(ma.fields.Field[Decimal]):
         maximum: Decimal = MAX_MONEY,
         **kwargs: Any,
     ) -> None:
-        metadata = {"type": "string", "format": "decimal", "example": "129.90"}
+        metadata = {
+            "type": "string",
+            "format": "decimal",
+            "pattern": MONEY_PATTERN,
+            "example": "129.90",
+        }
         super().__init__(metadata={**metadata, **kwargs.pop("metadata", {})}, **kwargs)
         self.minimum = minimum
         self.maximum = maximum

@@ -20,6 +20,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import Any
@@ -198,13 +199,24 @@ class Worker:
         if self._relay is not None:
             self._relay.wake()
 
-    def join(self, timeout: float = 30.0) -> None:
-        """Wait for the parts to finish, then release the database."""
+    def join(self, timeout: float = 10.0) -> None:
+        """Wait up to `timeout` seconds in all for the parts, then release the database.
+
+        A part still running then is named in the log and left behind: its threads
+        are daemons, and whatever it had not finished is redone after a restart
+        (pending outbox rows, uncommitted offsets, expired leases).
+        """
+        deadline = time.monotonic() + timeout
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        late = [thread.name for thread in self._threads if thread.is_alive()]
+        if late:
+            log.warning(
+                "worker %s: still running after %.0fs: %s", self.app, timeout, late
+            )
         self._consumer = None
         self._relay = None
         if self._probes is not None:

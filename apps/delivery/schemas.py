@@ -28,7 +28,8 @@ class Phone(Line):
     default_error_messages = {"phone": "Must be E.164: + and 8 to 15 digits."}
 
     def __init__(self) -> None:
-        super().__init__(16, metadata={"example": "+79161234567"})
+        metadata = {"example": "+79161234567", "pattern": f"^{PHONE.pattern}$"}
+        super().__init__(16, metadata=metadata)
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
@@ -45,7 +46,7 @@ class Country(Line):
     default_error_messages = {"country": "Must be an ISO 3166-1 alpha-2 code."}
 
     def __init__(self) -> None:
-        super().__init__(2, metadata={"example": "RU"})
+        super().__init__(2, metadata={"example": "RU", "enum": sorted(ISO_COUNTRIES)})
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any

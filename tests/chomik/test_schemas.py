@@ -1,11 +1,25 @@
 """The shared contract pieces: money as exact decimal strings, and pages of a list."""
 
+import re
+import sys
+import unicodedata
 from decimal import Decimal
 
 import marshmallow as ma
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chomik.schemas import MAX_MONEY, Line, Money, PageArgsSchema, PageSchema
+from chomik.schemas import (
+    CONTROLS,
+    LINE_PATTERN,
+    MAX_MONEY,
+    MONEY_PATTERN,
+    Line,
+    Money,
+    PageArgsSchema,
+    PageSchema,
+)
 
 
 class PriceSchema(ma.Schema):
@@ -112,6 +126,33 @@ def test_a_line_documents_that_it_refuses_empty_and_blank_text():
     spec = APISpec("t", "1", "3.0.3", plugins=[MarshmallowPlugin()])
     spec.components.schema("Named", schema=Named)
     field = spec.to_dict()["components"]["schemas"]["Named"]["properties"]["name"]
-    assert (field["minLength"], field["maxLength"], field["pattern"]) == (1, 100, r"\S")
+    assert (field["minLength"], field["maxLength"], field["pattern"]) == (
+        1,
+        100,
+        LINE_PATTERN,
+    )
     with pytest.raises(ma.ValidationError):
         Named().load({"name": "   "})
+
+
+def test_the_control_class_is_exactly_the_control_categories():
+    categories = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    in_class = re.compile(f"[{CONTROLS}]")
+    wrong = [
+        hex(code)
+        for code in range(sys.maxunicode + 1)
+        if (unicodedata.category(chr(code)) in categories)
+        != bool(in_class.match(chr(code)))
+    ]
+    assert not wrong, f"Unicode {unicodedata.unidata_version}: {wrong[:20]}"
+
+
+# What the spec states is what the service accepts (schema fuzzing found the gaps).
+@given(st.from_regex(LINE_PATTERN, fullmatch=True).filter(lambda t: len(t) <= 20))
+def test_every_line_valid_by_the_spec_is_accepted(text):
+    assert LineSchema().load({"title": text}) == {"title": text.strip()}
+
+
+@given(st.from_regex(MONEY_PATTERN, fullmatch=True))
+def test_every_amount_valid_by_the_spec_is_accepted(text):
+    assert PriceSchema().load({"price": text}) == {"price": Decimal(text)}

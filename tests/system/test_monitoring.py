@@ -143,13 +143,15 @@ def loaded(system):
         time.sleep(0.1)
     wanted = {
         "paid": (paid, "DELIVERED"),
-        "refused": (refused, "PAYMENT_FAILED"),
+        # A refused or expired payment fails the order; past its TTL it expires too.
+        "refused": (refused, "PAYMENT_FAILED EXPIRED"),
         "unpaid": (unpaid, "EXPIRED"),
-        # Its payment expires (PAYMENT_FAILED), and past its own TTL the order too.
         "unsettled": (unsettled, "PAYMENT_FAILED EXPIRED"),
     }
     for name, (order, final) in wanted.items():
         eventually(lambda o=order, f=final: status(o, buyer) in f.split(), 240, name)
+    payments = call("GET", f"/payments?order_id={refused['id']}", buyer).json()
+    assert [p["status"] for p in payments["items"]] == ["FAILED"], payments
     # Two scrapes and a rule evaluation after the last change.
     time.sleep(6)
     return system
