@@ -37,8 +37,8 @@ lint: install ## ruff, mypy, import-linter contracts
 	$(BIN)/mypy chomik clients txcoord apps mocks
 	$(BIN)/lint-imports
 
-test: lint ## lint, then every test except the `system`, `chaos` and `fuzz` ones, with branch coverage
-	$(BIN)/pytest -m "not system and not chaos and not fuzz" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+test: lint ## lint, then every test except the `system` and `chaos` ones, with branch coverage
+	$(BIN)/pytest -m "not system and not chaos" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 test-system: install ## the `system` tests: real processes, crash windows, replicas
 	$(BIN)/pytest -m system $(PYTEST_ARGS)
@@ -46,7 +46,7 @@ test-system: install ## the `system` tests: real processes, crash windows, repli
 test-chaos: install ## the `chaos` suite: faults under traffic on one running system, then `chomik check`
 	$(BIN)/pytest -m chaos -v $(PYTEST_ARGS)
 
-test-fuzz: install ## schema fuzzing (schemathesis) of the public API on one running system
+test-fuzz: install ## only the schema fuzzing of the public API (FUZZ_EXAMPLES=50 searches harder)
 	$(BIN)/pytest -m fuzz -v $(PYTEST_ARGS)
 
 run: install ## start the whole system (embedded PostgreSQL and Kafka unless configured)

@@ -400,6 +400,10 @@ def current_user() -> Principal:
 def refresh_claims() -> dict[str, Any]:
     """The claims of the request's refresh token (its JSON `refresh_token`)."""
     if "chomik_refresh" not in g:
+        # flask-jwt-extended reads the key of whatever JSON came: a number or a
+        # list would raise inside it (a 500).
+        if not isinstance(request.get_json(silent=True), dict):
+            raise UnauthorizedError("A refresh token is required")
         if verify_jwt_in_request(refresh=True, locations=["json"]) is None:
             raise UnauthorizedError("A refresh token is required")
         g.chomik_refresh = dict(get_jwt())

@@ -119,7 +119,14 @@ class UnavailableError(Problem):
 
 
 class ProblemSchema(ma.Schema):
-    """An `application/problem+json` document."""
+    """An `application/problem+json` document.
+
+    A problem may carry extension members of its own type (RFC 9457 §3.2), such as
+    the `country` of `country-not-served`: the spec admits further members.
+    """
+
+    class Meta:
+        unknown = ma.INCLUDE
 
     type = ma.fields.String(required=True, metadata={"example": "not-found"})
     title = ma.fields.String(required=True)

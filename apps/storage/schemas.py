@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import marshmallow as ma
 from marshmallow import validate
 
@@ -90,12 +88,6 @@ class ProductQueryArgsSchema(PageArgsSchema):
     sort = ma.fields.String(
         load_default="-created_at", validate=validate.OneOf(list(SORTS))
     )
-
-    @ma.validates_schema
-    def _price_range(self, data: dict[str, Any], **kwargs: Any) -> None:
-        low, high = data.get("min_price"), data.get("max_price")
-        if low is not None and high is not None and low > high:
-            raise ma.ValidationError("Must not exceed max_price.", "min_price")
 
 
 class ProductPageSchema(PageSchema):

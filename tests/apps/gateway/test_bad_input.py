@@ -268,3 +268,13 @@ def test_a_chunked_body_over_the_limit_through_the_proxy_is_413(client):
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert_problem(response, 413, "payload-too-large")
+
+
+@pytest.mark.parametrize("body", ["-4419325787195301.0", "[1]", '"token"', "null", "{"])
+def test_a_refresh_body_that_is_no_object_is_a_problem_not_a_500(client, body):
+    # Found by schema fuzzing: a JSON number as the body answered 500.
+    response = client.post(
+        "/api/v1/auth/refresh", data=body, content_type="application/json"
+    )
+    assert response.status_code in (400, 401), response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
