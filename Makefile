@@ -38,10 +38,10 @@ lint: install ## ruff, mypy, import-linter contracts
 	$(BIN)/lint-imports
 
 test: lint ## lint, then every test except the `system` and `chaos` ones, with branch coverage
-	$(BIN)/pytest -m "not system and not chaos" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not system and not chaos" -n 2 --dist loadfile --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 test-system: install ## the `system` tests: real processes, crash windows, replicas
-	$(BIN)/pytest -m system $(PYTEST_ARGS)
+	$(BIN)/pytest -m system -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-chaos: install ## the `chaos` suite: faults under traffic on one running system, then `chomik check`
 	$(BIN)/pytest -m chaos -v $(PYTEST_ARGS)

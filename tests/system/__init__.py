@@ -5,6 +5,11 @@
 
 import os
 
+# Under pytest-xdist each worker runs its systems at a loopback address of its own
+# (gw0 at 127.0.0.2, gw1 at 127.0.0.3, ...), and so do the launchers it starts.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if "CHOMIK_HOST" not in os.environ and _WORKER.startswith("gw"):
+    os.environ["CHOMIK_HOST"] = f"127.0.0.{2 + int(_WORKER[2:])}"
 HOST = os.environ.get("CHOMIK_HOST", "127.0.0.1")
 
 
