@@ -90,6 +90,9 @@ class SenderConfig:
     # callbacks go newest first, a step apart; none waits more than 3 x the hold.
     reorder_hold: float = 10.0
     reorder_step: float = 0.2
+    # While nothing is due, runs back off from the job's interval to this many
+    # seconds apart: a callback queued meanwhile waits at most that long.
+    idle_max: float = 2.0
 
 
 def install_callbacks(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -356,6 +359,7 @@ def callback_job(
         batch=config.batch_size,
         retry_after=dt.timedelta(seconds=config.backoff_base),
         due_column="next_attempt_at",
+        idle_max=config.idle_max,
     )
 
 

@@ -51,11 +51,11 @@ def prune_placement_attempts(session: Session, context: JobContext) -> int:
 JOBS: list[Job] = [
     claimed(
         "expire_due_orders", Order, expire_due_order,
-        seconds=5, lease=LEASE, batch=100, jitter=1,
+        seconds=5, lease=LEASE, batch=100, jitter=1, idle_max=30,
     ),
     claimed(
         "release_abandoned_placements", PlacementAttempt, release_abandoned_placement,
-        seconds=30, lease=LEASE, jitter=5,
+        seconds=30, lease=LEASE, jitter=5, idle_max=120,
     ),
     exclusive(
         "prune_placement_attempts", prune_placement_attempts, seconds=3600, jitter=60

@@ -99,6 +99,7 @@ def payment_jobs(ports: Ports) -> list[Job]:
             seconds=max(1, settings.payment_poll_interval // 3),
             lease=dt.timedelta(seconds=settings.payment_poll_lease),
             batch=50, jitter=1, where=[Payment.status == PaymentStatus.PENDING],
+            idle_max=settings.payment_poll_interval,
         ),
         Job("txcoord_recovery", recover, settings.txcoord_recovery_interval, 1),
     ]  # fmt: skip

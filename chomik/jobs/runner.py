@@ -152,17 +152,20 @@ def claimed(
     due_column: str = "next_check_at",
     token_column: str = "claim_token",
     where: Sequence[sa.ColumnElement[bool]] = (),
+    idle_max: float | None = None,
 ) -> Job:
     """A job running `handle` on each due row of `table`, one transaction per row.
 
     `lease` must outlast handling a whole batch: a row still being handled when it
     runs out may be handled by another replica too, and one of the two is undone.
+    With `idle_max`, runs that find no due row back off up to that many seconds
+    (`Job`): a row that comes due meanwhile waits at most that long.
     """
     run = ClaimedRun(
         name, table, handle, lease, batch, retry_after, due_column, token_column,
         tuple(where),
     )  # fmt: skip
-    return Job(name, run, seconds, jitter)
+    return Job(name, run, seconds, jitter, idle_max)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ rolling that transaction back. `chomik.jobs.runner` puts these together.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
@@ -51,12 +53,32 @@ class JobContext:
 
 @dataclass(frozen=True)
 class Job:
-    """One periodic job of an app's `JOBS` list."""
+    """One periodic job of an app's `JOBS` list.
+
+    With `idle_max`, a run that finds nothing to do (`func` returns a falsy value or
+    a mapping of counts that are all 0) puts the next run off: twice the interval
+    after the first such run, four times after the second, ... up to `idle_max`
+    seconds; the first run that finds work goes back to every `seconds`.
+    """
 
     name: str
     func: Callable[[JobContext], Any]
     seconds: float
     jitter: float | None = None
+    idle_max: float | None = None
+
+    def idle_delay(self, idle_runs: int) -> float:
+        """How long after a run to start the next, `idle_runs` empty runs in a row."""
+        if not self.idle_max or idle_runs <= 0:
+            return self.seconds
+        return float(min(self.idle_max, self.seconds * 2 ** min(idle_runs, 30)))
+
+
+def found_nothing(result: Any) -> bool:
+    """Whether a job's result says its run had nothing to do."""
+    if isinstance(result, Mapping):
+        return not any(result.values())
+    return not result
 
 
 def jobstore_table(replica_id: str) -> str:
@@ -182,26 +204,28 @@ def release_claim(
     return bool(result.rowcount)
 
 
-# Live contexts of the schedulers in this process, by replica id: job-store rows keep
-# only picklable references (`_run_job`, replica id, job name), never sessions.
-_REGISTRY: dict[str, tuple[JobContext, dict[str, Job]]] = {}
+# Live schedulers of this process, by replica id: job-store rows keep only picklable
+# references (`_run_job`, replica id, job name), never sessions.
+_REGISTRY: dict[str, Scheduler] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
 def _run_job(replica_id: str, name: str) -> None:
     with _REGISTRY_LOCK:
-        context, jobs = _REGISTRY[replica_id]
-    job = jobs.get(name)
+        scheduler = _REGISTRY[replica_id]
+    job = scheduler.jobs.get(name)
     if job is None:
         return
     try:
         with JOB_DURATION.labels(name).time():
-            job.func(context)
+            result = job.func(scheduler.context)
     except Exception:
         JOB_RUNS.labels(name, "error").inc()
         log.exception("job %s failed", name)
         raise
     JOB_RUNS.labels(name, "ok").inc()
+    if job.idle_max:
+        scheduler.back_off(job, idle=found_nothing(result))
 
 
 class Scheduler:
@@ -222,11 +246,24 @@ class Scheduler:
         self.context = JobContext(settings, sessions, self.replica_id)
         self.engine = engine
         self._scheduler: BackgroundScheduler | None = None
+        self._idle_runs: dict[str, int] = {}
+
+    def back_off(self, job: Job, *, idle: bool) -> None:
+        """Put the job's next run off after an idle run; back to its interval after work."""
+        runs = self._idle_runs[job.name] = (
+            self._idle_runs.get(job.name, 0) + 1 if idle else 0
+        )
+        scheduler = self._scheduler
+        if not runs or scheduler is None:
+            return  # the interval trigger has set the next run already
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=job.idle_delay(runs))
+        with contextlib.suppress(JobLookupError):  # shut down meanwhile
+            scheduler.modify_job(job.name, next_run_time=later)
 
     def start(self) -> None:
         """Start the scheduler thread; jobs of the list replace stored definitions."""
         with _REGISTRY_LOCK:
-            _REGISTRY[self.replica_id] = (self.context, self.jobs)
+            _REGISTRY[self.replica_id] = self
         scheduler = BackgroundScheduler(
             jobstores={
                 "default": SQLAlchemyJobStore(engine=self.engine, tablename=self.table)

@@ -39,8 +39,9 @@ moves on. Timeouts are bounded because the message's own work may cause them aga
 and again. `chomik dlq` lists, shows and replays dead letters (`chomik.messaging.dlq`).
 
 Idle, the loop backs off: once `idle_after` seconds have passed without a record
-(with partitions assigned), it pauses `idle_pause` seconds between short polls
-instead of fetching continuously; the first record tightens it again. The broker
+(with partitions assigned), it pauses between short polls instead of fetching
+continuously, `idle_pause` seconds at first, doubling up to `idle_pause_max`; the
+first record tightens it again. The broker
 answers a fetch only when its wait (`fetch_max_wait_ms`) is over, so continuous
 fetching costs a fetch per wait on every consumer even when nothing happens.
 """
@@ -191,6 +192,7 @@ class Consumer:
         event_types: Mapping[str, type[Event]] | None = None,
         idle_after: float = 10.0,
         idle_pause: float = 0.5,
+        idle_pause_max: float = 2.0,
     ) -> None:
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
@@ -208,6 +210,7 @@ class Consumer:
         self.outage_backoff_max = outage_backoff_max
         self.idle_after = idle_after
         self.idle_pause = idle_pause
+        self.idle_pause_max = idle_pause_max
         self.consumer_options = dict(consumer_options or {})
         self._producer_factory = producer_factory or (
             lambda: make_producer(bootstrap_servers)
@@ -413,13 +416,18 @@ class Consumer:
         consumer.subscribe(self.topics)
         failures = 0
         last_record = time.monotonic()
+        pause = self.idle_pause
         try:
             while not stop.is_set():
                 if not consumer.assignment():  # joining: never idle
                     last_record = time.monotonic()
                 idle = time.monotonic() - last_record > self.idle_after
-                if idle and stop.wait(self.idle_pause):
+                if not idle:
+                    pause = self.idle_pause
+                elif stop.wait(pause):
                     break
+                else:
+                    pause = min(self.idle_pause_max, pause * 2)
                 batches = consumer.poll(timeout_ms=IDLE_POLL_MS if idle else POLL_MS)
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 try:

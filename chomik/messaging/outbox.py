@@ -239,7 +239,7 @@ class RelayConfig:
     # hit, doubling while nothing is found, up to `idle_interval_max` (how long a
     # row emitted without a notification, in a two-phase branch, may wait).
     idle_interval: float = 0.02
-    idle_interval_max: float = 1.0
+    idle_interval_max: float = 5.0
     listen: bool = True  # wake on `NOTIFY_CHANNEL` (see `emit`)
     backoff_base: float = 0.2
     backoff_max: float = 5.0

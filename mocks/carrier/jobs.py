@@ -25,6 +25,7 @@ def advance_due_shipments(step: dt.timedelta) -> Job:
         Shipment,
         advance,
         seconds=min(1.0, step.total_seconds()),
+        idle_max=step.total_seconds(),  # a new shipment's first step is late by < 1 step
         lease=dt.timedelta(seconds=30),
         due_column="next_step_at",
     )

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from chomik.db import make_session_factory
 from chomik.infra import free_port
+from chomik.messaging import consuming as consuming_module
 from chomik.messaging.consuming import Consumer
 from chomik.messaging.kafka import (
     Envelope,
@@ -484,3 +485,36 @@ def test_a_handler_may_record_its_inbox_row_inside_a_two_phase_commit(
     assert consumer.apply("test.pings", envelope, None) is True
     assert consumer.apply("test.pings", envelope, None) is False  # the inbox row held
     assert effects() == [1, 1]
+
+
+def test_an_idle_consumer_polls_ever_less_often_and_a_record_wakes_it(
+    infra, engine, topic, monkeypatch
+):
+    polls: list[float] = []
+    real = consuming_module.make_consumer
+
+    def counting(*args, **kwargs):
+        consumer = real(*args, **kwargs)
+        poll = consumer.poll
+
+        def counted(*a, **k):
+            if consumer.assignment():
+                polls.append(time.monotonic())
+            return poll(*a, **k)
+
+        consumer.poll = counted
+        return consumer
+
+    monkeypatch.setattr(consuming_module, "make_consumer", counting)
+    options = {"idle_after": 0.2, "idle_pause": 0.1, "idle_pause_max": 0.8}
+    with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
+        wait_until(lambda: len(polls) >= 12, 30, 0.05)
+        gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
+        # Pauses of 0.1, 0.2, 0.4, then 0.8 s: never shorter once grown.
+        assert min(gaps[-3:]) > 0.7, gaps
+        publish(infra.kafka, topic, [envelope_of(Ping("w", 1))])
+        wait_until(lambda: effects(engine) == [("w", 1)], 10, 0.05)
+        woken = len(polls)
+        wait_until(lambda: len(polls) >= woken + 3, 10, 0.05)
+        after = [b - a for a, b in zip(polls[woken - 1 :], polls[woken:], strict=False)]
+        assert max(after[:3]) < 0.7, after  # the pauses start short again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import statistics
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from chomik.jobs.scheduling import (
     StaleClaimError,
     claim_due,
     complete_claim,
+    found_nothing,
     jobstore_table,
 )
 from chomik.settings import Settings
@@ -242,3 +244,56 @@ def test_three_replicas_one_killed_mid_batch_each_row_once(infra, engine, tmp_pa
     assert all(count == 1 for _, _, count in runs)
     assert orphans > 0, "the killed replica's unfinished claims were taken over"
     assert len(replicas_that_ran) == 3
+
+
+def test_idle_runs_back_off_to_idle_max_and_work_brings_the_interval_back(infra):
+    name = f"chomik_sched_{uuid.uuid4().hex[:8]}"
+    infra.cluster.create_databases([name])
+    url = infra.cluster.url(name)
+    engine = sa.create_engine(url)
+    runs: list[float] = []
+    work = threading.Event()  # set: the next runs find something to do
+
+    def tick(context):
+        runs.append(time.monotonic())
+        return {"done": 1 if work.is_set() else 0}
+
+    scheduler = Scheduler(
+        [Job("tick", tick, seconds=0.1, idle_max=2.0)],
+        settings=Settings(database_url=url, scheduler_replica_id=f"r-{name}"),
+        engine=engine,
+        sessions=make_session_factory(engine),
+    )
+    scheduler.start()
+    try:
+        wait_until(lambda: len(runs) >= 6, 20, 0.05)
+        gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
+        # 0.2, 0.4, 0.8, 1.6, 2.0 after the first idle runs (plus scheduling slack).
+        assert (gaps[1] > 0.3, gaps[3] > 1.2, gaps[4] > 1.6) == (True,) * 3, gaps
+        assert max(gaps) < 4, gaps
+        work.set()
+        wait_until(lambda: runs[-1] > time.monotonic() - 0.05, 5, 0.01)
+        busy_from = len(runs)
+        wait_until(lambda: len(runs) >= busy_from + 5, 5, 0.02)
+        busy = [
+            b - a for a, b in zip(runs[busy_from:], runs[busy_from + 1 :], strict=False)
+        ]
+        assert statistics.median(busy) < 0.5, busy  # back to every 0.1 s
+    finally:
+        scheduler.shutdown()
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("result", "idle"),
+    [(None, True), (0, True), ({}, True), ({"done": 0, "stale": 0}, True),
+     ({"done": 0, "failed": 1}, False), (3, False), ("x", False)],
+)  # fmt: skip
+def test_a_run_found_nothing_when_its_result_is_empty_or_all_zero(result, idle):
+    assert found_nothing(result) is idle
+
+
+def test_the_idle_delay_doubles_up_to_idle_max():
+    job = Job("j", lambda context: None, seconds=0.5, idle_max=3)
+    assert [job.idle_delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+    assert Job("k", lambda context: None, seconds=2).idle_delay(5) == 2
