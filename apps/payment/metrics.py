@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from chomik.metrics import counter, gauge, histogram
+from chomik.transient import TransientError
 
 RESULTS = counter(
     "payment_bank_results",
@@ -67,3 +71,14 @@ PENDING_OLDEST_AGE = gauge(
     "Age of the oldest PENDING payment (0: none).",
     aggregate="livemax",
 )
+
+
+@contextlib.contextmanager
+def bank_call(operation: str) -> Iterator[None]:
+    """Time one call to the bank, and count it when the bank was away."""
+    with BANK_LATENCY.labels(operation).time():
+        try:
+            yield
+        except TransientError:
+            BANK_ERRORS.labels(operation).inc()
+            raise

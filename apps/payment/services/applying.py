@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,13 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from apps.payment.metrics import (
-    BANK_ERRORS,
-    BANK_LATENCY,
-    LATE_REFUNDS,
-    RESULTS,
-    SETTLED,
-)
+from apps.payment.metrics import LATE_REFUNDS, RESULTS, SETTLED, bank_call
 from apps.payment.models import Payment, PaymentStatus
 from apps.payment.services.ports import Ports
 from apps.payment.states import BANK_RESULTS, sources_of
@@ -41,7 +34,6 @@ from chomik.jobs.scheduling import table_of
 from chomik.messaging.consuming import InboxEntry, record_inbox
 from chomik.messaging.outbox import emit, wake_relays
 from chomik.signing import VerifiedSignature, remember_signature
-from chomik.transient import TransientError
 from clients.bank import BankCallback, Transaction
 from clients.events import PaymentFailed, PaymentSucceeded
 from clients.orders import OrderStatus, move_order
@@ -222,11 +214,5 @@ def _payment_id(reference: str) -> uuid.UUID | None:
 
 def _refund(ports: Ports, transaction_id: uuid.UUID) -> None:
     """Refund a transaction at the bank (idempotent there)."""
-    started = time.monotonic()
-    try:
+    with bank_call("refund"):
         ports.bank.refund(transaction_id)
-    except TransientError:
-        BANK_ERRORS.labels("refund").inc()
-        raise
-    finally:
-        BANK_LATENCY.labels("refund").observe(time.monotonic() - started)

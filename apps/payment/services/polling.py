@@ -8,14 +8,12 @@ settled within the payment TTL expires; its order may then be paid again.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
-from apps.payment.metrics import BANK_ERRORS, BANK_LATENCY, EXPIRED, POLLED
+from apps.payment.metrics import EXPIRED, POLLED, bank_call
 from apps.payment.services.applying import BankResult, apply_bank_result, expire_payment
 from apps.payment.services.ports import Ports
 from apps.payment.states import BANK_RESULTS
-from chomik.transient import TransientError
 from clients.bank import Transaction
 
 
@@ -36,11 +34,5 @@ def poll_payment(ports: Ports, payment: Any) -> dt.datetime | None:
 
 
 def _ask_bank(ports: Ports, payment: Any) -> Transaction:
-    started = time.monotonic()
-    try:
+    with bank_call("get"):
         return ports.bank.get_transaction(payment.bank_transaction_id)
-    except TransientError:
-        BANK_ERRORS.labels("get").inc()
-        raise
-    finally:
-        BANK_LATENCY.labels("get").observe(time.monotonic() - started)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from apps.payment.errors import (
     OrderNotFoundError,
     OrderNotPayableError,
 )
-from apps.payment.metrics import BANK_ERRORS, BANK_LATENCY, STARTS
+from apps.payment.metrics import STARTS, bank_call
 from apps.payment.models import OPEN_STATUSES, Payment, PaymentStatus
 from apps.payment.services.ports import Ports
 from apps.payment.services.reading import PaymentView, view_of
@@ -147,22 +146,19 @@ def _claim(ports: Ports, order: Any) -> Payment:
 
 def _create_at_bank(ports: Ports, payment: Payment) -> Transaction:
     """The bank transaction of this payment (the same one for the same reference)."""
-    started = time.monotonic()
     try:
-        return ports.bank.create_transaction(
-            reference=str(payment.id),
-            amount=payment.amount,
-            currency=payment.currency,
-            callback_url=ports.settings.bank_callback_url,
-        )
+        with bank_call("create"):
+            return ports.bank.create_transaction(
+                reference=str(payment.id),
+                amount=payment.amount,
+                currency=payment.currency,
+                callback_url=ports.settings.bank_callback_url,
+            )
     except TransientError as exc:
-        BANK_ERRORS.labels("create").inc()
         STARTS.labels("bank_unavailable").inc()
         _give_back(ports, payment.id)
         log.warning("payment %s: the bank is unavailable: %r", payment.id, exc)
         raise BankUnavailableError("The bank did not open the payment") from exc
-    finally:
-        BANK_LATENCY.labels("create").observe(time.monotonic() - started)
 
 
 def _commit_start(ports: Ports, payment: Payment, transaction: Transaction) -> None:
