@@ -28,7 +28,7 @@ EXTRA = [
      "launcher"),
     ("PROMETHEUS_BIN", "prometheus on PATH", "the Prometheus binary `chomik run` starts "
      "(none: monitoring is off)", "launcher"),
-    ("PROMETHEUS_SCRAPE_INTERVAL", "5s", "how often `chomik run`'s Prometheus scrapes "
+    ("PROMETHEUS_SCRAPE_INTERVAL", "15s", "how often `chomik run`'s Prometheus scrapes "
      "and evaluates the rules", "launcher"),
     ("PROMETHEUS_MULTIPROC_DIR", "/tmp/chomik-prometheus-<app>-<port>",
      "gunicorn's shared metrics directory, emptied at start", "web"),
