@@ -71,11 +71,12 @@ class Line(ma.fields.String):
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
     ) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        if has_control(raw):  # at the ends too: the spec's pattern refuses them there
+            raise self.make_error("control")
+        text = raw.strip()
         if not text:
             raise self.make_error("blank")
-        if has_control(text):
-            raise self.make_error("control")
         if len(text) > self.max_length:
             raise self.make_error("too_long", max=self.max_length)
         return text

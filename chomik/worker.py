@@ -207,12 +207,17 @@ class Worker:
         (pending outbox rows, uncommitted offsets, expired leases).
         """
         deadline = time.monotonic() + timeout
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
-        for thread in self._threads:
+        threads = list(self._threads)
+        if self._scheduler is not None:  # its running jobs finish, within the budget
+            scheduler, self._scheduler = self._scheduler, None
+            stopping = threading.Thread(
+                target=scheduler.shutdown, name=f"{self.app}-scheduler", daemon=True
+            )
+            stopping.start()
+            threads.insert(0, stopping)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        late = [thread.name for thread in self._threads if thread.is_alive()]
+        late = [thread.name for thread in threads if thread.is_alive()]
         if late:
             log.warning(
                 "worker %s: still running after %.0fs: %s", self.app, timeout, late

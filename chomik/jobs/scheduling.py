@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.schedulers.base import STATE_RUNNING, SchedulerNotRunningError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,7 +71,8 @@ class Job:
         """How long after a run to start the next, `idle_runs` empty runs in a row."""
         if not self.idle_max or idle_runs <= 0:
             return self.seconds
-        return float(min(self.idle_max, self.seconds * 2 ** min(idle_runs, 30)))
+        longer = min(self.idle_max, self.seconds * 2 ** min(idle_runs, 30))
+        return float(max(self.seconds, longer))
 
 
 def found_nothing(result: Any) -> bool:
@@ -249,16 +250,28 @@ class Scheduler:
         self._idle_runs: dict[str, int] = {}
 
     def back_off(self, job: Job, *, idle: bool) -> None:
-        """Put the job's next run off after an idle run; back to its interval after work."""
+        """Put the job's next run off after an idle run; back to its interval after work.
+
+        Called in the job's own thread, it hands the change to a thread of its own:
+        APScheduler's shutdown holds the job-store lock while it waits for running
+        jobs, so a job that waited for that lock itself would never end.
+        """
         runs = self._idle_runs[job.name] = (
             self._idle_runs.get(job.name, 0) + 1 if idle else 0
         )
         scheduler = self._scheduler
-        if not runs or scheduler is None:
+        if not runs or scheduler is None or self.context.stopping.is_set():
             return  # the interval trigger has set the next run already
         later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=job.idle_delay(runs))
-        with contextlib.suppress(JobLookupError):  # shut down meanwhile
-            scheduler.modify_job(job.name, next_run_time=later)
+
+        def put_off() -> None:
+            # Shut down meanwhile: the job is gone, or the scheduler refuses.
+            with contextlib.suppress(JobLookupError, SchedulerNotRunningError):
+                scheduler.modify_job(job.name, next_run_time=later)
+
+        threading.Thread(
+            target=put_off, name=f"{job.name}-back-off", daemon=True
+        ).start()
 
     def start(self) -> None:
         """Start the scheduler thread; jobs of the list replace stored definitions."""

@@ -297,3 +297,32 @@ def test_the_idle_delay_doubles_up_to_idle_max():
     job = Job("j", lambda context: None, seconds=0.5, idle_max=3)
     assert [job.idle_delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
     assert Job("k", lambda context: None, seconds=2).idle_delay(5) == 2
+
+
+def test_a_job_ending_idle_while_the_scheduler_shuts_down_does_not_hang_it(infra):
+    name = f"chomik_sched_{uuid.uuid4().hex[:8]}"
+    infra.cluster.create_databases([name])
+    url = infra.cluster.url(name)
+    engine = sa.create_engine(url)
+    running = threading.Event()
+
+    def slow_idle(context):
+        running.set()
+        time.sleep(0.5)  # shutdown starts meanwhile and waits for this run
+        return {"done": 0}
+
+    scheduler = Scheduler(
+        [Job("slow", slow_idle, seconds=0.1, idle_max=5)],
+        settings=Settings(database_url=url, scheduler_replica_id=f"r-{name}"),
+        engine=engine,
+        sessions=make_session_factory(engine),
+    )
+    scheduler.start()
+    try:
+        assert running.wait(10)
+        stopping = threading.Thread(target=scheduler.shutdown, daemon=True)
+        stopping.start()
+        stopping.join(10)
+        assert not stopping.is_alive(), "shutdown waits for the idle run forever"
+    finally:
+        engine.dispose()
