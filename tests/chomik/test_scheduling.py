@@ -246,11 +246,22 @@ def test_three_replicas_one_killed_mid_batch_each_row_once(infra, engine, tmp_pa
     assert len(replicas_that_ran) == 3
 
 
-def test_idle_runs_back_off_to_idle_max_and_work_brings_the_interval_back(infra):
+def scheduler_of(infra, *jobs: Job) -> tuple[Scheduler, sa.Engine]:
+    """A scheduler of `jobs` on a new database of its own, not started; its engine."""
     name = f"chomik_sched_{uuid.uuid4().hex[:8]}"
     infra.cluster.create_databases([name])
     url = infra.cluster.url(name)
     engine = sa.create_engine(url)
+    scheduler = Scheduler(
+        list(jobs),
+        settings=Settings(database_url=url, scheduler_replica_id=f"r-{name}"),
+        engine=engine,
+        sessions=make_session_factory(engine),
+    )
+    return scheduler, engine
+
+
+def test_idle_runs_back_off_to_idle_max_and_work_brings_the_interval_back(infra):
     runs: list[float] = []
     work = threading.Event()  # set: the next runs find something to do
 
@@ -258,12 +269,7 @@ def test_idle_runs_back_off_to_idle_max_and_work_brings_the_interval_back(infra)
         runs.append(time.monotonic())
         return {"done": 1 if work.is_set() else 0}
 
-    scheduler = Scheduler(
-        [Job("tick", tick, seconds=0.1, idle_max=2.0)],
-        settings=Settings(database_url=url, scheduler_replica_id=f"r-{name}"),
-        engine=engine,
-        sessions=make_session_factory(engine),
-    )
+    scheduler, engine = scheduler_of(infra, Job("tick", tick, seconds=0.1, idle_max=2))
     scheduler.start()
     try:
         wait_until(lambda: len(runs) >= 6, 20, 0.05)
@@ -300,10 +306,6 @@ def test_the_idle_delay_doubles_up_to_idle_max():
 
 
 def test_a_job_ending_idle_while_the_scheduler_shuts_down_does_not_hang_it(infra):
-    name = f"chomik_sched_{uuid.uuid4().hex[:8]}"
-    infra.cluster.create_databases([name])
-    url = infra.cluster.url(name)
-    engine = sa.create_engine(url)
     running = threading.Event()
 
     def slow_idle(context):
@@ -311,11 +313,8 @@ def test_a_job_ending_idle_while_the_scheduler_shuts_down_does_not_hang_it(infra
         time.sleep(0.5)  # shutdown starts meanwhile and waits for this run
         return {"done": 0}
 
-    scheduler = Scheduler(
-        [Job("slow", slow_idle, seconds=0.1, idle_max=5)],
-        settings=Settings(database_url=url, scheduler_replica_id=f"r-{name}"),
-        engine=engine,
-        sessions=make_session_factory(engine),
+    scheduler, engine = scheduler_of(
+        infra, Job("slow", slow_idle, seconds=0.1, idle_max=5)
     )
     scheduler.start()
     try:
