@@ -214,6 +214,19 @@ class ProblemContentPlugin(BasePlugin):
                         response.update(replaced)
 
 
+# Every service refuses a NUL character in any input (`chomik.web`): the spec says so
+# of every text field that states no pattern, enum or format of its own.
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+
+
+def _no_nul_in_text(
+    converter: Any, field: Any, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    if ret.get("type") == "string" and not {"pattern", "enum", "format"} & set(ret):
+        return {"pattern": NO_NUL_PATTERN}
+    return {}
+
+
 class ProblemApi(Api):  # type: ignore[misc]
     """flask-smorest `Api` whose every error is `application/problem+json`."""
 
@@ -223,6 +236,7 @@ class ProblemApi(Api):  # type: ignore[misc]
         super()._init_spec(
             extra_plugins=[*(extra_plugins or ()), ProblemContentPlugin()], **options
         )
+        self.ma_plugin.converter.add_attribute_function(_no_nul_in_text)
 
     def _register_error_handlers(self) -> None:
         super()._register_error_handlers()

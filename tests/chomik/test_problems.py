@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from chomik.auth import require_role
-from chomik.problems import ConflictError
+from chomik.problems import NO_NUL_PATTERN, ConflictError
 from chomik.settings import Settings
 from chomik.web import create_app
 from clients._http import TransportError
@@ -210,3 +210,15 @@ def test_the_spec_documents_every_error_as_problem_json(client):
         if code[:1] == "2" and "content" in response
     ]
     assert all(media == ["application/json"] for media in ok)
+
+
+def test_the_spec_says_every_text_field_refuses_nul(client):
+    # Found by schema fuzzing: a password holding NUL was valid by the spec, refused.
+    spec = client.get("/openapi.json").get_json()
+    name = spec["components"]["schemas"]["ThingCreate"]["properties"]["name"]
+    tags = spec["components"]["schemas"]["ThingCreate"]["properties"]["tags"]
+    assert name["pattern"] == tags["items"]["pattern"] == NO_NUL_PATTERN
+    assert (
+        "pattern"
+        not in spec["components"]["schemas"]["ThingCreate"]["properties"]["size"]
+    )
