@@ -26,7 +26,7 @@ from tests.deploy.manifests import (
     metric_names,
 )
 from tests.system import HOST
-from tests.system.test_purchase import BANK, PASSWORD, call, placed_order
+from tests.system.test_purchase import BANK, call, placed_order, register
 from tests.system.test_run import launch, wait_up
 
 # Starting, the load and its expiries take minutes on a busy machine.
@@ -76,15 +76,6 @@ def system():
 def account(balance):
     body = {"owner": "buyer", "balance": balance}
     return requests.post(f"{BANK}/accounts", json=body, timeout=10).json()["id"]
-
-
-def register(role):
-    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
-    body = {"email": email, "password": PASSWORD, "name": role, "role": role}
-    assert call("POST", "/auth/register", json=body).status_code == 201
-    login = call("POST", "/auth/login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    return email, login.json()
 
 
 def pay(order, buyer, balance):

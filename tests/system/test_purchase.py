@@ -35,13 +35,19 @@ def call(method, path, token=None, **kwargs):
     )
 
 
-def user(role):
+def register(role):
+    """A new account of `role`: its e-mail and its login answer (both tokens)."""
     email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
     body = {"email": email, "password": PASSWORD, "name": role, "role": role}
     assert call("POST", "/auth/register", json=body).status_code == 201
     login = call("POST", "/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200, login.text
-    return login.json()["access_token"]
+    return email, login.json()
+
+
+def user(role):
+    """The access token of a new account of `role`."""
+    return register(role)[1]["access_token"]
 
 
 def placed_order(seller, buyer):

@@ -22,14 +22,15 @@ can hold no stock any more.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import ParamSpec, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -55,6 +56,7 @@ from clients.events import OrderPlaced
 from clients.orders import OrderStatus
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 # Order ids of placements: uuid5(buyer id + key) in this namespace.
 ORDER_ID_NAMESPACE = uuid.UUID("0b6c1f0e-5a3d-4d1e-9c57-6f1e2a9d4c30")
@@ -97,6 +99,27 @@ def order_id_for(buyer_id: uuid.UUID, idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(ORDER_ID_NAMESPACE, f"{buyer_id}\n{idempotency_key}")
 
 
+def _observed(place: Callable[P, Placed]) -> Callable[P, Placed]:
+    """Observe a placement's latency by its outcome."""
+
+    @functools.wraps(place)
+    def observed(*args: P.args, **kwargs: P.kwargs) -> Placed:
+        started = time.perf_counter()
+        outcome = "refused"
+        try:
+            placed = place(*args, **kwargs)
+            outcome = "placed" if placed.created else "replayed"
+            return placed
+        except InsufficientStockError:
+            outcome = "insufficient_stock"
+            raise
+        finally:
+            PLACEMENT_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+
+    return observed
+
+
+@_observed
 def place_order(
     session: Session,
     *,
@@ -116,33 +139,6 @@ def place_order(
     IdempotencyKeyReusedError (422), InsufficientStockError and
     IdempotencyKeySpentError (409). Its latency is observed by outcome.
     """
-    started = time.perf_counter()
-    outcome = "refused"
-    try:
-        placed = _place(
-            session, buyer=buyer, request=request, idempotency_key=idempotency_key,
-            storage=storage, addresses=addresses, attempts=attempts, ttl=ttl,
-        )  # fmt: skip
-        outcome = "placed" if placed.created else "replayed"
-        return placed
-    except InsufficientStockError:
-        outcome = "insufficient_stock"
-        raise
-    finally:
-        PLACEMENT_SECONDS.labels(outcome).observe(time.perf_counter() - started)
-
-
-def _place(
-    session: Session,
-    *,
-    buyer: Principal,
-    request: OrderRequest,
-    idempotency_key: str,
-    storage: stock.StorageClient,
-    addresses: AddressCheck,
-    attempts: sessionmaker[Session],
-    ttl: dt.timedelta,
-) -> Placed:
     buyer_id = user_uuid(buyer)
     order_id = order_id_for(buyer_id, idempotency_key)
     existing = session.get(Order, order_id)
