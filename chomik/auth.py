@@ -27,10 +27,12 @@ import functools
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -186,6 +188,44 @@ class VerifyingKeys:
             raise jwt.InvalidTokenError("The token's signing key is unknown") from exc
 
 
+class VerifiedTokens:
+    """Tokens whose signature and claims were checked, until each one expires.
+
+    A client sends the same access token with every request for its lifetime;
+    checking an RS256 signature and the claims again each time is most of what
+    authenticating a request costs. The key is the whole token, signature
+    included, so only those exact bytes are ever taken as verified; expiry is
+    still checked on every use, and revocation is not remembered here at all.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._claims: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token verified before and not expired yet."""
+        with self._lock:
+            claims = self._claims.get(token)
+            if claims is None:
+                return None
+            if not time.time() < claims["exp"]:
+                del self._claims[token]
+                return None
+            self._claims.move_to_end(token)
+        return dict(claims)
+
+    def put(self, token: str, claims: Mapping[str, Any]) -> None:
+        """Remember a token that has just been verified."""
+        if not isinstance(claims.get("exp"), int | float):
+            return
+        with self._lock:
+            self._claims[token] = dict(claims)
+            self._claims.move_to_end(token)
+            while len(self._claims) > self._size:
+                self._claims.popitem(last=False)
+
+
 @dataclass
 class TokenAuthority:
     """What an app verifies (and, in the gateway, signs) tokens with."""
@@ -194,6 +234,7 @@ class TokenAuthority:
     service_secret: str
     is_revoked: Callable[[Mapping[str, Any]], bool] | None = None
     signing: SigningKey | None = None
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
 
 
 def authority(app: Flask | None = None) -> TokenAuthority:
@@ -232,10 +273,27 @@ def init_tokens(
     return state
 
 
+class _Manager(JWTManager):
+    """flask-jwt-extended's manager, decoding each token once until it expires."""
+
+    def _decode_jwt_from_config(
+        self, encoded_token: str, csrf_value: Any = None, allow_expired: bool = False
+    ) -> dict[str, Any]:
+        verified = authority().verified
+        if not allow_expired and (claims := verified.get(encoded_token)) is not None:
+            return claims
+        claims = super()._decode_jwt_from_config(
+            encoded_token, csrf_value, allow_expired
+        )
+        if not allow_expired:
+            verified.put(encoded_token, claims)
+        return claims
+
+
 @functools.cache
 def _manager() -> JWTManager:
     """One manager for every app: its loaders read the current app's authority."""
-    manager = JWTManager()
+    manager = _Manager()
     manager.decode_key_loader(lambda header, _claims: authority().keys.key_for(header))
     manager.encode_key_loader(lambda _identity: _signing().private_pem)
     manager.additional_headers_loader(lambda _identity: {"kid": _signing().kid})

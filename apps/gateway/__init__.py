@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from apps.gateway import services
-from apps.gateway.context import build_gateway
+from apps.gateway.context import build_gateway, gateway
 from apps.gateway.keys import load_signing_keys
 from apps.gateway.ratelimit import install_rate_limits
 from apps.gateway.settings import GatewaySettings
@@ -65,7 +65,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
 
 
 def _deny_list(claims: Mapping[str, Any]) -> bool:
-    # A short session of its own: the request's session would otherwise stay
-    # idle in transaction for the whole proxied call.
-    with runtime().sessions() as session:
-        return services.is_revoked(session, str(claims["jti"]), claims.get("sid"))
+    # Not the request's session: it would stay idle in transaction for the
+    # whole proxied call.
+    with gateway().reads() as connection:
+        return services.is_revoked(connection, str(claims["jti"]), claims.get("sid"))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+import requests
 from flask import current_app
+from sqlalchemy.engine import Connection
 
 from apps.gateway.callbacks import CallbackPublisher, CallbackSource, callback_sources
 from apps.gateway.keys import SigningKeys
@@ -13,6 +17,7 @@ from apps.gateway.passwords import Passwords
 from apps.gateway.proxy import Forwarder
 from apps.gateway.services import TokenIssuer
 from apps.gateway.settings import GatewaySettings
+from chomik.db import make_engine
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class Gateway:
     documents: ServiceDocuments
     callbacks: dict[str, CallbackSource]
     publisher: CallbackPublisher
+    # A connection in autocommit, for the deny-list read of every request.
+    reads: Callable[[], AbstractContextManager[Connection]]
 
 
 def gateway() -> Gateway:
@@ -53,7 +60,7 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
         ),
         forwarder=forwarder,
         documents=ServiceDocuments(
-            forwarder.session,
+            _documents_session(),
             settings.upstreams,
             ttl=settings.openapi_cache_ttl,
             timeout=settings.proxy_connect_timeout,
@@ -63,4 +70,11 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
             settings.kafka_bootstrap_servers,
             timeout=settings.callback_publish_timeout,
         ),
+        reads=make_engine(settings.database_url, isolation_level="AUTOCOMMIT").connect,
     )
+
+
+def _documents_session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # the services' addresses are the settings'
+    return session

@@ -255,6 +255,8 @@ def install_rate_limits(
         headers_enabled=False,
     )
     limiter.init_app(app)
+    # Only the routes below are limited: the proxy's requests skip the check.
+    limiter.exempt(app.view_functions["proxy.forward"])
     throttle = LoginThrottle(
         limiter.storage,
         LoginLimits(

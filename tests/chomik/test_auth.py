@@ -367,3 +367,58 @@ def test_the_bearer_scheme_is_case_insensitive(client, make_token):
         headers={"Authorization": f"bearer {make_token('u1', 'buyer')}"},
     )
     assert response.status_code == 200
+
+
+def test_a_token_is_verified_once_then_remembered_until_it_expires(
+    client, make_token, monkeypatch
+):
+    token = make_token("u1", "buyer", ttl=60)
+    verified = authority(client.application).verified
+    decoded = []
+    original = jwt.decode
+
+    def counting(*args, **kwargs):
+        decoded.append(kwargs.get("options"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    for _ in range(3):
+        assert status(client, "me", token) == 200
+    # The first request decodes it (its claims unverified, then verified).
+    assert len(decoded) == 2
+    assert verified.get(token) is not None
+    # Once past its expiry the remembered token is dropped: the next request
+    # has it checked again by PyJWT (whose own clock still says it is valid).
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 61)
+    assert verified.get(token) is None
+    assert status(client, "me", token) == 200
+    assert len(decoded) == 4
+
+
+def test_only_the_exact_token_verified_is_remembered(client, make_token):
+    token = make_token("u1", "buyer")
+    assert status(client, "me", token) == 200
+    header, payload, signature = token.split(".")
+    forged_claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    forged_claims["roles"] = ["admin"]
+    forged = ".".join([header, b64url(json.dumps(forged_claims).encode()), signature])
+    assert status(client, "me", forged) == 401
+    assert status(client, "sellers", forged) == 401
+    assert status(client, "sellers", token) == 403
+
+
+def test_remembered_tokens_are_bounded():
+    from chomik.auth import VerifiedTokens
+
+    verified = VerifiedTokens(size=2)
+    exp = int(time.time()) + 60
+    for name in ("a", "b", "c"):
+        verified.put(name, {"exp": exp, "sub": name})
+    assert verified.get("a") is None
+    assert verified.get("b") == {"exp": exp, "sub": "b"}
+    verified.put("d", {"exp": exp})  # "c" is now the least recently used
+    assert verified.get("c") is None
+    assert verified.get("b") is not None
+    verified.put("no-expiry", {"sub": "x"})
+    assert verified.get("no-expiry") is None

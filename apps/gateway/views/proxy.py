@@ -66,11 +66,11 @@ def forward(path: str) -> Response:
     )
     headers = [
         (name, value)
-        for name, value in end_to_end(upstream.raw.headers.items())
+        for name, value in end_to_end(upstream.headers.items())
         if name.lower() not in _SERVER_OWN
     ]
     response = Response(
-        relay(upstream), status=upstream.status_code, headers=headers,
+        relay(upstream), status=upstream.status, headers=headers,
         direct_passthrough=True,
     )  # fmt: skip
     if not any(name.lower() == "content-type" for name, _ in headers):
