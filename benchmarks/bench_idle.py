@@ -19,7 +19,7 @@ directory instead (PostgreSQL and Kafka at EMBEDDED_PG_PORT / EMBEDDED_KAFKA_POR
 and leaves it running.
 
 Usage: `CHOMIK_HOST=127.0.0.2 .venv/bin/python benchmarks/bench_idle.py
-[--seconds 60] [--settle 20] [--events 30] [--gap 2] [--attach DATA_DIR]`.
+[--seconds 60] [--settle 120] [--events 30] [--gap 2] [--attach DATA_DIR]`.
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ def report_cpu(used: dict[str, float], seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="the quiet window")
-    parser.add_argument("--settle", type=float, default=20.0, help="wait after start")
+    parser.add_argument("--settle", type=float, default=120, help="wait after start")
     parser.add_argument("--events", type=int, default=30, help="latency probes")
     parser.add_argument("--gap", type=float, default=2.0, help="seconds between them")
     parser.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -41,7 +42,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if spec.worker is None:
         raise SystemExit(f"{spec.name} has no worker")
     worker = load(spec.worker)()
-    return int(worker.run() or 0)
+    status = int(worker.run() or 0)
+    # Stopped cleanly (offsets committed, the group left, connections closed):
+    # leave without tearing the interpreter down, a garbage collection over the
+    # whole heap that takes seconds when every process of a machine stops at once.
+    logging.shutdown()
+    os._exit(status)
 
 
 def _database_urls(names: Sequence[str]) -> dict[str, str]:

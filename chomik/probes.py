@@ -94,7 +94,9 @@ class ProbeServer:
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
+            # It wakes only to notice a stop: once a second costs next to
+            # nothing idle, and a stop waits at most that long.
+            kwargs={"poll_interval": 1.0},
             name="probes",
             daemon=True,
         )
