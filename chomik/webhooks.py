@@ -44,13 +44,15 @@ from sqlalchemy.orm import Session
 
 from chomik.db import UTCDateTime, utcnow
 from chomik.jobs.runner import claimed, exclusive
-from chomik.jobs.scheduling import Job, JobContext
+from chomik.jobs.scheduling import Job, JobContext, notify_job
 from chomik.metrics import CALLBACK_ATTEMPTS
 from chomik.signing import HEADER, sign
 
 log = logging.getLogger(__name__)
 
 CALLBACKS_TABLE = "outgoing_callbacks"
+# What queuing a callback notifies: the sender, backed off while idle, runs at once.
+CALLBACK_CHANNEL = "chomik_callbacks"
 FAULTS_TABLE = "fault_switches"
 MAX_ERROR_LENGTH = 500
 
@@ -91,8 +93,10 @@ class SenderConfig:
     reorder_hold: float = 10.0
     reorder_step: float = 0.2
     # While nothing is due, runs back off from the job's interval to this many
-    # seconds apart: a callback queued meanwhile waits at most that long.
-    idle_max: float = 2.0
+    # seconds apart. A callback queued meanwhile wakes the sender at once
+    # (`CALLBACK_CHANNEL`); one that comes due later (a retry, a held one) waits
+    # at most that long past its time.
+    idle_max: float = 5.0
 
 
 def install_callbacks(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -173,6 +177,7 @@ def enqueue_callback(
         )
         .on_conflict_do_nothing(index_elements=["event_id"])
     )
+    notify_job(session, CALLBACK_CHANNEL)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
@@ -360,6 +365,7 @@ def callback_job(
         retry_after=dt.timedelta(seconds=config.backoff_base),
         due_column="next_attempt_at",
         idle_max=config.idle_max,
+        wake_channel=CALLBACK_CHANNEL,
     )
 
 

@@ -13,6 +13,7 @@ from chomik.jobs.scheduling import (
     StaleClaimError,
     claim_due,
     complete_claim,
+    notify_job,
     release_claim,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "claimed",
     "complete_claim",
     "exclusive",
+    "notify_job",
     "release_claim",
 ]

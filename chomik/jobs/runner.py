@@ -153,19 +153,21 @@ def claimed(
     token_column: str = "claim_token",
     where: Sequence[sa.ColumnElement[bool]] = (),
     idle_max: float | None = None,
+    wake_channel: str | None = None,
 ) -> Job:
     """A job running `handle` on each due row of `table`, one transaction per row.
 
     `lease` must outlast handling a whole batch: a row still being handled when it
     runs out may be handled by another replica too, and one of the two is undone.
     With `idle_max`, runs that find no due row back off up to that many seconds
-    (`Job`): a row that comes due meanwhile waits at most that long.
+    (`Job`): a row that comes due meanwhile waits at most that long, unless its
+    writer wakes the job (`wake_channel`, `notify_job`).
     """
     run = ClaimedRun(
         name, table, handle, lease, batch, retry_after, due_column, token_column,
         tuple(where),
     )  # fmt: skip
-    return Job(name, run, seconds, jitter, idle_max)
+    return Job(name, run, seconds, jitter, idle_max, wake_channel)
 
 
 @dataclass(frozen=True)

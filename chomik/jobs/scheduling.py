@@ -18,7 +18,9 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
 import re
+import select
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +61,10 @@ class Job:
     a mapping of counts that are all 0) puts the next run off: twice the interval
     after the first such run, four times after the second, ... up to `idle_max`
     seconds; the first run that finds work goes back to every `seconds`.
+
+    With `wake_channel`, a job put off runs at once when its database notifies
+    that channel (`notify_job` in the transaction that gives it work), so it may
+    back off far without its work waiting for it.
     """
 
     name: str
@@ -66,6 +72,7 @@ class Job:
     seconds: float
     jitter: float | None = None
     idle_max: float | None = None
+    wake_channel: str | None = None
 
     def idle_delay(self, idle_runs: int) -> float:
         """How long after a run to start the next, `idle_runs` empty runs in a row."""
@@ -80,6 +87,11 @@ def found_nothing(result: Any) -> bool:
     if isinstance(result, Mapping):
         return not any(result.values())
     return not result
+
+
+def notify_job(session: Session, channel: str) -> None:
+    """Wake the jobs listening on `channel` when the caller's transaction commits."""
+    session.execute(sa.select(sa.func.pg_notify(channel, "")))
 
 
 def jobstore_table(replica_id: str) -> str:
@@ -248,30 +260,48 @@ class Scheduler:
         self.engine = engine
         self._scheduler: BackgroundScheduler | None = None
         self._idle_runs: dict[str, int] = {}
+        self._woken: dict[str, bool] = {}
+        channels = {job.wake_channel for job in jobs if job.wake_channel}
+        self._listener = Listener(engine, channels, self.wake) if channels else None
 
     def back_off(self, job: Job, *, idle: bool) -> None:
         """Put the job's next run off after an idle run; back to its interval after work.
 
         Called in the job's own thread, it hands the change to a thread of its own:
         APScheduler's shutdown holds the job-store lock while it waits for running
-        jobs, so a job that waited for that lock itself would never end.
+        jobs, so a job that waited for that lock itself would never end. A wake-up
+        that came while the run was on keeps the interval: its work may have
+        arrived after the run looked.
         """
+        woken = self._woken.pop(job.name, False)
         runs = self._idle_runs[job.name] = (
-            self._idle_runs.get(job.name, 0) + 1 if idle else 0
+            self._idle_runs.get(job.name, 0) + 1 if idle and not woken else 0
         )
-        scheduler = self._scheduler
-        if not runs or scheduler is None or self.context.stopping.is_set():
+        if not runs:
             return  # the interval trigger has set the next run already
         later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=job.idle_delay(runs))
+        self._reschedule(job.name, later)
 
-        def put_off() -> None:
+    def wake(self, channel: str) -> None:
+        """Run now the jobs woken by `channel` that are put off (the listener's call)."""
+        for job in self.jobs.values():
+            if job.wake_channel != channel:
+                continue
+            self._woken[job.name] = True
+            if self._idle_runs.pop(job.name, 0):
+                self._reschedule(job.name, dt.datetime.now(dt.UTC))
+
+    def _reschedule(self, name: str, when: dt.datetime) -> None:
+        scheduler = self._scheduler
+        if scheduler is None or self.context.stopping.is_set():
+            return
+
+        def move() -> None:
             # Shut down meanwhile: the job is gone, or the scheduler refuses.
             with contextlib.suppress(JobLookupError, SchedulerNotRunningError):
-                scheduler.modify_job(job.name, next_run_time=later)
+                scheduler.modify_job(name, next_run_time=when)
 
-        threading.Thread(
-            target=put_off, name=f"{job.name}-back-off", daemon=True
-        ).start()
+        threading.Thread(target=move, name=f"{name}-reschedule", daemon=True).start()
 
     def start(self) -> None:
         """Start the scheduler thread; jobs of the list replace stored definitions."""
@@ -306,6 +336,8 @@ class Scheduler:
             )
         scheduler.resume()
         self._scheduler = scheduler
+        if self._listener is not None:
+            self._listener.start()
 
     @property
     def running(self) -> bool:
@@ -315,8 +347,76 @@ class Scheduler:
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with `wait`, let running jobs finish first."""
         self.context.stopping.set()
+        if self._listener is not None:
+            self._listener.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=wait)
             self._scheduler = None
         with _REGISTRY_LOCK:
             _REGISTRY.pop(self.replica_id, None)
+
+
+class Listener:
+    """A thread that LISTENs on channels of a database and calls `wake(channel)`.
+
+    It sleeps in `select` on its own connection (no polling); a lost connection
+    is opened again after `retry` seconds, meanwhile jobs run on their schedule.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        channels: set[str],
+        wake: Callable[[str], None],
+        *,
+        retry: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.channels = sorted(channels)
+        self.wake = wake
+        self.retry = retry
+        self._stopping = threading.Event()
+        self._stop_read, self._stop_write = -1, -1
+
+    def start(self) -> None:
+        """Listen in a daemon thread until `stop`."""
+        self._stop_read, self._stop_write = os.pipe()
+        threading.Thread(target=self._run, name="job-wakeups", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop listening (the thread ends at once, its connection closed)."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            os.write(self._stop_write, b"x")
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._listen()
+                except Exception as exc:  # noqa: BLE001 - retry, jobs still run
+                    log.warning("job wake-ups: %s; listening again shortly", repr(exc))
+                    select.select([self._stop_read], [], [], self.retry)
+        finally:
+            os.close(self._stop_read)
+            os.close(self._stop_write)
+
+    def _listen(self) -> None:
+        proxy = self.engine.raw_connection()
+        connection: Any = proxy.dbapi_connection
+        proxy.detach()  # the listener's own, never the pool's
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                for channel in self.channels:
+                    cursor.execute(f'LISTEN "{channel}"')
+            while not self._stopping.is_set():
+                readable, _, _ = select.select([connection, self._stop_read], [], [])
+                if connection in readable:
+                    connection.poll()
+                    woken = {notice.channel for notice in connection.notifies}
+                    connection.notifies.clear()
+                    for channel in sorted(woken):
+                        self.wake(channel)
+        finally:
+            connection.close()

@@ -41,7 +41,7 @@ and again. `chomik dlq` lists, shows and replays dead letters (`chomik.messaging
 Idle, the loop backs off: once `idle_after` seconds have passed without a record
 (with partitions assigned), it pauses between short polls instead of fetching
 continuously, `idle_pause` seconds at first, doubling up to `idle_pause_max`; the
-first record tightens it again. The broker
+first record tightens it again (`idle_pause_max` 0: it never pauses). The broker
 answers a fetch only when its wait (`fetch_max_wait_ms`) is over, so continuous
 fetching costs a fetch per wait on every consumer even when nothing happens.
 """
@@ -421,10 +421,13 @@ class Consumer:
             while not stop.is_set():
                 if not consumer.assignment():  # joining: never idle
                     last_record = time.monotonic()
-                idle = time.monotonic() - last_record > self.idle_after
+                idle = (
+                    self.idle_pause_max > 0
+                    and time.monotonic() - last_record > self.idle_after
+                )
                 if not idle:
                     pause = self.idle_pause
-                elif stop.wait(pause):
+                elif stop.wait(min(pause, self.idle_pause_max)):
                     break
                 else:
                     pause = min(self.idle_pause_max, pause * 2)

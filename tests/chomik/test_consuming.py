@@ -518,3 +518,33 @@ def test_an_idle_consumer_polls_ever_less_often_and_a_record_wakes_it(
         wait_until(lambda: len(polls) >= woken + 3, 10, 0.05)
         after = [b - a for a, b in zip(polls[woken - 1 :], polls[woken:], strict=False)]
         assert max(after[:3]) < 0.7, after  # the pauses start short again
+
+
+def test_a_consumer_without_an_idle_pause_never_pauses(
+    infra, engine, topic, monkeypatch
+):
+    polls: list[float] = []
+    real = consuming_module.make_consumer
+
+    def counting(*args, **kwargs):
+        consumer = real(*args, **kwargs)
+        poll = consumer.poll
+
+        def counted(*a, **k):
+            if consumer.assignment():
+                polls.append(time.monotonic())
+            return poll(*a, **k)
+
+        consumer.poll = counted
+        return consumer
+
+    monkeypatch.setattr(consuming_module, "make_consumer", counting)
+    options = {"idle_after": 0.2, "idle_pause": 0.5, "idle_pause_max": 0}
+    with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
+        wait_until(lambda: len(polls) >= 2, 30, 0.05)
+        time.sleep(1.5)  # well past idle_after
+        start = len(polls)
+        time.sleep(1.0)
+        gaps = [b - a for a, b in zip(polls[start:], polls[start + 1 :], strict=False)]
+        assert len(gaps) >= 2, gaps
+        assert max(gaps) < 0.45, gaps  # one fetch's wait, never a pause

@@ -23,6 +23,7 @@ from chomik.jobs.scheduling import (
     complete_claim,
     found_nothing,
     jobstore_table,
+    notify_job,
 )
 from chomik.settings import Settings
 from tests.chomik.jobs_helpers import (
@@ -324,4 +325,57 @@ def test_a_job_ending_idle_while_the_scheduler_shuts_down_does_not_hang_it(infra
         stopping.join(10)
         assert not stopping.is_alive(), "shutdown waits for the idle run forever"
     finally:
+        engine.dispose()
+
+
+def test_a_put_off_job_runs_at_once_when_its_channel_is_notified(infra):
+    runs: list[float] = []
+
+    def idle(context):
+        runs.append(time.monotonic())
+        return 0
+
+    scheduler, engine = scheduler_of(
+        infra, Job("woken", idle, seconds=0.1, idle_max=60, wake_channel="wake_me")
+    )
+    scheduler.start()
+    try:
+        wait_until(lambda: len(runs) >= 4, 20, 0.05)  # backing off: 0.2, 0.4, 0.8 s
+        time.sleep(2)  # now put off by 1.6 s, then 3.2 s, ...
+        before = len(runs)
+        sessions = make_session_factory(engine)
+        with sessions.begin() as session:
+            notify_job(session, "wake_me")
+            woken_at = time.monotonic()
+        wait_until(lambda: len(runs) > before, 5, 0.01)
+        assert runs[before] - woken_at < 1.0, "the notified job still waited"
+    finally:
+        scheduler.shutdown()
+        engine.dispose()
+
+
+def test_a_wake_up_during_a_run_keeps_the_job_on_its_interval(infra):
+    started = threading.Event()
+    release = threading.Event()
+    runs: list[float] = []
+
+    def slow(context):
+        runs.append(time.monotonic())
+        if len(runs) == 4:  # idle runs so far; this one is woken while it runs
+            started.set()
+            release.wait(5)
+        return 0
+
+    scheduler, engine = scheduler_of(
+        infra, Job("slow", slow, seconds=0.1, idle_max=60, wake_channel="chan")
+    )
+    scheduler.start()
+    try:
+        assert started.wait(20)
+        scheduler.wake("chan")
+        release.set()
+        wait_until(lambda: len(runs) >= 5, 5, 0.01)
+        assert runs[4] - runs[3] < 1.0  # not put off by 1.6 s
+    finally:
+        scheduler.shutdown()
         engine.dispose()
