@@ -209,7 +209,7 @@ class VerifiedTokens:
             claims = self._claims.get(token)
             if claims is None:
                 return None
-            if not time.time() < claims["exp"]:
+            if not time.time() < int(claims["exp"]):  # PyJWT's own comparison
                 del self._claims[token]
                 return None
             self._claims.move_to_end(token)
@@ -280,12 +280,13 @@ class _Manager(JWTManager):
         self, encoded_token: str, csrf_value: Any = None, allow_expired: bool = False
     ) -> dict[str, Any]:
         verified = authority().verified
-        if not allow_expired and (claims := verified.get(encoded_token)) is not None:
+        cached = not allow_expired and csrf_value is None  # no CSRF check skipped
+        if cached and (claims := verified.get(encoded_token)) is not None:
             return claims
         claims = super()._decode_jwt_from_config(
             encoded_token, csrf_value, allow_expired
         )
-        if not allow_expired:
+        if cached:
             verified.put(encoded_token, claims)
         return claims
 

@@ -43,11 +43,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise SystemExit(f"{spec.name} has no worker")
     worker = load(spec.worker)()
     status = int(worker.run() or 0)
-    # Stopped cleanly (offsets committed, the group left, connections closed):
-    # leave without tearing the interpreter down, a garbage collection over the
-    # whole heap that takes seconds when every process of a machine stops at once.
-    logging.shutdown()
-    os._exit(status)
+    if worker.stopped_cleanly:
+        # Offsets committed, the group left, connections closed: leave without
+        # tearing the interpreter down, a garbage collection over the whole heap
+        # that takes seconds when every process of a machine stops at once.
+        logging.shutdown()
+        os._exit(status)
+    return status
 
 
 def _database_urls(names: Sequence[str]) -> dict[str, str]:

@@ -130,6 +130,13 @@ def _ping_when_idle(engine: Engine, after: float) -> None:
             raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
+def in_two_phase(session: Session) -> bool:
+    """Whether the session's transaction is a two-phase branch (txcoord's)."""
+    return isinstance(
+        session.connection().get_transaction(), sa.engine.TwoPhaseTransaction
+    )
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)

@@ -83,6 +83,7 @@ class Worker:
         self._consumer: Consumer | None = None
         self._relay: Relay | None = None
         self._probes: ProbeServer | None = None
+        self.stopped_cleanly = False  # every part ended within the stop's budget
         self._failed = False
         self.engine = make_engine(settings.database_url, pool_size=5, max_overflow=5)
         self.sessions = make_session_factory(self.engine)
@@ -219,6 +220,7 @@ class Worker:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         late = [thread.name for thread in threads if thread.is_alive()]
+        self.stopped_cleanly = not late
         if late:
             log.warning(
                 "worker %s: still running after %.0fs: %s", self.app, timeout, late

@@ -59,5 +59,7 @@ def worker_int(worker):
     (a garbage collection over the whole heap) would take seconds more when
     every process of the system stops at once. SIGTERM stays a graceful stop.
     """
-    logging.shutdown()
-    os._exit(0)
+    try:
+        logging.shutdown()
+    finally:
+        os._exit(0)

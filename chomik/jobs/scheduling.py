@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import queue
 import re
 import select
 import threading
@@ -35,6 +36,7 @@ from apscheduler.schedulers.base import STATE_RUNNING, SchedulerNotRunningError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from chomik.db import in_two_phase
 from chomik.metrics import JOB_DURATION, JOB_RUNS
 from chomik.settings import Settings
 
@@ -90,8 +92,13 @@ def found_nothing(result: Any) -> bool:
 
 
 def notify_job(session: Session, channel: str) -> None:
-    """Wake the jobs listening on `channel` when the caller's transaction commits."""
-    session.execute(sa.select(sa.func.pg_notify(channel, "")))
+    """Wake the jobs listening on `channel` when the caller's transaction commits.
+
+    Not in a two-phase branch, which PostgreSQL would refuse to PREPARE: its
+    work waits for the job's next run.
+    """
+    if not in_two_phase(session):
+        session.execute(sa.select(sa.func.pg_notify(channel, "")))
 
 
 def jobstore_table(replica_id: str) -> str:
@@ -229,6 +236,7 @@ def _run_job(replica_id: str, name: str) -> None:
     job = scheduler.jobs.get(name)
     if job is None:
         return
+    scheduler.mark_running(name, True)
     try:
         with JOB_DURATION.labels(name).time():
             result = job.func(scheduler.context)
@@ -236,6 +244,8 @@ def _run_job(replica_id: str, name: str) -> None:
         JOB_RUNS.labels(name, "error").inc()
         log.exception("job %s failed", name)
         raise
+    finally:
+        scheduler.mark_running(name, False)
     JOB_RUNS.labels(name, "ok").inc()
     if job.idle_max:
         scheduler.back_off(job, idle=found_nothing(result))
@@ -260,48 +270,61 @@ class Scheduler:
         self.engine = engine
         self._scheduler: BackgroundScheduler | None = None
         self._idle_runs: dict[str, int] = {}
-        self._woken: dict[str, bool] = {}
+        self._woken: set[str] = set()
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._moves: queue.SimpleQueue[tuple[str, dt.datetime] | None] = (
+            queue.SimpleQueue()
+        )
         channels = {job.wake_channel for job in jobs if job.wake_channel}
         self._listener = Listener(engine, channels, self.wake) if channels else None
+
+    def mark_running(self, name: str, running: bool) -> None:
+        """Record that a job's run began or ended (the job's own thread)."""
+        with self._lock:
+            (self._running.add if running else self._running.discard)(name)
 
     def back_off(self, job: Job, *, idle: bool) -> None:
         """Put the job's next run off after an idle run; back to its interval after work.
 
-        Called in the job's own thread, it hands the change to a thread of its own:
-        APScheduler's shutdown holds the job-store lock while it waits for running
-        jobs, so a job that waited for that lock itself would never end. A wake-up
-        that came while the run was on keeps the interval: its work may have
-        arrived after the run looked.
+        Called in the job's own thread, which never waits for APScheduler: its
+        shutdown holds the job-store lock while it waits for running jobs, so the
+        change is made by the rescheduling thread. A wake-up that came while the
+        run was on keeps the interval: its work may have arrived after the run
+        looked.
         """
-        woken = self._woken.pop(job.name, False)
-        runs = self._idle_runs[job.name] = (
-            self._idle_runs.get(job.name, 0) + 1 if idle and not woken else 0
-        )
-        if not runs:
-            return  # the interval trigger has set the next run already
-        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=job.idle_delay(runs))
-        self._reschedule(job.name, later)
+        if self.context.stopping.is_set():
+            return
+        with self._lock:
+            woken = job.name in self._woken
+            self._woken.discard(job.name)
+            runs = self._idle_runs[job.name] = (
+                self._idle_runs.get(job.name, 0) + 1 if idle and not woken else 0
+            )
+            if runs:  # else the interval trigger has set the next run already
+                later = dt.datetime.now(dt.UTC) + dt.timedelta(
+                    seconds=job.idle_delay(runs)
+                )
+                self._moves.put((job.name, later))
 
     def wake(self, channel: str) -> None:
         """Run now the jobs woken by `channel` that are put off (the listener's call)."""
-        for job in self.jobs.values():
-            if job.wake_channel != channel:
-                continue
-            self._woken[job.name] = True
-            if self._idle_runs.pop(job.name, 0):
-                self._reschedule(job.name, dt.datetime.now(dt.UTC))
+        with self._lock:
+            for job in self.jobs.values():
+                if job.wake_channel != channel:
+                    continue
+                if job.name in self._running:
+                    self._woken.add(job.name)  # its back-off keeps the interval
+                elif self._idle_runs.pop(job.name, 0):
+                    self._moves.put((job.name, dt.datetime.now(dt.UTC)))
 
-    def _reschedule(self, name: str, when: dt.datetime) -> None:
-        scheduler = self._scheduler
-        if scheduler is None or self.context.stopping.is_set():
-            return
-
-        def move() -> None:
+    def _reschedule(self, scheduler: BackgroundScheduler) -> None:
+        """Apply the moves of next runs in the order they were decided."""
+        while (move := self._moves.get()) is not None:
+            name, when = move
             # Shut down meanwhile: the job is gone, or the scheduler refuses.
             with contextlib.suppress(JobLookupError, SchedulerNotRunningError):
                 scheduler.modify_job(name, next_run_time=when)
-
-        threading.Thread(target=move, name=f"{name}-reschedule", daemon=True).start()
 
     def start(self) -> None:
         """Start the scheduler thread; jobs of the list replace stored definitions."""
@@ -336,6 +359,9 @@ class Scheduler:
             )
         scheduler.resume()
         self._scheduler = scheduler
+        threading.Thread(
+            target=self._reschedule, args=(scheduler,), name="reschedule", daemon=True
+        ).start()
         if self._listener is not None:
             self._listener.start()
 
@@ -347,6 +373,7 @@ class Scheduler:
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with `wait`, let running jobs finish first."""
         self.context.stopping.set()
+        self._moves.put(None)
         if self._listener is not None:
             self._listener.stop()
         if self._scheduler is not None:
@@ -386,8 +413,11 @@ class Listener:
     def stop(self) -> None:
         """Stop listening (the thread ends at once, its connection closed)."""
         self._stopping.set()
-        with contextlib.suppress(OSError):
-            os.write(self._stop_write, b"x")
+        write, self._stop_write = self._stop_write, -1
+        if write >= 0:
+            with contextlib.suppress(OSError):
+                os.write(write, b"x")
+            os.close(write)
 
     def _run(self) -> None:
         try:
@@ -399,7 +429,6 @@ class Listener:
                     select.select([self._stop_read], [], [], self.retry)
         finally:
             os.close(self._stop_read)
-            os.close(self._stop_write)
 
     def _listen(self) -> None:
         proxy = self.engine.raw_connection()
@@ -410,6 +439,8 @@ class Listener:
             with connection.cursor() as cursor:
                 for channel in self.channels:
                     cursor.execute(f'LISTEN "{channel}"')
+            for channel in self.channels:  # what was notified while not listening
+                self.wake(channel)
             while not self._stopping.is_set():
                 readable, _, _ = select.select([connection, self._stop_read], [], [])
                 if connection in readable:

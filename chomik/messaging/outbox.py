@@ -54,7 +54,7 @@ from kafka.errors import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from chomik.db import UTCDateTime
+from chomik.db import UTCDateTime, in_two_phase
 from chomik.logs import current_request_id
 from chomik.messaging.kafka import Envelope, Event, envelope_of, make_producer
 from chomik.metrics import (
@@ -195,13 +195,6 @@ def wake_relays(engine: Engine) -> None:
     """
     with engine.connect() as conn, conn.begin():
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
-
-
-def in_two_phase(session: Session) -> bool:
-    """Whether the session's transaction is a two-phase branch (txcoord's)."""
-    return isinstance(
-        session.connection().get_transaction(), sa.engine.TwoPhaseTransaction
-    )
 
 
 def prune_messages(
