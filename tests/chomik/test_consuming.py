@@ -487,9 +487,8 @@ def test_a_handler_may_record_its_inbox_row_inside_a_two_phase_commit(
     assert effects() == [1, 1]
 
 
-def test_an_idle_consumer_polls_ever_less_often_and_a_record_wakes_it(
-    infra, engine, topic, monkeypatch
-):
+def timed_polls(monkeypatch) -> list[float]:
+    """When each poll with partitions assigned began, for consumers made from now."""
     polls: list[float] = []
     real = consuming_module.make_consumer
 
@@ -506,6 +505,13 @@ def test_an_idle_consumer_polls_ever_less_often_and_a_record_wakes_it(
         return consumer
 
     monkeypatch.setattr(consuming_module, "make_consumer", counting)
+    return polls
+
+
+def test_an_idle_consumer_polls_ever_less_often_and_a_record_wakes_it(
+    infra, engine, topic, monkeypatch
+):
+    polls = timed_polls(monkeypatch)
     options = {"idle_after": 0.2, "idle_pause": 0.1, "idle_pause_max": 0.8}
     with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
         wait_until(lambda: len(polls) >= 12, 30, 0.05)
@@ -523,22 +529,7 @@ def test_an_idle_consumer_polls_ever_less_often_and_a_record_wakes_it(
 def test_a_consumer_without_an_idle_pause_never_pauses(
     infra, engine, topic, monkeypatch
 ):
-    polls: list[float] = []
-    real = consuming_module.make_consumer
-
-    def counting(*args, **kwargs):
-        consumer = real(*args, **kwargs)
-        poll = consumer.poll
-
-        def counted(*a, **k):
-            if consumer.assignment():
-                polls.append(time.monotonic())
-            return poll(*a, **k)
-
-        consumer.poll = counted
-        return consumer
-
-    monkeypatch.setattr(consuming_module, "make_consumer", counting)
+    polls = timed_polls(monkeypatch)
     options = {"idle_after": 0.2, "idle_pause": 0.5, "idle_pause_max": 0}
     with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
         wait_until(lambda: len(polls) >= 2, 30, 0.05)
