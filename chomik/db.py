@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
+import logging
+import os
+import select
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,6 +22,8 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -171,3 +178,81 @@ def paginate(
     )
     items = session.scalars(query.limit(page_size).offset((page - 1) * page_size))
     return Page(items.all(), page, page_size, total or 0)
+
+
+class Listener:
+    """A thread that LISTENs on channels of a database and calls `wake(channel)`.
+
+    It sleeps in `select` on its own connection (no polling); a lost connection
+    is opened again after `retry` seconds, meanwhile its callers poll as they
+    would anyway. Once listening (again) it calls `wake` for every channel: what
+    was notified meanwhile is not lost.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        channels: set[str],
+        wake: Callable[[str], None],
+        *,
+        retry: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.channels = sorted(channels)
+        self.wake = wake
+        self.retry = retry
+        self.listening = threading.Event()  # set while LISTENing
+        self._stopping = threading.Event()
+        self._stop_read, self._stop_write = -1, -1
+
+    def start(self) -> None:
+        """Listen in a daemon thread until `stop`."""
+        self._stopping.clear()
+        self._stop_read, self._stop_write = os.pipe()
+        threading.Thread(target=self._run, name="listen", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop listening (the thread ends at once, its connection closed)."""
+        self._stopping.set()
+        write, self._stop_write = self._stop_write, -1
+        if write >= 0:
+            with contextlib.suppress(OSError):
+                os.write(write, b"x")
+            os.close(write)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._listen()
+                except Exception as exc:  # noqa: BLE001 - retry; callers still poll
+                    log.warning(
+                        "LISTEN %s: %s; again shortly", self.channels, repr(exc)
+                    )
+                    select.select([self._stop_read], [], [], self.retry)
+        finally:
+            os.close(self._stop_read)
+
+    def _listen(self) -> None:
+        proxy = self.engine.raw_connection()
+        connection: Any = proxy.dbapi_connection
+        proxy.detach()  # the listener's own, never the pool's
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                for channel in self.channels:
+                    cursor.execute(f'LISTEN "{channel}"')
+            self.listening.set()
+            for channel in self.channels:  # what was notified while not listening
+                self.wake(channel)
+            while not self._stopping.is_set():
+                readable, _, _ = select.select([connection, self._stop_read], [], [])
+                if connection in readable:
+                    connection.poll()
+                    woken = {notice.channel for notice in connection.notifies}
+                    connection.notifies.clear()
+                    for channel in sorted(woken):
+                        self.wake(channel)
+        finally:
+            self.listening.clear()
+            connection.close()

@@ -18,10 +18,8 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-import os
 import queue
 import re
-import select
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +34,7 @@ from apscheduler.schedulers.base import STATE_RUNNING, SchedulerNotRunningError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from chomik.db import in_two_phase
+from chomik.db import Listener, in_two_phase
 from chomik.metrics import JOB_DURATION, JOB_RUNS
 from chomik.settings import Settings
 
@@ -381,73 +379,3 @@ class Scheduler:
             self._scheduler = None
         with _REGISTRY_LOCK:
             _REGISTRY.pop(self.replica_id, None)
-
-
-class Listener:
-    """A thread that LISTENs on channels of a database and calls `wake(channel)`.
-
-    It sleeps in `select` on its own connection (no polling); a lost connection
-    is opened again after `retry` seconds, meanwhile jobs run on their schedule.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        channels: set[str],
-        wake: Callable[[str], None],
-        *,
-        retry: float = 5.0,
-    ) -> None:
-        self.engine = engine
-        self.channels = sorted(channels)
-        self.wake = wake
-        self.retry = retry
-        self._stopping = threading.Event()
-        self._stop_read, self._stop_write = -1, -1
-
-    def start(self) -> None:
-        """Listen in a daemon thread until `stop`."""
-        self._stop_read, self._stop_write = os.pipe()
-        threading.Thread(target=self._run, name="job-wakeups", daemon=True).start()
-
-    def stop(self) -> None:
-        """Stop listening (the thread ends at once, its connection closed)."""
-        self._stopping.set()
-        write, self._stop_write = self._stop_write, -1
-        if write >= 0:
-            with contextlib.suppress(OSError):
-                os.write(write, b"x")
-            os.close(write)
-
-    def _run(self) -> None:
-        try:
-            while not self._stopping.is_set():
-                try:
-                    self._listen()
-                except Exception as exc:  # noqa: BLE001 - retry, jobs still run
-                    log.warning("job wake-ups: %s; listening again shortly", repr(exc))
-                    select.select([self._stop_read], [], [], self.retry)
-        finally:
-            os.close(self._stop_read)
-
-    def _listen(self) -> None:
-        proxy = self.engine.raw_connection()
-        connection: Any = proxy.dbapi_connection
-        proxy.detach()  # the listener's own, never the pool's
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                for channel in self.channels:
-                    cursor.execute(f'LISTEN "{channel}"')
-            for channel in self.channels:  # what was notified while not listening
-                self.wake(channel)
-            while not self._stopping.is_set():
-                readable, _, _ = select.select([connection, self._stop_read], [], [])
-                if connection in readable:
-                    connection.poll()
-                    woken = {notice.channel for notice in connection.notifies}
-                    connection.notifies.clear()
-                    for channel in sorted(woken):
-                        self.wake(channel)
-        finally:
-            connection.close()

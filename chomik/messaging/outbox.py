@@ -54,7 +54,7 @@ from kafka.errors import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from chomik.db import UTCDateTime, in_two_phase
+from chomik.db import Listener, UTCDateTime, in_two_phase
 from chomik.logs import current_request_id
 from chomik.messaging.kafka import Envelope, Event, envelope_of, make_producer
 from chomik.metrics import (
@@ -280,8 +280,16 @@ class Relay:
         )
         self._producer: KafkaProducer | None = None
         self._last_housekeeping = 0.0
-        self._listener: Any = None  # the DBAPI connection that LISTENs
-        self._listen_retry_at = 0.0
+        self._listener = (
+            Listener(
+                engine,
+                {NOTIFY_CHANNEL},
+                lambda _channel: self.wake(),
+                retry=self.config.backoff_max,
+            )
+            if self.config.listen
+            else None
+        )
         self._wake_pipe: tuple[int, int] | None = None  # while running
 
     def wake(self) -> None:
@@ -481,6 +489,8 @@ class Relay:
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_write, False)
         self._wake_pipe = (wake_read, wake_write)
+        if self._listener is not None:
+            self._listener.start()
         try:
             while not stop.is_set():
                 try:
@@ -505,59 +515,22 @@ class Relay:
                 if not published:
                     interval = min(self.config.idle_interval_max, interval * 2)
         finally:
+            if self._listener is not None:
+                self._listener.stop()
             self._wake_pipe = None
             os.close(wake_read)
             os.close(wake_write)
             self.close()
-            self._stop_listening()
 
     # --- waiting for work --------------------------------------------------------
 
     def _wait(self, timeout: float, stop: threading.Event, wake_read: int) -> None:
-        """Wait up to `timeout` for a notification or `wake()` (or `stop`, polling)."""
-        listener = self._listen()
-        if listener is None:
-            stop.wait(timeout)
+        """Wait up to `timeout` for a notification or `wake()` (a stop wakes it too)."""
+        if stop.is_set():
             return
-        try:
-            readable, _, _ = select.select([listener, wake_read], [], [], timeout)
-            if listener in readable:
-                listener.poll()
-                listener.notifies.clear()
-        except Exception as exc:  # noqa: BLE001 - any failure: poll until it is back
-            log.warning("outbox relay: stopped listening: %s", repr(exc))
-            self._stop_listening()
-            stop.wait(timeout)
-            return
-        if wake_read in readable:
+        readable, _, _ = select.select([wake_read], [], [], timeout)
+        if readable:
             os.read(wake_read, 4096)
-
-    def _listen(self) -> Any:
-        """The listening connection, (re)opened when missing; None: poll only."""
-        if not self.config.listen or self._listener is not None:
-            return self._listener
-        if time.monotonic() < self._listen_retry_at:
-            return None
-        try:
-            proxy = self.engine.raw_connection()
-            listener: Any = proxy.dbapi_connection
-            proxy.detach()  # this connection is the relay's, never the pool's
-            listener.autocommit = True
-            with listener.cursor() as cursor:
-                cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except Exception as exc:  # noqa: BLE001 - no database now: poll, retry later
-            log.warning("outbox relay: cannot listen: %s", repr(exc))
-            self._listen_retry_at = time.monotonic() + self.config.backoff_max
-            return None
-        self._listener = listener
-        return listener
-
-    def _stop_listening(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(Exception):  # it is being dropped anyway
-                listener.close()
-        self._listen_retry_at = time.monotonic() + self.config.backoff_max
 
     def _safe_housekeeping(self) -> None:
         try:

@@ -121,7 +121,7 @@ def test_an_idle_relay_wakes_on_commit_and_on_wake_relays_not_on_its_timer(
     thread = threading.Thread(target=relay.run, args=(stop,))
     thread.start()
     try:
-        wait_until(lambda: relay._listener is not None, 10)
+        wait_until(relay._listener.listening.is_set, 10)
         emit_pings(engine, topic, ["notified"], 1)
         wait_until(lambda: pending(engine) == 0, 10)
         # A two-phase branch cannot notify: its row waits for `wake_relays`.
