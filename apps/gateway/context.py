@@ -6,7 +6,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-import requests
 from flask import current_app
 from sqlalchemy.engine import Connection
 
@@ -60,7 +59,6 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
         ),
         forwarder=forwarder,
         documents=ServiceDocuments(
-            _documents_session(),
             settings.upstreams,
             ttl=settings.openapi_cache_ttl,
             timeout=settings.proxy_connect_timeout,
@@ -72,9 +70,3 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
         ),
         reads=make_engine(settings.database_url, isolation_level="AUTOCOMMIT").connect,
     )
-
-
-def _documents_session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # the services' addresses are the settings'
-    return session

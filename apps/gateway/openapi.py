@@ -34,14 +34,10 @@ class ServiceDocuments:
     """Fetch and cache each service's OpenAPI document."""
 
     def __init__(
-        self,
-        session: requests.Session,
-        upstreams: Mapping[str, str],
-        *,
-        ttl: float,
-        timeout: float,
+        self, upstreams: Mapping[str, str], *, ttl: float, timeout: float
     ) -> None:
-        self.session = session
+        self.session = requests.Session()
+        self.session.trust_env = False  # the services' addresses are the settings'
         self.upstreams = dict(upstreams)
         self.ttl = ttl
         self.timeout = timeout
