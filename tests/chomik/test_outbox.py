@@ -356,7 +356,7 @@ def test_relay_killed_mid_batch_delivers_at_least_once_and_effects_once(
     keys = [f"k{i}" for i in range(20)]
     emit_pings(engine, topic, keys, 40)  # 800 events
     env = {"DATABASE_URL": infra.urls["orders"], "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-           "TEST_SEND_DELAY": "0.003", "TEST_BATCH": "100"}  # fmt: skip
+           "TEST_SEND_DELAY": "0.01", "TEST_BATCH": "100"}  # fmt: skip
 
     def sent():
         with engine.connect() as conn:
