@@ -48,7 +48,7 @@ from chomik.db import utcnow
 from chomik.infra import free_port, port_is_free
 from chomik.messaging import Consumer, Envelope, Event, emit
 from chomik.messaging.kafka import ensure_topics
-from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT
+from chomik.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT, Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TOPIC = "bench.idle"
@@ -244,6 +244,7 @@ def latency(system: System, events: int, gap: float) -> list[float]:
         topics=[TOPIC],
         # Only how fast it joins differs from the workers' consumers.
         consumer_options={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
+        idle_pause_max=Settings.from_env().consumer_idle_pause_max,
     )
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)

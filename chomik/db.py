@@ -15,12 +15,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger(__name__)
@@ -135,6 +138,39 @@ def _ping_when_idle(engine: Engine, after: float) -> None:
         except engine.dialect.loaded_dbapi.Error as exc:
             # The pool drops this connection and checks out another.
             raise sa.exc.DisconnectionError(str(exc)) from exc
+
+
+# Renders bind parameters as `:name`, as `sa.text` reads them, without the casts
+# the text's typed parameters render again when it runs.
+_NAMED_POSTGRESQL = postgresql.psycopg2.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
+_NAMED_POSTGRESQL.bind_typing = BindTyping.NONE
+
+
+def compiled_once(statement: sa.ClauseElement) -> sa.TextClause:
+    """`statement` compiled for PostgreSQL now, as text that SQLAlchemy caches.
+
+    SQLAlchemy 2.0 compiles a PostgreSQL `INSERT ... ON CONFLICT` again on every
+    execution: that construct has no cache key (sqlalchemy#10445, changed in 2.1).
+    Built once, at import,
+    with every value a `sa.bindparam`, and passed through this, it is compiled
+    once: its parameters keep their types, and its RETURNING columns theirs.
+    Column defaults computed in Python are not applied: give those columns too.
+    """
+    if isinstance(statement, sa.Insert):  # no RETURNING but the one it asks for
+        statement = statement.inline()
+    compiled = cast(SQLCompiler, statement.compile(dialect=_NAMED_POSTGRESQL))
+    defaults = [column.name for column in compiled.insert_prefetch]
+    if defaults:
+        raise ValueError(f"compiled_once: give {defaults} (Python-side defaults)")
+    binds = []
+    for bind, name in compiled.bind_names.items():
+        if not bind.required:
+            raise ValueError(f"compiled_once: {name!r} carries a value; bind it")
+        binds.append(sa.bindparam(name, type_=bind.type))
+    # `sa.text` reads `:name` as a parameter: a cast's `::` is escaped.
+    text = sa.text(compiled.string.replace("::", r"\:\:")).bindparams(*binds)
+    returning = list(getattr(statement, "exported_columns", ()))
+    return text.columns(*returning) if returning else text  # type: ignore[return-value]
 
 
 def in_two_phase(session: Session) -> bool:

@@ -53,7 +53,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from chomik.auth import current_user
-from chomik.db import UTCDateTime, utcnow
+from chomik.db import UTCDateTime, compiled_once, utcnow
 from chomik.metrics import IDEMPOTENT_REPLAYS
 from chomik.problems import BadRequestError, ConflictError, Problem, ProblemSchema
 from chomik.web import db_session, runtime
@@ -178,36 +178,50 @@ def _insert_or_take_over(
 ) -> bool:
     """Insert the key, or take over an expired one; False when a live one exists."""
     now = now or utcnow()
-    insert = pg_insert(_keys).values(
-        scope=claim.scope,
-        key=claim.key,
-        fingerprint=claim.fingerprint,
-        created_at=now,
-        expires_at=now + ttl,
-    )
-    statement = insert.on_conflict_do_update(
-        index_elements=[_keys.c.scope, _keys.c.key],
-        set_={
-            "fingerprint": insert.excluded.fingerprint,
-            "response_status": None,
-            "response_body": None,
-            "created_at": insert.excluded.created_at,
-            "expires_at": insert.excluded.expires_at,
-        },
-        where=_keys.c.expires_at <= now,
-    ).returning(_keys.c.key)
+    values = {
+        "scope": claim.scope, "key": claim.key, "fingerprint": claim.fingerprint,
+        "now": now, "expires_at": now + ttl,
+    }  # fmt: skip
     try:
         with session.begin_nested():
             previous = session.execute(
                 _SWAP_LOCK_TIMEOUT, {"value": f"{max(1, round(wait * 1000))}ms"}
             ).scalar_one()
-            owned = session.execute(statement).first() is not None
+            owned = session.execute(_CLAIM, values).first() is not None
             _set_lock_timeout(session, previous)
     except OperationalError as exc:
         if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
             raise
         raise RequestInProgressError(_retry_after(wait)) from exc
     return owned
+
+
+def _claim_statement() -> sa.TextClause:
+    """Insert a key, or take over an expired one (then it is fresh again)."""
+    now = sa.bindparam("now", type_=UTCDateTime())
+    insert = pg_insert(_keys).values(
+        scope=sa.bindparam("scope"),
+        key=sa.bindparam("key"),
+        fingerprint=sa.bindparam("fingerprint"),
+        created_at=now,
+        expires_at=sa.bindparam("expires_at", type_=UTCDateTime()),
+    )
+    return compiled_once(
+        insert.on_conflict_do_update(
+            index_elements=[_keys.c.scope, _keys.c.key],
+            set_={
+                "fingerprint": insert.excluded.fingerprint,
+                "response_status": sa.null(),
+                "response_body": sa.null(),
+                "created_at": insert.excluded.created_at,
+                "expires_at": insert.excluded.expires_at,
+            },
+            where=_keys.c.expires_at <= now,
+        ).returning(_keys.c.key)
+    )
+
+
+_CLAIM = _claim_statement()
 
 
 # Set `lock_timeout` until the transaction ends and answer the value before, in

@@ -35,7 +35,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from chomik.db import UTCDateTime
+from chomik.db import UTCDateTime, compiled_once
 
 HEADER = "X-Signature"
 SCHEME = "v1"
@@ -197,13 +197,20 @@ def remember_signature(
     session: Session, signature: str, *, expires_at: dt.datetime
 ) -> bool:
     """Record a signed message in the caller's transaction; False if seen before."""
-    statement = (
-        insert(_GUARD)
-        .values(digest=_digest_of(signature), expires_at=expires_at)
-        .on_conflict_do_nothing(index_elements=["digest"])
+    result = session.execute(
+        _REMEMBER, {"digest": _digest_of(signature), "expires_at": expires_at}
     )
-    result = session.execute(statement)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+_REMEMBER = compiled_once(
+    insert(_GUARD)
+    .values(
+        digest=sa.bindparam("digest"),
+        expires_at=sa.bindparam("expires_at", type_=UTCDateTime()),
+    )
+    .on_conflict_do_nothing(index_elements=["digest"])
+)
 
 
 def prune_seen_signatures(

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
-from chomik.db import UTCDateTime, utcnow
+from chomik.db import UTCDateTime, compiled_once, utcnow
 from chomik.jobs.runner import claimed, exclusive
 from chomik.jobs.scheduling import Job, JobContext, notify_job
 from chomik.metrics import CALLBACK_ATTEMPTS
@@ -167,18 +167,23 @@ def enqueue_callback(
     `event_id` is unique per state change: queuing it again changes nothing (False).
     """
     result = session.execute(
-        insert(_callbacks)
-        .values(
-            event_id=event_id,
-            key=key,
-            url=url,
-            body=dict(payload),
-            next_attempt_at=sa.func.now(),
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
+        _ENQUEUE, {"event_id": event_id, "key": key, "url": url, "body": dict(payload)}
     )
     notify_job(session, CALLBACK_CHANNEL)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+_ENQUEUE = compiled_once(
+    insert(_callbacks)
+    .values(
+        event_id=sa.bindparam("event_id", type_=sa.Uuid()),
+        key=sa.bindparam("key"),
+        url=sa.bindparam("url"),
+        body=sa.bindparam("body", type_=_callbacks.c.body.type),
+        next_attempt_at=sa.func.now(),
+    )
+    .on_conflict_do_nothing(index_elements=["event_id"])
+)
 
 
 def body_bytes(payload: Mapping[str, Any]) -> bytes:

@@ -54,7 +54,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -65,6 +65,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from chomik.db import compiled_once
 from chomik.logs import request_id_var
 from chomik.messaging.kafka import (
     Envelope,
@@ -121,23 +122,27 @@ class InboxEntry:
     type: str
 
 
+# One inbox row per event and consumer group; no row back: already applied.
+_RECORD_INBOX = compiled_once(
+    insert(_inbox)
+    .values(
+        consumer_group=sa.bindparam("consumer_group"),
+        event_id=sa.bindparam("event_id", type_=sa.Uuid()),
+        topic=sa.bindparam("topic"),
+        type=sa.bindparam("type"),
+    )
+    .on_conflict_do_nothing()
+    .returning(_inbox.c.event_id)
+)
+
+
 def record_inbox(session: Session, entry: InboxEntry) -> bool:
     """Write the inbox row in the caller's transaction; False if already applied.
 
     A plain INSERT (no NOTIFY, no temporary table), so it may run inside a
     prepared two-phase branch, committing with the effect or not at all.
     """
-    inserted = session.execute(
-        insert(_inbox)
-        .values(
-            consumer_group=entry.consumer_group,
-            event_id=entry.event_id,
-            topic=entry.topic,
-            type=entry.type,
-        )
-        .on_conflict_do_nothing()
-        .returning(_inbox.c.event_id)
-    ).first()
+    inserted = session.execute(_RECORD_INBOX, asdict(entry)).first()
     return inserted is not None
 
 

@@ -1,15 +1,19 @@
 """The kit's column types and pagination, on real PostgreSQL."""
 
+import datetime as dt
 import enum
 import time
 import uuid
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chomik.db import (
     TYPE_ANNOTATION_MAP,
+    UTCDateTime,
+    compiled_once,
     enum_by_value,
     make_engine,
     new_metadata,
@@ -115,3 +119,73 @@ def test_a_connection_idle_too_long_is_pinged_and_replaced_when_dropped(infra):
     assert second != first
     assert len(pings) >= 1
     engine.dispose()
+
+
+# -- compiled_once ---------------------------------------------------------------------
+
+_stamps = sa.table(
+    "test_db_stamps",
+    sa.column("id", sa.Uuid()),
+    sa.column("at", UTCDateTime()),
+    sa.column("n", sa.Integer()),
+)
+_ADD = compiled_once(
+    insert(_stamps)
+    .values(
+        id=sa.bindparam("id", type_=sa.Uuid()),
+        at=sa.bindparam("at", type_=UTCDateTime()),
+        n=sa.bindparam("n"),
+    )
+    .on_conflict_do_update(
+        index_elements=["id"],
+        set_={"n": _stamps.c.n + sa.literal_column("excluded.n::int")},
+    )
+    .returning(_stamps.c.id, _stamps.c.at, _stamps.c.n)
+)
+
+
+@pytest.fixture
+def stamps(dbs):
+    connection = dbs.connection("gateway")
+    connection.execute(
+        sa.text(
+            "CREATE TABLE test_db_stamps"
+            " (id uuid PRIMARY KEY, at timestamptz NOT NULL, n integer NOT NULL)"
+        )
+    )
+    return connection
+
+
+def test_a_statement_compiled_once_runs_with_its_types_and_is_cached(stamps):
+    assert _ADD._generate_cache_key() is not None  # a PostgreSQL upsert has none
+    key, at = uuid.uuid4(), dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    first = stamps.execute(_ADD, {"id": key, "at": at, "n": 2}).one()
+    again = stamps.execute(_ADD, {"id": key, "at": at, "n": 3}).one()
+    assert first == (key, at, 2)
+    assert again == (key, at, 5)  # the `::` of the cast reached the server
+    assert isinstance(again.id, uuid.UUID)
+    assert again.at.tzinfo is not None
+
+
+def test_compiled_once_refuses_a_value_it_would_freeze_or_a_python_default():
+    table = sa.Table(
+        "test_db_defaults",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("n", sa.Integer, default=lambda: 1),
+    )
+    with pytest.raises(ValueError, match="carries a value"):
+        compiled_once(insert(table).values(id=5, n=sa.bindparam("n")))
+    with pytest.raises(ValueError, match="Python-side defaults"):
+        compiled_once(insert(table).values(id=sa.bindparam("id")))
+
+
+def test_compiled_once_adds_no_returning_of_generated_keys():
+    table = sa.Table(
+        "test_db_generated",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("name", sa.String(20)),
+    )
+    statement = compiled_once(insert(table).values(name=sa.bindparam("name")))
+    assert "RETURNING" not in str(statement)

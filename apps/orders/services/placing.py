@@ -48,7 +48,7 @@ from apps.orders.metrics import PLACEMENT_SECONDS
 from apps.orders.models import Order, OrderItem, OrderStatusChange, PlacementAttempt
 from apps.orders.services.reading import OrderView, view_of
 from chomik.auth import Principal, user_uuid
-from chomik.db import utcnow
+from chomik.db import UTCDateTime, compiled_once, utcnow
 from chomik.messaging.outbox import emit
 from clients import storage as stock
 from clients.events import OrderItem as EventItem
@@ -223,7 +223,10 @@ def _attempt(
     call made away again; any other failure leaves it for the release job.
     """
     with attempts.begin() as own:
-        fresh = own.scalar(_upsert_attempt(order_id, buyer_id, utcnow() + ttl))
+        fresh = own.scalar(
+            _UPSERT_ATTEMPT,
+            {"order_id": order_id, "buyer_id": buyer_id, "due": utcnow() + ttl},
+        )
     if fresh is None:
         raise IdempotencyKeySpentError(
             "A placement with this Idempotency-Key was given up; use a new key"
@@ -246,22 +249,27 @@ def _attempt(
         raise
 
 
-def _upsert_attempt(
-    order_id: uuid.UUID, buyer_id: uuid.UUID, due: dt.datetime
-) -> sa.Insert:
+def _upsert_attempt_statement() -> sa.TextClause:
     """Insert the attempt, or renew one not yet due nor claimed; answer whether it
     was inserted (no row: the existing one is being or was released)."""
     insert = pg_insert(PlacementAttempt).values(
-        order_id=order_id, buyer_id=buyer_id, next_check_at=due
+        order_id=sa.bindparam("order_id", type_=sa.Uuid()),
+        buyer_id=sa.bindparam("buyer_id", type_=sa.Uuid()),
+        next_check_at=sa.bindparam("due", type_=UTCDateTime()),
     )
-    return insert.on_conflict_do_update(
-        index_elements=[PlacementAttempt.order_id],
-        set_={"next_check_at": insert.excluded.next_check_at},
-        where=sa.and_(
-            PlacementAttempt.next_check_at > sa.func.now(),
-            PlacementAttempt.claim_token.is_(None),
-        ),
-    ).returning(sa.literal_column("xmax = 0"))
+    return compiled_once(
+        insert.on_conflict_do_update(
+            index_elements=[PlacementAttempt.order_id],
+            set_={"next_check_at": insert.excluded.next_check_at},
+            where=sa.and_(
+                PlacementAttempt.next_check_at > sa.func.now(),
+                PlacementAttempt.claim_token.is_(None),
+            ),
+        ).returning(sa.literal_column("xmax = 0", sa.Boolean()))
+    )
+
+
+_UPSERT_ATTEMPT = _upsert_attempt_statement()
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from apps.storage.errors import (
 from apps.storage.metrics import RESERVATIONS, RESERVED_UNITS
 from apps.storage.models import Product, Reservation, ReservationItem, ReservationStatus
 from apps.storage.states import transition
+from chomik.db import compiled_once, utcnow
 from chomik.messaging.outbox import emit
 from chomik.problems import ValidationProblem
 from clients.events import OrderItem, StockCommitted, StockReleased, StockReserved
@@ -72,10 +73,7 @@ def reserve_stock(
     reservation = Reservation(
         id=uuid.uuid4(), order_id=order_id, status=ReservationStatus.RESERVED
     )
-    row = session.execute(
-        _OPEN,
-        {"id": reservation.id, "order": order_id, "status": reservation.status},
-    ).one_or_none()
+    row = _open(session, reservation.id, order_id, reservation.status)
     if row is None:
         return ReserveOutcome(_repeat(session, order_id, wanted), created=False)
     reservation.created_at, reservation.updated_at = row.created_at, row.updated_at
@@ -102,13 +100,26 @@ def _open_statement() -> sa.Insert:
             id=sa.bindparam("id", type_=sa.Uuid()),
             order_id=sa.bindparam("order", type_=sa.Uuid()),
             status=sa.bindparam("status", type_=table.c.status.type),
+            created_at=sa.bindparam("now", type_=table.c.created_at.type),
+            updated_at=sa.bindparam("now", type_=table.c.updated_at.type),
         )
         .on_conflict_do_nothing(index_elements=[table.c.order_id])
         .returning(table.c.created_at, table.c.updated_at)
     )
 
 
-_OPEN = _open_statement()
+_OPEN = compiled_once(_open_statement())
+
+
+def _open(
+    session: Session,
+    reservation_id: uuid.UUID,
+    order_id: uuid.UUID,
+    status: ReservationStatus,
+) -> sa.Row[Any] | None:
+    """The order's reservation row, inserted now; None if the order has one."""
+    values = {"id": reservation_id, "order": order_id, "status": status}
+    return session.execute(_OPEN, {**values, "now": utcnow()}).one_or_none()
 
 
 def _checked_lines(lines: Sequence[StockLine]) -> dict[uuid.UUID, int]:
@@ -272,14 +283,7 @@ def _close(
     if reservation is None and target == ReservationStatus.RELEASED:
         # Released before it reserved (a cancel overtaking the reserve): leave a
         # RELEASED marker so that a late reserve for the order is refused.
-        session.execute(
-            _OPEN,
-            {
-                "id": uuid.uuid4(),
-                "order": order_id,
-                "status": ReservationStatus.RELEASED,
-            },
-        )
+        _open(session, uuid.uuid4(), order_id, ReservationStatus.RELEASED)
         reservation = _locked(session, order_id)
     if reservation is None:
         raise ReservationNotFoundError(f"Order {order_id} holds no reservation")
