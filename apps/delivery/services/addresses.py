@@ -17,7 +17,7 @@ from apps.delivery.errors import (
 )
 from apps.delivery.models import Address, AddressUse
 from chomik.auth import Principal, user_uuid
-from chomik.db import Page, paginate, utcnow
+from chomik.db import Page, compiled_once, paginate, utcnow
 
 
 def create_address(
@@ -96,11 +96,17 @@ def use_address(
     session: Session, *, order_id: uuid.UUID, address_id: uuid.UUID
 ) -> None:
     """Note that a placed order ships to this address until it ends (idempotent)."""
-    session.execute(
-        insert(AddressUse)
-        .values(order_id=order_id, address_id=address_id)
-        .on_conflict_do_nothing(index_elements=["order_id"])
+    session.execute(_USE, {"order_id": order_id, "address_id": address_id})
+
+
+_USE = compiled_once(
+    insert(AddressUse)
+    .values(
+        order_id=sa.bindparam("order_id", type_=sa.Uuid()),
+        address_id=sa.bindparam("address_id", type_=sa.Uuid()),
     )
+    .on_conflict_do_nothing(index_elements=["order_id"])
+)
 
 
 def release_address(session: Session, *, order_id: uuid.UUID) -> None:
