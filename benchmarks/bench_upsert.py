@@ -7,6 +7,7 @@ that is rolled back (the table is a temporary copy), and prints the CPU and wall
 time per statement and their ratio.
 
 Run: .venv/bin/python benchmarks/bench_upsert.py [--database-url URL] [--calls 2000]
+(the default URL is the cluster `chomik run` starts)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from chomik.db import utcnow
 from chomik.idempotency import _CLAIM, install_idempotency
+from chomik.settings import embedded_database_url
 
 KEYS = install_idempotency(sa.MetaData())
 TTL = dt.timedelta(hours=1)
@@ -72,7 +74,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--database-url",
-        default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
+        default=embedded_database_url("postgres"),
+        help="any PostgreSQL database (default: that of a running `chomik run`)",
     )
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)

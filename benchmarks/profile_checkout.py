@@ -64,22 +64,14 @@ KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 OTHER = "other"
-# Where a stack's innermost frame is one of these, the caller says what it was for.
-GENERIC = re.compile(
-    r"(^|/)(threading|socket|selectors|ssl|uuid|datetime|enum|re|typing|copy|abc|"
-    r"functools|contextlib|weakref|queue|_weakrefset)\.py|(^|/)(concurrent|email|"
-    r"importlib|collections)/|<frozen"
-)
 # The processes on a placement's path that are sampled: web apps and their workers.
 SAMPLED = ("gateway", "orders", "storage", "delivery")
 
 
 def kind_of(stack: list[str]) -> str:
     """The kind of one sample: its innermost frame of a known kind."""
-    for frame in reversed(stack):
+    for frame in reversed(stack):  # frames of no kind (threading, socket...) pass
         where = frame.rpartition("(")[2]
-        if GENERIC.search(where):
-            continue
         for kind, pattern in KINDS:
             if pattern.search(where):
                 return kind
@@ -117,7 +109,11 @@ def sample(
         for label, pid in targets.items()
     ]
     for proc in procs:
-        proc.wait(seconds + 60)
+        try:
+            proc.wait(seconds + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            print(f"warning: py-spy did not finish ({proc.args[-1]}); not sampled")
     return files
 
 
@@ -170,16 +166,16 @@ def profile(system: System, args: argparse.Namespace) -> int:
     phase(system, "warm-up", 4, 40, place)
     out = Path(tempfile.mkdtemp(prefix="chomik-profile-"))
     found: dict[str, Path] = {}
-    spy = threading.Thread(
-        target=lambda: found.update(
-            sample(targets_of(system), args.seconds, args.rate, out)
-        ),
-        daemon=True,
-    )
+
+    def spy() -> None:
+        time.sleep(args.delay)  # the phase at full speed first
+        found.update(sample(targets_of(system), args.seconds, args.rate, out))
+
+    sampling = threading.Thread(target=spy, daemon=True)
     started = time.monotonic()
-    threading.Timer(args.delay, spy.start).start()
+    sampling.start()
     row = phase(system, "place", args.concurrency, args.orders, place)
-    spy.join(args.seconds + 120)
+    sampling.join(args.delay + args.seconds + 120)
     if time.monotonic() - started < args.delay + args.seconds:
         print("warning: the phase ended before sampling did; raise --orders")
     print(

@@ -66,6 +66,8 @@ ACCESS_ALGORITHM = "RS256"
 SERVICE_ALGORITHM = "HS256"
 # Claims every user token carries; one without them is refused even if signed.
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "jti")
+# Seconds the JWKS client keeps the keys it fetched; a verified token as long.
+JWKS_LIFESPAN = 300.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class VerifyingKeys:
             self._public_key = Path(public_key_file).read_bytes()
         elif jwks_url:
             self._jwks = jwt.PyJWKClient(
-                jwks_url, cache_keys=True, lifespan=300, timeout=5
+                jwks_url, cache_keys=True, lifespan=JWKS_LIFESPAN, timeout=5
             )
 
     def key_for(self, header: Mapping[str, Any]) -> Any:
@@ -196,20 +198,28 @@ class VerifiedTokens:
     authenticating a request costs. The key is the whole token, signature
     included, so only those exact bytes are ever taken as verified; expiry is
     still checked on every use, and revocation is not remembered here at all.
+    A token is verified again at least every `recheck` seconds, so one signed by
+    a key withdrawn from the JWKS stops being accepted as soon as the JWKS
+    client's own cache of keys lets it go (both: 5 minutes).
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, recheck: float = JWKS_LIFESPAN) -> None:
         self._size = size
-        self._claims: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._recheck = recheck
+        # token -> (claims, until when they stand without a new check)
+        self._claims: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, token: str) -> dict[str, Any] | None:
         """The claims of a token verified before and not expired yet."""
+        now = time.time()
         with self._lock:
-            claims = self._claims.get(token)
-            if claims is None:
+            found = self._claims.get(token)
+            if found is None:
                 return None
-            if not time.time() < int(claims["exp"]):  # PyJWT's own comparison
+            claims, until = found
+            # PyJWT's own comparison for `exp`.
+            if not (now < int(claims["exp"]) and now < until):
                 del self._claims[token]
                 return None
             self._claims.move_to_end(token)
@@ -220,7 +230,7 @@ class VerifiedTokens:
         if not isinstance(claims.get("exp"), int | float):
             return
         with self._lock:
-            self._claims[token] = dict(claims)
+            self._claims[token] = (dict(claims), time.time() + self._recheck)
             self._claims.move_to_end(token)
             while len(self._claims) > self._size:
                 self._claims.popitem(last=False)

@@ -97,6 +97,11 @@ class TimestampMixin:
 
 # A connection idle longer than this is pinged before use (see make_engine).
 PING_IDLE_AFTER = 5.0
+# libpq's TCP keepalive: a server gone without a word (its host down, a NAT entry
+# dropped) is noticed in about a minute, not the system's two hours; it matters
+# most to a connection that only waits, such as a Listener's.
+TCP_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                 "keepalives_count": 3}  # fmt: skip
 
 
 def make_engine(
@@ -110,10 +115,11 @@ def make_engine(
     for more than `ping_idle_after` seconds is pinged (the server or a firewall
     dropped it meanwhile: a fresh one is taken instead). A connection dropped
     while in use still fails that one use; the pool then replaces every
-    connection it holds.
+    connection it holds. Every connection keeps TCP alive (`TCP_KEEPALIVE`).
     """
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    kwargs["connect_args"] = {**TCP_KEEPALIVE, **kwargs.get("connect_args", {})}
     engine = sa.create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine, ping_idle_after)
@@ -146,20 +152,27 @@ _NAMED_POSTGRESQL = postgresql.psycopg2.dialect(paramstyle="named")  # type: ign
 _NAMED_POSTGRESQL.bind_typing = BindTyping.NONE
 
 
-def compiled_once(statement: sa.ClauseElement) -> sa.TextClause:
-    """`statement` compiled for PostgreSQL now, as text that SQLAlchemy caches.
+def compiled_once(statement: sa.ClauseElement) -> sa.Executable:
+    """`statement` compiled for PostgreSQL (psycopg2) now, as text SQLAlchemy caches.
 
     SQLAlchemy 2.0 compiles a PostgreSQL `INSERT ... ON CONFLICT` again on every
-    execution: that construct has no cache key (sqlalchemy#10445, changed in 2.1).
-    Built once, at import,
-    with every value a `sa.bindparam`, and passed through this, it is compiled
-    once: its parameters keep their types, and its RETURNING columns theirs.
-    Column defaults computed in Python are not applied: give those columns too.
+    execution: that construct has no cache key (sqlalchemy#10445). Built once, at
+    import, with every value a `sa.bindparam` (a constant too: `sa.literal_column`),
+    and passed through this, it is compiled once; its parameters keep their types,
+    and its RETURNING columns theirs. It runs as plain SQL, so:
+
+    - column defaults and `onupdate`s computed in Python are not applied (refused
+      here: give those columns); `ON CONFLICT DO UPDATE` never applied `onupdate`;
+    - `session.execute` does not autoflush the ORM's pending objects before it;
+    - no RETURNING is added but the statement's own.
+
+    For a statement on a hot path (every request, every event); elsewhere the
+    statement itself is simpler to read.
     """
-    if isinstance(statement, sa.Insert):  # no RETURNING but the one it asks for
+    if isinstance(statement, sa.Insert):
         statement = statement.inline()
     compiled = cast(SQLCompiler, statement.compile(dialect=_NAMED_POSTGRESQL))
-    defaults = [column.name for column in compiled.insert_prefetch]
+    defaults = [c.name for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
     if defaults:
         raise ValueError(f"compiled_once: give {defaults} (Python-side defaults)")
     binds = []
@@ -170,7 +183,7 @@ def compiled_once(statement: sa.ClauseElement) -> sa.TextClause:
     # `sa.text` reads `:name` as a parameter: a cast's `::` is escaped.
     text = sa.text(compiled.string.replace("::", r"\:\:")).bindparams(*binds)
     returning = list(getattr(statement, "exported_columns", ()))
-    return text.columns(*returning) if returning else text  # type: ignore[return-value]
+    return text.columns(*returning) if returning else text
 
 
 def in_two_phase(session: Session) -> bool:

@@ -196,7 +196,7 @@ def _insert_or_take_over(
     return owned
 
 
-def _claim_statement() -> sa.TextClause:
+def _claim_statement() -> sa.Executable:
     """Insert a key, or take over an expired one (then it is fresh again)."""
     now = sa.bindparam("now", type_=UTCDateTime())
     insert = pg_insert(_keys).values(

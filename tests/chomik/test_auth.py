@@ -422,3 +422,16 @@ def test_remembered_tokens_are_bounded():
     assert verified.get("b") is not None
     verified.put("no-expiry", {"sub": "x"})
     assert verified.get("no-expiry") is None
+
+
+def test_a_remembered_token_is_verified_again_after_a_while(monkeypatch):
+    """A key withdrawn from the JWKS must not keep its tokens valid until expiry."""
+    from chomik.auth import VerifiedTokens
+
+    verified = VerifiedTokens(recheck=300)
+    now = time.time()
+    verified.put("t", {"exp": int(now) + 3600, "sub": "u"})
+    monkeypatch.setattr(time, "time", lambda: now + 299)
+    assert verified.get("t") == {"exp": int(now) + 3600, "sub": "u"}
+    monkeypatch.setattr(time, "time", lambda: now + 301)
+    assert verified.get("t") is None

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import enum
+import os
 import time
 import uuid
 
@@ -172,12 +173,14 @@ def test_compiled_once_refuses_a_value_it_would_freeze_or_a_python_default():
         "test_db_defaults",
         sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("n", sa.Integer, default=lambda: 1),
+        sa.Column("n", sa.Integer, default=lambda: 1, onupdate=lambda: 2),
     )
     with pytest.raises(ValueError, match="carries a value"):
         compiled_once(insert(table).values(id=5, n=sa.bindparam("n")))
     with pytest.raises(ValueError, match="Python-side defaults"):
         compiled_once(insert(table).values(id=sa.bindparam("id")))
+    with pytest.raises(ValueError, match="Python-side defaults"):
+        compiled_once(sa.update(table).values(id=sa.bindparam("new_id")))
 
 
 def test_compiled_once_adds_no_returning_of_generated_keys():
@@ -189,3 +192,21 @@ def test_compiled_once_adds_no_returning_of_generated_keys():
     )
     statement = compiled_once(insert(table).values(name=sa.bindparam("name")))
     assert "RETURNING" not in str(statement)
+
+
+def test_connections_keep_tcp_alive(infra):
+    import socket
+
+    engine = make_engine(infra.urls["gateway"])
+    try:
+        with engine.connect() as connection:
+            fd = connection.connection.dbapi_connection.fileno()
+            sock = socket.socket(fileno=os.dup(fd))
+            try:
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+            finally:
+                sock.close()
+    finally:
+        engine.dispose()

@@ -249,7 +249,7 @@ def _attempt(
         raise
 
 
-def _upsert_attempt_statement() -> sa.TextClause:
+def _upsert_attempt_statement() -> sa.Executable:
     """Insert the attempt, or renew one not yet due nor claimed; answer whether it
     was inserted (no row: the existing one is being or was released)."""
     insert = pg_insert(PlacementAttempt).values(
