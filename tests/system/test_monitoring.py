@@ -48,6 +48,13 @@ SETTINGS = {
 RAISED = {"ChomikLoginThrottling", "ChomikPaymentFailures"}
 
 
+def scraped_all(url):
+    """Whether Prometheus has scraped every target of the system, each one up."""
+    response = requests.get(f"{url}/api/v1/targets", timeout=10).json()
+    active = response["data"]["activeTargets"]
+    return bool(active) and all(target["health"] == "up" for target in active)
+
+
 @pytest.fixture(scope="module")
 def system():
     """One `chomik run` with its Prometheus for the module; its URL."""
@@ -65,6 +72,9 @@ def system():
         lines = wait_up(launcher, timeout=660)
         url = f"http://{HOST}:{port}"
         assert any(line.startswith(f"prometheus {url} ") for line in lines), lines
+        # Prometheus scrapes its targets first some seconds after it is ready: the
+        # counters' zeros must be in before the load, or `increase` misses the start.
+        eventually(lambda: scraped_all(url), 60, "every target scraped")
         yield url
     finally:
         launcher.send_signal(signal.SIGTERM)
