@@ -111,10 +111,36 @@ class System:
         """CPU seconds so far per process (workers folded into `<app>-workers`)."""
         totals: Counter[str] = Counter()
         for label, seconds in cpu_by_label(self.groups(), self.trees()).items():
-            app, _, rest = label.partition("-worker")
-            totals[f"{app}-workers" if rest else label] += seconds
+            totals[folded(label)] += seconds
         totals["client"] = own_cpu()
         return totals
+
+
+def folded(label: str) -> str:
+    """A process's label with an app's worker replicas as one: `orders-workers`."""
+    app, _, replica = label.partition("-worker")
+    return f"{app}-workers" if replica else label
+
+
+def system_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `running` reads."""
+    parser.add_argument("--attach", metavar="DIR", help="data dir of a running system")
+    parser.add_argument("--pg-port", type=int, default=None)
+    parser.add_argument("--log-level", default="WARNING")
+
+
+@contextlib.contextmanager
+def running(args: argparse.Namespace) -> Iterator[System]:
+    """The system measured: the one at `--attach DIR`, else `chomik run` launched."""
+    host = os.environ.get("CHOMIK_HOST", "127.0.0.1")
+    if args.attach:
+        pg_port = args.pg_port or int(os.environ.get("EMBEDDED_PG_PORT", "17432"))
+        yield System(host, Path(args.attach), pg_port)
+        return
+    # SIGTERM (`timeout`, a CI job's end) unwinds too: the system is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with launched(host, args.log_level) as system:
+        yield system
 
 
 @contextlib.contextmanager
@@ -367,22 +393,14 @@ def main() -> int:
     parser.add_argument(
         "--poll", type=float, default=0.05, help="seconds between polls"
     )
-    parser.add_argument("--attach", metavar="DIR", help="data dir of a running system")
-    parser.add_argument("--pg-port", type=int, default=None)
-    parser.add_argument("--log-level", default="WARNING")
+    system_arguments(parser)
     parser.add_argument(
         "--out",
         default=str(PROJECT_DIR / "benchmarks" / "results" / f"{_today()}.md"),
         help="where the figures are written as Markdown too",
     )
     args = parser.parse_args()
-    host = os.environ.get("CHOMIK_HOST", "127.0.0.1")
-    if args.attach:
-        pg_port = args.pg_port or int(os.environ.get("EMBEDDED_PG_PORT", "17432"))
-        return measure(System(host, Path(args.attach), pg_port), args)
-    # SIGTERM (`timeout`, a CI job's end) unwinds too: the system is stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with launched(host, args.log_level) as system:
+    with running(args) as system:
         return measure(system, args)
 
 

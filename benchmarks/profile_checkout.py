@@ -31,7 +31,6 @@ Run: CHOMIK_HOST=127.0.0.6 .venv/bin/python benchmarks/profile_checkout.py
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -41,7 +40,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_checkout import Shop, System, launched, open_accounts, phase
+from bench_checkout import (
+    Shop,
+    System,
+    folded,
+    open_accounts,
+    phase,
+    running,
+    system_arguments,
+)
 from harness import seed
 
 # Walking a stack outward, the first frame whose file matches decides its kind
@@ -122,7 +129,7 @@ def targets_of(system: System) -> dict[str, int]:
     return {
         label: pid
         for label, pid in system.groups().items()
-        if label.partition("-worker")[0] in SAMPLED
+        if folded(label).removesuffix("-workers") in SAMPLED
     }
 
 
@@ -184,10 +191,7 @@ def profile(system: System, args: argparse.Namespace) -> int:
     )
     samples: dict[str, Counter[str]] = {}
     for label, path in found.items():
-        app, _, rest = label.partition("-worker")
-        samples.setdefault(f"{app}-workers" if rest else label, Counter()).update(
-            read_samples(path)
-        )
+        samples.setdefault(folded(label), Counter()).update(read_samples(path))
     report(row.cpu, samples)
     print(f"\npy-spy's samples (collapsed stacks): {out}")
     return 0
@@ -201,14 +205,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="of sampling")
     parser.add_argument("--delay", type=float, default=5, help="before sampling")
     parser.add_argument("--rate", type=int, default=50, help="samples per second")
-    parser.add_argument("--attach", metavar="DIR", help="data dir of a running system")
-    parser.add_argument("--pg-port", type=int, default=None)
+    system_arguments(parser)
     args = parser.parse_args()
-    host = os.environ.get("CHOMIK_HOST", "127.0.0.1")
-    if args.attach:
-        pg_port = args.pg_port or int(os.environ.get("EMBEDDED_PG_PORT", "17432"))
-        return profile(System(host, Path(args.attach), pg_port), args)
-    with launched(host, "WARNING") as system:
+    with running(args) as system:
         return profile(system, args)
 
 

@@ -487,6 +487,11 @@ def test_a_handler_may_record_its_inbox_row_inside_a_two_phase_commit(
     assert effects() == [1, 1]
 
 
+def gaps_between(times: list[float]) -> list[float]:
+    """Seconds between each time and the next."""
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
 def timed_polls(monkeypatch) -> list[float]:
     """When each poll with partitions assigned began, for consumers made from now."""
     polls: list[float] = []
@@ -515,14 +520,14 @@ def test_an_idle_consumer_polls_ever_less_often_and_a_record_wakes_it(
     options = {"idle_after": 0.2, "idle_pause": 0.1, "idle_pause_max": 0.8}
     with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
         wait_until(lambda: len(polls) >= 12, 30, 0.05)
-        gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
+        gaps = gaps_between(polls)
         # Pauses of 0.1, 0.2, 0.4, then 0.8 s: never shorter once grown.
         assert min(gaps[-3:]) > 0.7, gaps
         publish(infra.kafka, topic, [envelope_of(Ping("w", 1))])
         wait_until(lambda: effects(engine) == [("w", 1)], 10, 0.05)
         woken = len(polls)
         wait_until(lambda: len(polls) >= woken + 3, 10, 0.05)
-        after = [b - a for a, b in zip(polls[woken - 1 :], polls[woken:], strict=False)]
+        after = gaps_between(polls[woken - 1 :])
         assert max(after[:3]) < 0.7, after  # the pauses start short again
 
 
@@ -536,6 +541,6 @@ def test_a_consumer_without_an_idle_pause_never_pauses(
         time.sleep(1.5)  # well past idle_after
         start = len(polls)
         time.sleep(1.0)
-        gaps = [b - a for a, b in zip(polls[start:], polls[start + 1 :], strict=False)]
+        gaps = gaps_between(polls[start:])
         assert len(gaps) >= 2, gaps
         assert max(gaps) < 0.45, gaps  # one fetch's wait, never a pause
