@@ -244,7 +244,7 @@ def latency(system: System, events: int, gap: float) -> list[float]:
         topics=[TOPIC],
         # Only how fast it joins differs from the workers' consumers.
         consumer_options={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-        idle_pause_max=Settings.from_env().consumer_idle_pause_max,
+        idle_wait_max=Settings.from_env().consumer_idle_wait_max,
     )
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)

@@ -99,11 +99,11 @@ class Settings:
     http_timeout: float = env(
         "HTTP_TIMEOUT", 5.0, doc="seconds for every outgoing call"
     )
-    consumer_idle_pause_max: float = env(
-        "CONSUMER_IDLE_PAUSE_MAX",
+    consumer_idle_wait_max: float = env(
+        "CONSUMER_IDLE_WAIT_MAX",
         2.0,
-        doc="longest pause between an idle consumer's polls: the most the first "
-        "event after a quiet spell waits (0: never pause, at a fetch per 50 ms)",
+        doc="longest the broker may hold an idle consumer's fetch (it answers "
+        "sooner when a record comes; 0: always 50 ms, a fetch per 50 ms)",
     )
     scheduler_replica_id: str = env(
         "SCHEDULER_REPLICA_ID", "", doc="stable replica id (default: host name)"

@@ -135,7 +135,7 @@ class Worker:
                 max_attempts=self.max_attempts,
                 consumer_options=self.consumer_options,
                 event_types=self.event_types,
-                idle_pause_max=self.settings.consumer_idle_pause_max,
+                idle_wait_max=self.settings.consumer_idle_wait_max,
             )
             self._consumer = consumer
             self._spawn("consumer", consumer.run)

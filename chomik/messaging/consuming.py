@@ -38,12 +38,14 @@ error type, attempts, source topic, partition, offset, group), and the partition
 moves on. Timeouts are bounded because the message's own work may cause them again
 and again. `chomik dlq` lists, shows and replays dead letters (`chomik.messaging.dlq`).
 
-Idle, the loop backs off: once `idle_after` seconds have passed without a record
-(with partitions assigned), it pauses between short polls instead of fetching
-continuously, `idle_pause` seconds at first, doubling up to `idle_pause_max`; the
-first record tightens it again (`idle_pause_max` 0: it never pauses). The broker
-answers a fetch only when its wait (`fetch_max_wait_ms`) is over, so continuous
-fetching costs a fetch per wait on every consumer even when nothing happens.
+Idle, the loop lets the broker wait: once `idle_after` seconds have passed without a
+record (with partitions assigned), each fetch asks the broker to hold it up to
+`idle_wait` seconds at first, doubling up to `idle_wait_max`, instead of the busy
+`fetch_max_wait_ms` (50 ms); the first record shortens it again (`idle_wait_max` 0:
+it never lengthens). The broker answers such a fetch as soon as a record is there
+(Apache Kafka at once; the embedded Tansu at its next look, halfway through the
+wait, then at three quarters...), so an idle consumer costs one fetch per wait and
+a record after a quiet spell is not held back by a pause on the client's side.
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ from chomik.messaging.kafka import (
     decode,
     dlq,
     event_table,
+    fetch_wait,
     make_consumer,
     make_producer,
+    set_fetch_wait,
 )
 from chomik.messaging.outbox import backoff_delay
 from chomik.metrics import (
@@ -94,8 +98,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Session, Any], None]
 HandlerKey = type[Event] | str
 
-POLL_MS = 200  # one poll's wait for records, busy
-IDLE_POLL_MS = 50  # idle: one fetch's worth, between pauses
+POLL_MS = 200  # one poll's wait for records, busy; idle, on top of the fetch's wait
 
 
 _inbox = sa.table(
@@ -196,8 +199,8 @@ class Consumer:
         producer_factory: Callable[[], KafkaProducer] | None = None,
         event_types: Mapping[str, type[Event]] | None = None,
         idle_after: float = 10.0,
-        idle_pause: float = 0.5,
-        idle_pause_max: float = 2.0,
+        idle_wait: float = 0.5,
+        idle_wait_max: float = 2.0,
     ) -> None:
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
@@ -214,8 +217,8 @@ class Consumer:
         self.outage_backoff = outage_backoff
         self.outage_backoff_max = outage_backoff_max
         self.idle_after = idle_after
-        self.idle_pause = idle_pause
-        self.idle_pause_max = idle_pause_max
+        self.idle_wait = idle_wait
+        self.idle_wait_max = idle_wait_max
         self.consumer_options = dict(consumer_options or {})
         self._producer_factory = producer_factory or (
             lambda: make_producer(bootstrap_servers)
@@ -421,22 +424,25 @@ class Consumer:
         consumer.subscribe(self.topics)
         failures = 0
         last_record = time.monotonic()
-        pause = self.idle_pause
+        busy_wait = fetch_wait(consumer)
+        idle_wait: float | None = None  # the broker's wait while idle
         try:
             while not stop.is_set():
                 if not consumer.assignment():  # joining: never idle
                     last_record = time.monotonic()
-                idle = (
-                    self.idle_pause_max > 0
-                    and time.monotonic() - last_record > self.idle_after
-                )
-                if not idle:
-                    pause = self.idle_pause
-                elif stop.wait(min(pause, self.idle_pause_max)):
-                    break
+                if (
+                    self.idle_wait_max <= 0
+                    or time.monotonic() - last_record <= self.idle_after
+                ):
+                    idle_wait = None
+                elif idle_wait is None:
+                    idle_wait = min(self.idle_wait, self.idle_wait_max)
                 else:
-                    pause = min(self.idle_pause_max, pause * 2)
-                batches = consumer.poll(timeout_ms=IDLE_POLL_MS if idle else POLL_MS)
+                    idle_wait = min(self.idle_wait_max, idle_wait * 2)
+                set_fetch_wait(consumer, busy_wait if idle_wait is None else idle_wait)
+                # Idle, one poll lasts the broker's whole wait.
+                extra = 0 if idle_wait is None else int(idle_wait * 1000)
+                batches = consumer.poll(timeout_ms=extra + POLL_MS)
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 try:
                     self._process_batch(batches, stop, offsets)

@@ -313,6 +313,21 @@ def make_consumer(
     return KafkaConsumer(**config)
 
 
+def fetch_wait(consumer: KafkaConsumer) -> float:
+    """Seconds the broker may hold the consumer's next fetch while no record is there."""
+    return float(consumer._fetcher.config["fetch_max_wait_ms"]) / 1000
+
+
+def set_fetch_wait(consumer: KafkaConsumer, seconds: float) -> None:
+    """Change how long the broker may hold the consumer's next fetch.
+
+    kafka-python takes `fetch_max_wait_ms` only when the consumer is made, but its
+    fetcher reads the value for every fetch it builds; this sets that value (the
+    fetch already on its way keeps its own).
+    """
+    consumer._fetcher.config["fetch_max_wait_ms"] = max(1, int(seconds * 1000))
+
+
 def ensure_topics(
     bootstrap_servers: str,
     topics: Iterable[str],

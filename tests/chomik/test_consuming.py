@@ -513,29 +513,48 @@ def timed_polls(monkeypatch) -> list[float]:
     return polls
 
 
-def test_an_idle_consumer_polls_ever_less_often_and_a_record_wakes_it(
+def test_an_idle_consumer_fetches_ever_longer_waits_and_a_record_shortens_them(
     infra, engine, topic, monkeypatch
 ):
     polls = timed_polls(monkeypatch)
-    options = {"idle_after": 0.2, "idle_pause": 0.1, "idle_pause_max": 0.8}
+    options = {"idle_after": 0.2, "idle_wait": 0.1, "idle_wait_max": 0.8}
     with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
         wait_until(lambda: len(polls) >= 12, 30, 0.05)
         gaps = gaps_between(polls)
-        # Pauses of 0.1, 0.2, 0.4, then 0.8 s: never shorter once grown.
+        # The broker holds each fetch 0.1, 0.2, 0.4, then 0.8 s: never shorter again.
         assert min(gaps[-3:]) > 0.7, gaps
         publish(infra.kafka, topic, [envelope_of(Ping("w", 1))])
         wait_until(lambda: effects(engine) == [("w", 1)], 10, 0.05)
         woken = len(polls)
         wait_until(lambda: len(polls) >= woken + 3, 10, 0.05)
         after = gaps_between(polls[woken - 1 :])
-        assert max(after[:3]) < 0.7, after  # the pauses start short again
+        assert max(after[:3]) < 0.7, after  # the waits start short again
 
 
-def test_a_consumer_without_an_idle_pause_never_pauses(
+def test_a_record_during_an_idle_wait_is_not_held_to_its_end(
+    infra, engine, topic, monkeypatch
+):
+    # The consumer waits at the broker, not on its own: the broker answers the
+    # fetch once the record is there (the embedded broker at its next look,
+    # halfway through a 4 s wait), where a pause would hold it the whole 4 s.
+    polls = timed_polls(monkeypatch)
+    options = {"idle_after": 0.2, "idle_wait": 4.0, "idle_wait_max": 4.0}
+    with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
+        wait_until(lambda: polls and time.monotonic() - polls[0] > 6, 30, 0.05)
+        idle = len(polls)
+        wait_until(lambda: len(polls) > idle, 10, 0.01)  # a 4 s wait begins
+        time.sleep(0.5)
+        published = time.monotonic()
+        publish(infra.kafka, topic, [envelope_of(Ping("w", 1))])
+        wait_until(lambda: effects(engine) == [("w", 1)], 10, 0.02)
+        assert time.monotonic() - published < 2.8
+
+
+def test_a_consumer_without_an_idle_wait_never_lengthens_its_fetches(
     infra, engine, topic, monkeypatch
 ):
     polls = timed_polls(monkeypatch)
-    options = {"idle_after": 0.2, "idle_pause": 0.5, "idle_pause_max": 0}
+    options = {"idle_after": 0.2, "idle_wait": 0.5, "idle_wait_max": 0}
     with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
         wait_until(lambda: len(polls) >= 2, 30, 0.05)
         time.sleep(1.5)  # well past idle_after
@@ -543,4 +562,4 @@ def test_a_consumer_without_an_idle_pause_never_pauses(
         time.sleep(1.0)
         gaps = gaps_between(polls[start:])
         assert len(gaps) >= 2, gaps
-        assert max(gaps) < 0.45, gaps  # one fetch's wait, never a pause
+        assert max(gaps) < 0.45, gaps  # a poll's worth of 50 ms fetches
