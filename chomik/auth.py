@@ -470,9 +470,14 @@ def refresh_claims() -> dict[str, Any]:
     """The claims of the request's refresh token (its JSON `refresh_token`)."""
     if "chomik_refresh" not in g:
         # flask-jwt-extended reads the key of whatever JSON came: a number or a
-        # list would raise inside it (a 500).
-        if not isinstance(request.get_json(silent=True), dict):
+        # list would raise inside it (a 500), and so would a token PyJWT cannot
+        # encode (a JWT is ASCII; JSON's "\ud800" escape is not even UTF-8).
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
             raise UnauthorizedError("A refresh token is required")
+        token = body.get("refresh_token")
+        if isinstance(token, str) and not token.isascii():
+            raise UnauthorizedError("The token is invalid")
         if verify_jwt_in_request(refresh=True, locations=["json"]) is None:
             raise UnauthorizedError("A refresh token is required")
         g.chomik_refresh = dict(get_jwt())

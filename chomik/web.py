@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -153,20 +154,33 @@ def streams_body(view: V) -> V:
     return view
 
 
-def nul_fields(value: Any, prefix: str = "") -> dict[str, list[str]]:
-    """Fields whose text holds a NUL character, which PostgreSQL cannot store."""
+# Text PostgreSQL cannot store: NUL, and half of a UTF-16 surrogate pair (JSON's
+# `"\ud800"` escape alone decodes to it; a whole pair decodes to one character).
+_UNSTORABLE = {
+    "NUL characters are not allowed": re.compile("\x00"),
+    "Unpaired surrogate escapes (\\ud800-\\udfff) are not allowed": re.compile(
+        "[\ud800-\udfff]"
+    ),
+}
+
+
+def unstorable_fields(value: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Fields whose text holds what PostgreSQL cannot store (a NUL, a lone surrogate)."""
     found: dict[str, list[str]] = {}
     if isinstance(value, str):
-        if "\x00" in value:
-            found[prefix or "_schema"] = ["NUL characters are not allowed"]
+        reasons = [text for text, bad in _UNSTORABLE.items() if bad.search(value)]
+        if reasons:
+            found[prefix or "_schema"] = reasons
     elif isinstance(value, dict):
         for key, item in value.items():
-            found.update(nul_fields(item, f"{prefix}.{key}" if prefix else str(key)))
-            found.update(nul_fields(key, prefix or "_schema"))
+            found.update(
+                unstorable_fields(item, f"{prefix}.{key}" if prefix else str(key))
+            )
+            found.update(unstorable_fields(key, prefix or "_schema"))
     elif isinstance(value, list):
         for index, item in enumerate(value):
             found.update(
-                nul_fields(item, f"{prefix}.{index}" if prefix else str(index))
+                unstorable_fields(item, f"{prefix}.{index}" if prefix else str(index))
             )
     return found
 
@@ -188,11 +202,13 @@ def _handler() -> Callable[..., Any] | None:
     return method if callable(method) else None
 
 
-def _read_chunked_body() -> None:
+def read_chunked_body() -> None:
     """Read a body without Content-Length whole, or refuse it with 413.
 
     werkzeug stops reading such a stream at MAX_CONTENT_LENGTH without saying
-    so: a longer body would arrive cut short, as malformed JSON (a 400).
+    so: a longer body would arrive cut short, as malformed JSON (a 400). The kit
+    calls it before every view that parses its body; a view that sets a smaller
+    `request.max_content_length` of its own calls it after.
     """
     if request.content_length is not None or "wsgi.input_terminated" not in (
         request.environ
@@ -211,7 +227,7 @@ def _bound_json_body() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "chomik_streams_body", False):
         return
-    _read_chunked_body()
+    read_chunked_body()
     if not request.is_json:
         return
     data = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
@@ -234,15 +250,15 @@ def _authenticate() -> None:
         access.check()
 
 
-def _refuse_nul_characters() -> None:
+def _refuse_unstorable_text() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "chomik_streams_body", False):
         return
     errors: dict[str, list[str]] = {}
     for name, values in request.args.lists():
-        errors.update(nul_fields(values and "".join(values), name))
+        errors.update(unstorable_fields(values and "".join(values), name))
     if request.is_json:
-        errors.update(nul_fields(request.get_json(silent=True)))
+        errors.update(unstorable_fields(request.get_json(silent=True)))
     if errors:
         raise problems.ValidationProblem(errors)
 
@@ -289,11 +305,11 @@ def _cleanup(_exc: BaseException | None) -> None:
 
 
 def _wire_request_cycle(app: Flask) -> None:
-    """Request id, JSON bounds, authentication, NUL refusal, one transaction each."""
+    """Request id, JSON bounds, authentication, unstorable text refused, one transaction each."""
     app.before_request(_bind_request_id)
     app.before_request(_bound_json_body)
     app.before_request(_authenticate)
-    app.before_request(_refuse_nul_characters)
+    app.before_request(_refuse_unstorable_text)
     app.after_request(_finish)
     app.teardown_request(_cleanup)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import urllib3
 from urllib3 import HTTPHeaderDict
-from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
 from urllib3.exceptions import TimeoutError as UpstreamTimeout
 
 from apps.gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
@@ -33,6 +33,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 CHUNK_SIZE = 64 * 1024
+# Sent a second time when the service dropped the connection without an answer:
+# methods that change nothing, without a body (nothing of it has been read away).
+RESENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,10 @@ class Forwarder:
         pool_size: int = 32,
     ) -> None:
         self.upstreams = dict(upstreams)
-        # urllib3 never retries a POST; retrying a GET could repeat a slow call,
-        # so no retries at all and the client decides. No proxy or .netrc from
-        # the environment: the services' addresses are the settings'.
+        # urllib3 itself retries nothing: a GET that timed out would be sent
+        # again, as slow (`send` resends a safe request that got no answer at
+        # all, once). No proxy or .netrc from the environment: the services'
+        # addresses are the settings'.
         self.pools = urllib3.PoolManager(
             num_pools=8,
             maxsize=pool_size,
@@ -164,15 +168,16 @@ class Forwarder:
         if isinstance(body, Body):
             fields["Content-Length"] = str(len(body))
         try:
-            return self.pools.urlopen(
-                method,
-                url,
-                headers=fields,
-                body=body,
-                preload_content=False,
-                decode_content=False,
-                redirect=False,
-            )
+            try:
+                return self._open(method, url, fields, body)
+            except ProtocolError:
+                # Dropped without an answer: mostly a kept-alive connection the
+                # service closed (its keep-alive timeout) just as the pool handed
+                # it out. A request that changes nothing goes once more, on a new
+                # connection; any other is the client's to send again.
+                if body is not None or method not in RESENT_METHODS:
+                    raise
+                return self._open(method, url, fields, body)
         except NewConnectionError as exc:  # before TimeoutError: it is one too
             raise UpstreamUnavailableError(
                 service, f"The {service} service cannot be reached"
@@ -185,6 +190,23 @@ class Forwarder:
             raise UpstreamUnavailableError(
                 service, f"The {service} service cannot be reached"
             ) from exc
+
+    def _open(
+        self,
+        method: str,
+        url: str,
+        headers: HTTPHeaderDict,
+        body: Body | Iterator[bytes] | None,
+    ) -> urllib3.BaseHTTPResponse:
+        return self.pools.urlopen(
+            method,
+            url,
+            headers=headers,
+            body=body,
+            preload_content=False,
+            decode_content=False,
+            redirect=False,
+        )
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -90,6 +90,25 @@ def test_nul_character_is_a_validation_problem_not_a_500(client, make_token):
     assert list(assert_problem(query, 422, "validation-error")["errors"]) == ["q"]
 
 
+def test_a_lone_surrogate_is_a_validation_problem_not_a_500(client, make_token):
+    # JSON's "\ud800" escape alone decodes to half a character, which neither
+    # PostgreSQL nor a UTF-8 encoder takes; a whole pair is one character.
+    response = client.post(
+        "/api/v1/things",
+        json={"name": "a\ud800", "size": 1, "tags": ["ok", "\udfff"]},
+        headers=auth(make_token("u1", "seller")),
+    )
+    body = assert_problem(response, 422, "validation-error")
+    assert set(body["errors"]) == {"name", "tags.1"}
+    assert "surrogate" in body["errors"]["name"][0]
+    paired = client.post(
+        "/api/v1/things",
+        json={"name": "a\ud83d\ude00", "size": 1},
+        headers=auth(make_token("u1", "seller")),
+    )
+    assert paired.status_code == 201, paired.get_data(as_text=True)
+
+
 def test_invalid_body_is_a_validation_problem_with_flat_errors(client, make_token):
     response = client.post(
         "/api/v1/things",

@@ -210,6 +210,36 @@ def test_hostile_json_to_login_is_a_400_problem_before_the_limiter(client, body)
 
 
 @pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("login", '{"email": "\\ud800@x.example", "password": "aaaaaaaaa"}', "email"),
+        ("login", '{"email": "a@x.example", "password": "\\udc00aaaaaaa"}', "password"),
+        ("logout", '{"refresh_token": "\\ud800"}', "refresh_token"),
+    ],
+    ids=["login-email", "login-password", "logout"],
+)
+def test_a_lone_surrogate_to_the_auth_endpoints_is_a_422_problem(
+    client, actors, path, body, field
+):
+    response = client.post(
+        f"/api/v1/auth/{path}",
+        data=body,
+        content_type="application/json",
+        headers=auth(actors.token("s@x.example")) if path == "logout" else {},
+    )
+    assert field in assert_problem(response, 422, "validation-error")["errors"]
+
+
+def test_a_refresh_token_that_is_not_ascii_is_401_not_a_500(client):
+    response = client.post(
+        "/api/v1/auth/refresh",
+        data='{"refresh_token": "\\ud800"}',
+        content_type="application/json",
+    )
+    assert_problem(response, 401)
+
+
+@pytest.mark.parametrize(
     ("change", "field"),
     [
         ({"name": "   "}, "name"),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
+import socket
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from apps.gateway.proxy import route
+from chomik.infra import free_port
 from tests.apps.gateway.conftest import dead_url
 from tests.apps.gateway.upstream import PLAIN, big_body
 from tests.conftest import auth
@@ -140,6 +145,51 @@ def test_upstream_down_is_502_naming_the_service(make_gateway):
     assert body["type"] == "bad-gateway"
     assert body["service"] == "storage"
     assert "storage" in body["detail"]
+
+
+@contextlib.contextmanager
+def closing_kept_alive_connections() -> Iterator[str]:
+    """A service that answers the first request of a connection, keeps it open,
+    and closes it unanswered when a second request comes on it: a keep-alive
+    timeout that strikes just as the connection is reused."""
+    listener = socket.create_server(("127.0.0.1", free_port()))
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
+    )
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.recv(65536)  # the second request: dropped unanswered
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def test_a_safe_request_on_a_connection_closed_unanswered_is_sent_again(
+    make_gateway,
+):
+    with closing_kept_alive_connections() as url:
+        client = make_gateway(storage_url=url).test_client()
+        # Each GET after the first comes on a connection used once, is dropped,
+        # and goes again on a new one.
+        for _ in range(4):
+            assert client.get("/api/v1/products").status_code == 200
+        refused = client.post("/api/v1/products")  # never sent twice
+        assert refused.status_code == 502
+        assert refused.get_json()["type"] == "bad-gateway"
+        assert client.post("/api/v1/products").status_code == 200  # a new one
 
 
 def test_upstream_slow_is_504_naming_the_service(make_gateway, upstream):
