@@ -1,9 +1,13 @@
 """The typed client of the payment service, called with a user's access token.
 
 The start of an order's payment is safe to repeat (the open payment is answered
-again), so it is retried like a GET. The payment service's problem types map to:
+again), so it is retried like a GET. `MIN_AMOUNT` and `MAX_AMOUNT` bound what one
+payment can charge; orders refuses to place an order whose total is outside them.
+The payment service's problem types map to:
 
     ResponseError
+    ├── BadRequestError
+    │   └── PaymentRefusedError         payment-refused
     ├── NotFoundError
     │   ├── PaymentNotFoundError        payment-not-found
     │   └── OrderNotFoundError          order-not-found
@@ -24,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from clients._http import (
+    BadRequestError,
     Client,
     ConflictError,
     NotFoundError,
@@ -32,6 +37,8 @@ from clients._http import (
 )
 
 __all__ = [
+    "MAX_AMOUNT",
+    "MIN_AMOUNT",
     "BankUnavailableError",
     "OrderNotFoundError",
     "OrderNotPayableError",
@@ -39,9 +46,15 @@ __all__ = [
     "PaymentClient",
     "PaymentNotFoundError",
     "PaymentPage",
+    "PaymentRefusedError",
     "PaymentStart",
     "PaymentStatus",
 ]
+
+# What one payment can charge: the bank takes a transaction of 0.01 up to
+# 9999999999.99 and refuses any other amount (docs/api.md, "The bank").
+MIN_AMOUNT = Decimal("0.01")
+MAX_AMOUNT = Decimal("9999999999.99")
 
 
 class PaymentStatus(enum.StrEnum):
@@ -63,6 +76,10 @@ class OrderNotPayableError(ConflictError):
     """The order cannot be paid in its status (expired, cancelled, paid...)."""
 
 
+class PaymentRefusedError(BadRequestError):
+    """The bank refused to open the payment (its amount); nothing was stored."""
+
+
 class BankUnavailableError(ServerError):
     """The bank did not open the payment; nothing was stored: try again later."""
 
@@ -71,6 +88,7 @@ PROBLEM_TYPES: Mapping[str, type[ResponseError]] = {
     "payment-not-found": PaymentNotFoundError,
     "order-not-found": OrderNotFoundError,
     "order-not-payable": OrderNotPayableError,
+    "payment-refused": PaymentRefusedError,
     "bank-unavailable": BankUnavailableError,
 }
 

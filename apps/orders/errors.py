@@ -10,13 +10,15 @@ Problem
 ├── ValidationProblem               422
 │   ├── UnknownProductsError        422 unknown-products (product_ids)
 │   ├── MixedCurrenciesError        422 mixed-currencies
-│   └── UnknownAddressError         422 unknown-address
+│   ├── UnknownAddressError         422 unknown-address
+│   └── TotalNotPayableError        422 total-not-payable (total, currency, bounds)
 └── IdempotencyKeyReusedError       422 idempotency-key-reused (chomik.idempotency)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 
 from chomik.idempotency import IdempotencyKeyReusedError
 from chomik.problems import ConflictError, NotFoundError, ValidationProblem
@@ -29,6 +31,7 @@ __all__ = [
     "InsufficientStockError",
     "MixedCurrenciesError",
     "OrderNotFoundError",
+    "TotalNotPayableError",
     "UnknownAddressError",
     "UnknownProductsError",
 ]
@@ -58,6 +61,29 @@ class MixedCurrenciesError(ValidationProblem):
 
 class UnknownAddressError(ValidationProblem):
     type, title = "unknown-address", "Not one of the buyer's addresses"
+
+
+class TotalNotPayableError(ValidationProblem):
+    """The order's total is outside what one payment can charge."""
+
+    type, title = "total-not-payable", "The order total cannot be paid"
+
+    def __init__(
+        self, total: Decimal, currency: str, *, minimum: Decimal, maximum: Decimal
+    ) -> None:
+        bound = (
+            f"below {minimum}, the smallest"
+            if total < minimum
+            else f"above {maximum}, the largest"
+        )
+        reason = f"The total {total} {currency} is {bound} amount a payment can be"
+        super().__init__({"items": [f"{reason}."]}, reason)
+        self.extra.update(
+            total=str(total),
+            currency=currency,
+            minimum=str(minimum),
+            maximum=str(maximum),
+        )
 
 
 class IdempotencyKeySpentError(ConflictError):

@@ -36,7 +36,8 @@ LATE_REFUNDS = counter(
 )
 STARTS = counter(
     "payment_starts",
-    "Payment starts, by outcome (created, existing, not_payable, bank_unavailable).",
+    "Payment starts, by outcome (created, existing, not_payable, bank_unavailable, "
+    "refused).",
     ["outcome"],
 )
 EXPIRED = counter(

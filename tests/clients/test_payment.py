@@ -17,6 +17,7 @@ from clients.payment import (
     Payment,
     PaymentClient,
     PaymentNotFoundError,
+    PaymentRefusedError,
     PaymentStatus,
 )
 from mocks.bank import create_app as create_bank_app
@@ -90,6 +91,10 @@ def test_problems_map_to_typed_errors(
         payments.start_payment(
             place_order(buyer.id, status=OrderStatus.EXPIRED),
             access_token=token_of(buyer),
+        )
+    with pytest.raises(PaymentRefusedError):
+        payments.start_payment(
+            place_order(buyer.id, total="0.00"), access_token=token_of(buyer)
         )
 
 

@@ -37,15 +37,17 @@ def cancel_order(
     """Cancel an unpaid order (its buyer or an admin); emits order.cancelled.
 
     Storage releases the stock when it consumes the event. Cancelling a cancelled
-    order changes nothing; once payment started or the order is paid, 409.
-    Locks the order row (through `move_order`) to the end of the transaction.
+    order changes nothing, also when a parallel cancel got there first; once
+    payment started or the order is paid, 409. Locks the order row (through
+    `advance_order`) to the end of the transaction.
     """
     order = access_order(session, user=user, order_id=order_id)
     if order.status != OrderStatus.CANCELLED:
         who = "an admin" if user.is_admin else "the buyer"
-        move_order(
-            session, order_id, to=OrderStatus.CANCELLED, reason=f"cancelled by {who}"
-        )
+        advance_order(
+            session, order_id=order_id, to=OrderStatus.CANCELLED,
+            reason=f"cancelled by {who}",
+        )  # fmt: skip
         session.refresh(order)
     return view_of(order)
 
@@ -53,11 +55,12 @@ def cancel_order(
 def advance_order(
     session: Session, *, order_id: uuid.UUID, to: OrderStatus, reason: str
 ) -> bool:
-    """Move the order forward to `to`, unless it is there or past it already.
+    """Move the order to `to`, unless it is there (or past it, going forward) already.
 
-    Monotonic and idempotent: a repeated or stale event changes nothing (False).
-    A move the table refuses for any other reason (a cancelled order paid) raises
-    IllegalTransitionError.
+    Monotonic and idempotent: a repeated or stale event, or a second cancel,
+    changes nothing (False); the status is read again under the row lock, so a
+    parallel move that got there first counts as there. A move the table refuses
+    for any other reason (a cancelled order paid) raises IllegalTransitionError.
     """
     try:
         move_order(session, order_id, to=to, reason=reason)

@@ -2,7 +2,9 @@
 
 The failure windows, and what covers each:
 
-* Storage refuses (unknown product, not enough stock): nothing was reserved.
+* Storage refuses (unknown product, not enough stock), or the total is outside what
+  one payment can charge (`clients.payment.MIN_AMOUNT`..`MAX_AMOUNT`): nothing was
+  reserved.
 * Anything fails after the reservation, inside this process: the reservation is
   released at once (by order id; storage answers that idempotently).
 * The process dies after reserving, before its transaction commits: a
@@ -26,7 +28,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,6 +43,7 @@ from apps.orders.errors import (
     IdempotencyKeySpentError,
     InsufficientStockError,
     MixedCurrenciesError,
+    TotalNotPayableError,
     UnknownAddressError,
     UnknownProductsError,
 )
@@ -50,6 +53,7 @@ from apps.orders.services.reading import OrderView, view_of
 from chomik.auth import Principal, user_uuid
 from chomik.db import UTCDateTime, compiled_once, utcnow
 from chomik.messaging.outbox import emit
+from clients import payment
 from clients import storage as stock
 from clients.events import OrderItem as EventItem
 from clients.events import OrderPlaced
@@ -135,8 +139,8 @@ def place_order(
 
     `attempts` opens short transactions of their own for the placement-attempt
     row (see the module docstring); everything else is in the caller's.
-    Raises UnknownProductsError, MixedCurrenciesError, UnknownAddressError,
-    IdempotencyKeyReusedError (422), InsufficientStockError and
+    Raises UnknownProductsError, MixedCurrenciesError, TotalNotPayableError,
+    UnknownAddressError, IdempotencyKeyReusedError (422), InsufficientStockError and
     IdempotencyKeySpentError (409). Its latency is observed by outcome.
     """
     buyer_id = user_uuid(buyer)
@@ -146,6 +150,10 @@ def place_order(
         return Placed(_replayed(existing, request), created=False)
     products = _priced(storage, request.lines)
     _check_stock(products, request.lines)
+    _check_payable(
+        _total((products[p].price, n) for p, n in request.lines.items()),
+        next(iter(products.values())).currency,
+    )
     if not addresses.address_belongs_to(buyer_id, request.address_id):
         raise UnknownAddressError(
             {"address_id": ["Not one of your addresses."]},
@@ -191,6 +199,20 @@ def _priced(
             "An order is paid in one currency: order these items separately",
         )
     return products
+
+
+def _total(lines: Iterable[tuple[Decimal, int]]) -> Decimal:
+    """The total of (unit price, quantity) lines."""
+    return sum((price * quantity for price, quantity in lines), Decimal("0"))
+
+
+def _check_payable(total: Decimal, currency: str) -> None:
+    """422 naming the total unless one payment can charge it (storage takes prices
+    from 0, and many lines of many units add up beyond what the bank takes)."""
+    if not payment.MIN_AMOUNT <= total <= payment.MAX_AMOUNT:
+        raise TotalNotPayableError(
+            total, currency, minimum=payment.MIN_AMOUNT, maximum=payment.MAX_AMOUNT
+        )
 
 
 def _check_stock(
@@ -342,14 +364,17 @@ def _store(
         )
         for item in reservation.items
     ]
+    currency = currencies.pop()
+    total = _total((i.unit_price, i.quantity) for i in items)
+    _check_payable(total, currency)  # a price changed between reading and reserving
     expires_at = utcnow() + ttl
     order = Order(
         id=order_id,
         buyer_id=buyer_id,
         status=OrderStatus.AWAITING_PAYMENT,
         address_id=request.address_id,
-        currency=currencies.pop(),
-        total=sum((i.unit_price * i.quantity for i in items), Decimal("0")),
+        currency=currency,
+        total=total,
         expires_at=expires_at,
         next_check_at=expires_at,
         items=items,

@@ -58,7 +58,9 @@ class Orders(MethodView):
     @blp.alt_response(403, schema=ProblemSchema, description="Not a buyer")
     @blp.alt_response(409, schema=ProblemSchema, description="Not enough stock")
     @blp.alt_response(
-        422, schema=ProblemSchema, description="Bad items or address, mixed currencies"
+        422,
+        schema=ProblemSchema,
+        description="Bad items or address, mixed currencies, a total no payment takes",
     )
     @require_role("buyer")
     @idempotent("orders.place")
@@ -66,8 +68,10 @@ class Orders(MethodView):
         """Place an order
 
         Reserves the items' stock and prices them as listed now; the order awaits
-        payment until `expires_at`, then expires and its stock goes back. The same
-        Idempotency-Key with the same body answers the same order (200).
+        payment until `expires_at`, then expires and its stock goes back. A total
+        below 0.01 or above 9999999999.99 cannot be paid and is refused (422
+        `total-not-payable`). The same Idempotency-Key with the same body answers
+        the same order (200).
         """
         settings = settings_of(OrdersSettings)
         order_request = OrderRequest(

@@ -15,6 +15,10 @@
    across the databases.
 
 The bank away: the claim is given back, nothing is stored, the order is unchanged.
+The bank refusing the transaction as invalid (400 or 422: an amount it does not
+take): the same, and the start is refused (422 payment-refused); a start again is
+refused again and never leaves a claim behind. Any other failure of the bank call
+(our merchant token refused: a 500) gives the claim back too.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from apps.payment.errors import (
     BankUnavailableError,
     OrderNotFoundError,
     OrderNotPayableError,
+    PaymentRefusedError,
 )
 from apps.payment.metrics import STARTS, bank_call
 from apps.payment.models import OPEN_STATUSES, Payment, PaymentStatus
@@ -43,7 +48,7 @@ from chomik.db import new_metadata
 from chomik.jobs.scheduling import table_of
 from chomik.messaging.outbox import emit, wake_relays
 from chomik.transient import TransientError
-from clients.bank import Transaction
+from clients.bank import BadRequestError, ClientError, Transaction
 from clients.events import PaymentStarted
 from clients.orders import (
     IllegalTransitionError,
@@ -159,6 +164,21 @@ def _create_at_bank(ports: Ports, payment: Payment) -> Transaction:
         _give_back(ports, payment.id)
         log.warning("payment %s: the bank is unavailable: %r", payment.id, exc)
         raise BankUnavailableError("The bank did not open the payment") from exc
+    except BadRequestError as exc:
+        STARTS.labels("refused").inc()
+        _give_back(ports, payment.id)
+        log.warning("payment %s: the bank refused it: %s", payment.id, exc)
+        raise PaymentRefusedError(
+            f"The bank refused a payment of {payment.amount} {payment.currency} "
+            f"for order {payment.order_id}",
+            amount=payment.amount,
+            currency=payment.currency,
+        ) from exc
+    except ClientError:
+        # Any other answer (our merchant token or account refused, a malformed
+        # answer) is no fault of the buyer's: a 500, with no claim left behind.
+        _give_back(ports, payment.id)
+        raise
 
 
 def _commit_start(ports: Ports, payment: Payment, transaction: Transaction) -> None:

@@ -37,6 +37,11 @@ class OrderPayment(MethodView):
     @blp.alt_response(404, schema=ProblemSchema, description="Unknown or not yours")
     @blp.alt_response(409, schema=ProblemSchema, description="The order is not payable")
     @blp.alt_response(
+        422,
+        schema=ProblemSchema,
+        description="The bank refused the payment (its amount): nothing stored",
+    )
+    @blp.alt_response(
         503, schema=ProblemSchema, description="The bank is unavailable: nothing stored"
     )
     @require_role("buyer", "admin")
@@ -45,7 +50,8 @@ class OrderPayment(MethodView):
 
         Opens a payment at the bank and answers its `pay_url`; the order becomes
         PAYMENT_PENDING. While that payment is PENDING the same payment is
-        answered again (200), never a second one.
+        answered again (200), never a second one. A payment the bank refuses
+        (an amount it does not take) is a 422 `payment-refused`.
         """
         started = services.start_payment(
             ports(), user=current_user(), order_id=order_id

@@ -1,4 +1,4 @@
-"""Concurrent placements on really committed data: double taps and rival buyers."""
+"""Concurrent requests on really committed data: double taps, rival buyers, cancels."""
 
 import threading
 import uuid
@@ -8,14 +8,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from apps.orders import create_app
-from apps.orders.models import Order, PlacementAttempt
+from apps.orders.models import Order, OrderStatusChange, PlacementAttempt
 from apps.orders.services import Ports
 from apps.storage import create_app as create_storage_app
 from apps.storage.models import Product, Reservation
 from apps.storage.settings import StorageSettings
 from chomik.web import runtime
+from clients.orders import OrderStatus
 from tests.apps.orders.conftest import FakeAddresses, storage_client
 from tests.conftest import auth
+from tests.factories.orders import OrderFactory
 from tests.factories.storage import ProductFactory
 
 
@@ -122,3 +124,40 @@ def test_rival_buyers_never_oversell_and_the_refused_hold_nothing(
     with Session(committed_db.engine("storage")) as s:
         row = s.get(Product, product.id)
         assert (row.quantity, row.reserved) == (3, 3)
+
+
+def test_parallel_cancels_of_one_order_all_answer_it_cancelled_once(
+    committed_db, settings, settings_for, make_token
+):
+    buyer = uuid.uuid4()
+    order_id = uuid.uuid4()
+    with Session(committed_db.engine("orders")) as s, s.begin():
+        s.add(OrderFactory.build(id=order_id, buyer_id=buyer))
+    storage_app = create_storage_app(settings_for(StorageSettings))
+    app = create_app(
+        settings, ports=Ports(storage_client(storage_app), FakeAddresses())
+    )
+    headers = auth(make_token(str(buyer), "buyer"))
+    try:
+        responses = run_together(
+            8,
+            lambda _: app.test_client().post(
+                f"/api/v1/orders/{order_id}/cancel", headers=headers
+            ),
+        )
+    finally:
+        runtime(app).engine.dispose()
+        runtime(storage_app).engine.dispose()
+    assert Counter(r.status_code for r in responses) == {200: 8}, [
+        r.json for r in responses
+    ]
+    assert {r.json["status"] for r in responses} == {"CANCELLED"}
+    with Session(committed_db.engine("orders")) as s:
+        moves = s.scalars(
+            sa.select(OrderStatusChange.to_status).where(
+                OrderStatusChange.order_id == order_id
+            )
+        ).all()
+        assert moves == [OrderStatus.CANCELLED]
+        events = s.scalars(sa.text("SELECT type FROM outbox_events")).all()
+        assert events == ["order.cancelled"]

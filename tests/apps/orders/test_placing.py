@@ -159,6 +159,84 @@ def test_items_in_several_currencies_are_refused(place, as_buyer, storage_sessio
     assert stock_of(storage_session, rub) == (10, 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("lines", "total"),
+    [
+        ([("0.00", 1)], "0.00"),
+        ([("0.00", 3), ("0.00", 1)], "0.00"),
+        ([("9999999999.99", 2)], "19999999999.98"),
+        ([("5000000000.00", 1), ("5000000000.00", 1)], "10000000000.00"),
+    ],
+)
+def test_a_total_no_payment_can_charge_is_refused_naming_it(
+    place, as_buyer, storage_session, session, lines, total
+):
+    products = [
+        (ProductFactory(price=Decimal(price), quantity=5), quantity)
+        for price, quantity in lines
+    ]
+    response = place(as_buyer, *products)
+    assert response.status_code == 422, response.json
+    problem = response.json
+    assert problem["type"] == "total-not-payable"
+    assert (problem["total"], problem["currency"]) == (total, "RUB")
+    assert (problem["minimum"], problem["maximum"]) == ("0.01", "9999999999.99")
+    assert total in problem["detail"]
+    assert "items" in problem["errors"]
+    for product, _ in products:
+        assert stock_of(storage_session, product) == (5, 0, 0)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+    assert session.scalar(sa.select(sa.func.count()).select_from(PlacementAttempt)) == 0
+
+
+class RepricedFirst(StorageClient):
+    """Storage where the seller raises a price just before our reserve."""
+
+    reprice = None
+
+    def reserve(self, order_id, items):
+        if self.reprice is not None:
+            reprice, self.reprice = self.reprice, None
+            reprice()
+        return super().reserve(order_id, items)
+
+
+def test_a_price_raised_past_payable_before_the_reserve_is_refused_and_released(
+    make_app, storage_app, addresses, as_buyer, storage_session, session
+):
+    product = ProductFactory(price=Decimal("100.00"), quantity=5)
+
+    def reprice():
+        product.price = Decimal("9999999999.99")
+        storage_session.flush()
+
+    raced = storage_client(storage_app, RepricedFirst)
+    raced.reprice = reprice
+    place = Placing(make_app(raced, addresses).test_client(), addresses)
+    response = place(as_buyer, (product, 2))
+    assert response.status_code == 422, response.json
+    assert response.json["type"] == "total-not-payable"
+    assert response.json["total"] == "19999999999.98"
+    assert stock_of(storage_session, product) == (5, 0, 0)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "total"),
+    [([("0.01", 1)], "0.01"), ([("9999999999.98", 1), ("0.01", 1)], "9999999999.99")],
+)
+def test_the_smallest_and_largest_payable_totals_are_placed(
+    place, as_buyer, lines, total
+):
+    products = [
+        (ProductFactory(price=Decimal(price), quantity=5), quantity)
+        for price, quantity in lines
+    ]
+    response = place(as_buyer, *products)
+    assert response.status_code == 201, response.json
+    assert response.json["total"] == total
+
+
 def test_an_address_that_is_not_the_buyers_is_refused(
     place, as_buyer, as_other_buyer, addresses, storage_session
 ):

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from apps.payment import create_app
+from clients.bank import BankClient
 from clients.orders import OrderStatus
 from mocks.bank import create_app as create_bank_app
 from mocks.bank.settings import BankSettings
@@ -20,6 +21,7 @@ from tests.apps.payment.conftest import (
     outbox_types,
     payments_of,
 )
+from tests.clients.wsgi import mounted
 
 
 def start(client, buyer, order_id):
@@ -143,3 +145,41 @@ def test_a_failed_payment_may_be_tried_again(client, buyer, place_order, infra):
 
     assert response.status_code == 201, response.json
     assert order_status(infra, order_id) is OrderStatus.PAYMENT_PENDING
+
+
+@pytest.mark.parametrize("total", ["0.00", "19999999999.98"])
+def test_an_amount_the_bank_refuses_is_a_422_and_leaves_no_claim(
+    client, buyer, place_order, infra, total
+):
+    # Orders no longer places such an order; one placed before that still exists.
+    order_id = place_order(buyer.id, total=total)
+
+    first = start(client, buyer, order_id)
+    again = start(client, buyer, order_id)
+
+    for response in (first, again):
+        assert response.status_code == 422, response.json
+        assert response.json["type"] == "payment-refused"
+        assert (response.json["amount"], response.json["currency"]) == (total, "RUB")
+    assert payments_of(infra, order_id) == []
+    assert bank_transactions(infra) == []
+    assert order_status(infra, order_id) is OrderStatus.AWAITING_PAYMENT
+    assert outbox_types(infra, "payment") == []
+    assert outbox_types(infra, "orders") == []
+
+
+def test_a_bank_refusing_our_merchant_is_a_500_and_leaves_no_claim(
+    make_ports, bank_app, settings, buyer, place_order, infra
+):
+    refused = BankClient(
+        "http://bank.test", merchant_token="not-ours", merchant_account_id=uuid.uuid4(),
+        session=mounted(bank_app, "http://bank.test"), retries=0,
+    )  # fmt: skip
+    app = create_app(settings, ports=make_ports(refused))
+    order_id = place_order(buyer.id)
+
+    response = start(app.test_client(), buyer, order_id)
+
+    assert response.status_code == 500, response.json
+    assert payments_of(infra, order_id) == []
+    assert order_status(infra, order_id) is OrderStatus.AWAITING_PAYMENT
