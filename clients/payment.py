@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from chomik.schemas import MAX_MONEY
 from clients._http import (
     BadRequestError,
     Client,
@@ -54,7 +55,7 @@ __all__ = [
 # What one payment can charge: the bank takes a transaction of 0.01 up to
 # 9999999999.99 and refuses any other amount (docs/api.md, "The bank").
 MIN_AMOUNT = Decimal("0.01")
-MAX_AMOUNT = Decimal("9999999999.99")
+MAX_AMOUNT = MAX_MONEY
 
 
 class PaymentStatus(enum.StrEnum):

@@ -173,8 +173,9 @@ class Forwarder:
             except ProtocolError:
                 # Dropped without an answer: mostly a kept-alive connection the
                 # service closed (its keep-alive timeout) just as the pool handed
-                # it out. A request that changes nothing goes once more, on a new
-                # connection; any other is the client's to send again.
+                # it out. A request that changes nothing goes once more, on the
+                # pool's next connection (urllib3 skips those found closed); any
+                # other is the client's to send again.
                 if body is not None or method not in RESENT_METHODS:
                     raise
                 return self._open(method, url, fields, body)

@@ -425,20 +425,19 @@ class Consumer:
         failures = 0
         last_record = time.monotonic()
         busy_wait = fetch_wait(consumer)
+        # A fetch the broker holds past the request timeout would be given up.
+        longest = min(self.idle_wait_max, consumer.config["request_timeout_ms"] / 2000)
         idle_wait: float | None = None  # the broker's wait while idle
         try:
             while not stop.is_set():
                 if not consumer.assignment():  # joining: never idle
                     last_record = time.monotonic()
-                if (
-                    self.idle_wait_max <= 0
-                    or time.monotonic() - last_record <= self.idle_after
-                ):
+                if longest <= 0 or time.monotonic() - last_record <= self.idle_after:
                     idle_wait = None
                 elif idle_wait is None:
-                    idle_wait = min(self.idle_wait, self.idle_wait_max)
+                    idle_wait = min(self.idle_wait, longest)
                 else:
-                    idle_wait = min(self.idle_wait_max, idle_wait * 2)
+                    idle_wait = min(longest, idle_wait * 2)
                 set_fetch_wait(consumer, busy_wait if idle_wait is None else idle_wait)
                 # Idle, one poll lasts the broker's whole wait.
                 extra = 0 if idle_wait is None else int(idle_wait * 1000)

@@ -322,8 +322,9 @@ def set_fetch_wait(consumer: KafkaConsumer, seconds: float) -> None:
     """Change how long the broker may hold the consumer's next fetch.
 
     kafka-python takes `fetch_max_wait_ms` only when the consumer is made, but its
-    fetcher reads the value for every fetch it builds; this sets that value (the
-    fetch already on its way keeps its own).
+    fetcher reads the value for every fetch it builds; this sets that value. A fetch
+    already on its way keeps its own: when records came while nobody polled, the
+    poll that returns them has already sent the next fetch, with the wait of then.
     """
     consumer._fetcher.config["fetch_max_wait_ms"] = max(1, int(seconds * 1000))
 

@@ -513,22 +513,44 @@ def timed_polls(monkeypatch) -> list[float]:
     return polls
 
 
+def fetch_waits(monkeypatch) -> list[int]:
+    """The broker wait (ms) of every fetch sent, for consumers made from now."""
+    waits: list[int] = []
+    real = consuming_module.make_consumer
+
+    def recording(*args, **kwargs):
+        consumer = real(*args, **kwargs)
+        fetcher = consumer._fetcher
+        build = fetcher._create_fetch_requests
+
+        def built(*a, **k):
+            requests = build(*a, **k)
+            waits.extend(request.max_wait_ms for request, _ in requests.values())
+            return requests
+
+        fetcher._create_fetch_requests = built
+        return consumer
+
+    monkeypatch.setattr(consuming_module, "make_consumer", recording)
+    return waits
+
+
 def test_an_idle_consumer_fetches_ever_longer_waits_and_a_record_shortens_them(
     infra, engine, topic, monkeypatch
 ):
-    polls = timed_polls(monkeypatch)
-    options = {"idle_after": 0.2, "idle_wait": 0.1, "idle_wait_max": 0.8}
+    waits = fetch_waits(monkeypatch)
+    options = {"idle_after": 0.5, "idle_wait": 0.1, "idle_wait_max": 0.8}
     with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
-        wait_until(lambda: len(polls) >= 12, 30, 0.05)
-        gaps = gaps_between(polls)
-        # The broker holds each fetch 0.1, 0.2, 0.4, then 0.8 s: never shorter again.
-        assert min(gaps[-3:]) > 0.7, gaps
+        wait_until(lambda: waits.count(800) >= 3, 30, 0.05)
+        # Busy at 50 ms, then 100, 200, 400 and 800 ms asked of the broker (one
+        # poll may send more than one fetch of a wait).
+        steps = [w for i, w in enumerate(waits) if i == 0 or w != waits[i - 1]]
+        assert steps[:5] == [50, 100, 200, 400, 800], waits
         publish(infra.kafka, topic, [envelope_of(Ping("w", 1))])
         wait_until(lambda: effects(engine) == [("w", 1)], 10, 0.05)
-        woken = len(polls)
-        wait_until(lambda: len(polls) >= woken + 3, 10, 0.05)
-        after = gaps_between(polls[woken - 1 :])
-        assert max(after[:3]) < 0.7, after  # the waits start short again
+        woken = len(waits)
+        wait_until(lambda: len(waits) >= woken + 3, 10, 0.05)
+        assert 50 in waits[woken:], waits[woken:]  # short again after the record
 
 
 def test_a_record_during_an_idle_wait_is_not_held_to_its_end(
@@ -536,18 +558,18 @@ def test_a_record_during_an_idle_wait_is_not_held_to_its_end(
 ):
     # The consumer waits at the broker, not on its own: the broker answers the
     # fetch once the record is there (the embedded broker at its next look,
-    # halfway through a 4 s wait), where a pause would hold it the whole 4 s.
+    # halfway through an 8 s wait), where a pause would hold it about 7.5 s.
     polls = timed_polls(monkeypatch)
-    options = {"idle_after": 0.2, "idle_wait": 4.0, "idle_wait_max": 4.0}
+    options = {"idle_after": 0.2, "idle_wait": 8.0, "idle_wait_max": 8.0}
     with consuming(infra, engine, topic, {Ping.type: record_effect}, **options):
-        wait_until(lambda: polls and time.monotonic() - polls[0] > 6, 30, 0.05)
+        wait_until(lambda: polls and time.monotonic() - polls[0] > 10, 30, 0.05)
         idle = len(polls)
-        wait_until(lambda: len(polls) > idle, 10, 0.01)  # a 4 s wait begins
+        wait_until(lambda: len(polls) > idle, 12, 0.01)  # an 8 s poll begins
         time.sleep(0.5)
-        published = time.monotonic()
         publish(infra.kafka, topic, [envelope_of(Ping("w", 1))])
-        wait_until(lambda: effects(engine) == [("w", 1)], 10, 0.02)
-        assert time.monotonic() - published < 2.8
+        published = time.monotonic()
+        wait_until(lambda: effects(engine) == [("w", 1)], 15, 0.02)
+        assert time.monotonic() - published < 5.5
 
 
 def test_a_consumer_without_an_idle_wait_never_lengthens_its_fetches(

@@ -164,9 +164,13 @@ def _create_at_bank(ports: Ports, payment: Payment) -> Transaction:
         _give_back(ports, payment.id)
         log.warning("payment %s: the bank is unavailable: %r", payment.id, exc)
         raise BankUnavailableError("The bank did not open the payment") from exc
-    except BadRequestError as exc:
-        STARTS.labels("refused").inc()
+    except ClientError as exc:
         _give_back(ports, payment.id)
+        if not _refuses_the_amount(exc):
+            # Any other answer (our callback URL, merchant token or account
+            # refused, a malformed answer) is no fault of the buyer's: a 500.
+            raise
+        STARTS.labels("refused").inc()
         log.warning("payment %s: the bank refused it: %s", payment.id, exc)
         raise PaymentRefusedError(
             f"The bank refused a payment of {payment.amount} {payment.currency} "
@@ -174,11 +178,22 @@ def _create_at_bank(ports: Ports, payment: Payment) -> Transaction:
             amount=payment.amount,
             currency=payment.currency,
         ) from exc
-    except ClientError:
-        # Any other answer (our merchant token or account refused, a malformed
-        # answer) is no fault of the buyer's: a 500, with no claim left behind.
-        _give_back(ports, payment.id)
-        raise
+
+
+def _refuses_the_amount(exc: ClientError) -> bool:
+    """A 400 or 422 of the bank's naming the amount or the currency, nothing else."""
+    if not isinstance(exc, BadRequestError):
+        return False
+    errors = exc.problem.get("errors")
+    return (
+        isinstance(errors, dict)
+        and bool(errors)
+        and set(errors)
+        <= {
+            "amount",
+            "currency",
+        }
+    )
 
 
 def _commit_start(ports: Ports, payment: Payment, transaction: Transaction) -> None:

@@ -203,11 +203,9 @@ def test_a_body_over_the_limit_is_refused_unread(client, infra):
     assert response.get_json()["type"] == "payload-too-large"
 
 
-def test_a_chunked_body_over_the_limit_is_413_not_a_body_cut_short(client, infra):
-    # Without a length werkzeug would stop reading at the limit, silently, and the
-    # signature would be checked on what it read: a 401 for the sender's mistake.
-    body = callback_body("transaction_id") + b" " * MAX_CALLBACK_BYTES
-    response = client.post(
+def post_chunked(client, body: bytes):
+    """A signed bank callback sent without a length (Transfer-Encoding: chunked)."""
+    return client.post(
         "/api/v1/callbacks/bank",
         input_stream=io.BytesIO(body),
         headers={
@@ -216,23 +214,21 @@ def test_a_chunked_body_over_the_limit_is_413_not_a_body_cut_short(client, infra
             "X-Signature": sign(body, BANK_SECRET),
         },
         environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_a_body_cut_short(client, infra):
+    # Without a length werkzeug would stop reading at the limit, silently, and the
+    # signature would be checked on what it read: a 401 for the sender's mistake.
+    response = post_chunked(
+        client, callback_body("transaction_id") + b" " * MAX_CALLBACK_BYTES
     )
     assert response.status_code == 413, response.get_data(as_text=True)
     assert response.get_json()["type"] == "payload-too-large"
 
 
 def test_a_chunked_callback_within_the_limit_is_accepted(client, infra):
-    body = callback_body("transaction_id")
-    response = client.post(
-        "/api/v1/callbacks/bank",
-        input_stream=io.BytesIO(body),
-        headers={
-            "Content-Type": "application/json",
-            "Transfer-Encoding": "chunked",
-            "X-Signature": sign(body, BANK_SECRET),
-        },
-        environ_overrides={"wsgi.input_terminated": True},
-    )
+    response = post_chunked(client, callback_body("transaction_id"))
     assert response.status_code == 202, response.get_data(as_text=True)
 
 

@@ -183,3 +183,20 @@ def test_a_bank_refusing_our_merchant_is_a_500_and_leaves_no_claim(
     assert response.status_code == 500, response.json
     assert payments_of(infra, order_id) == []
     assert order_status(infra, order_id) is OrderStatus.AWAITING_PAYMENT
+
+
+def test_a_bank_refusing_our_callback_url_is_a_500_not_the_buyers_fault(
+    make_ports, bank_app, settings, buyer, place_order, infra
+):
+    # A 422 naming a field of ours, not the amount: a setting to mend, not a
+    # payment the buyer could change.
+    app = create_app(
+        settings,
+        ports=make_ports(bank_client(bank_app), bank_callback_url="not a url"),
+    )
+    order_id = place_order(buyer.id)
+
+    response = start(app.test_client(), buyer, order_id)
+
+    assert response.status_code == 500, response.json
+    assert payments_of(infra, order_id) == []
