@@ -492,13 +492,23 @@ def gaps_between(times: list[float]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
+def watch_consumers(monkeypatch, watch) -> None:
+    """Call `watch(consumer)` on every consumer the module makes from now."""
+    real = consuming_module.make_consumer
+
+    def made(*args, **kwargs):
+        consumer = real(*args, **kwargs)
+        watch(consumer)
+        return consumer
+
+    monkeypatch.setattr(consuming_module, "make_consumer", made)
+
+
 def timed_polls(monkeypatch) -> list[float]:
     """When each poll with partitions assigned began, for consumers made from now."""
     polls: list[float] = []
-    real = consuming_module.make_consumer
 
-    def counting(*args, **kwargs):
-        consumer = real(*args, **kwargs)
+    def watch(consumer) -> None:
         poll = consumer.poll
 
         def counted(*a, **k):
@@ -507,19 +517,16 @@ def timed_polls(monkeypatch) -> list[float]:
             return poll(*a, **k)
 
         consumer.poll = counted
-        return consumer
 
-    monkeypatch.setattr(consuming_module, "make_consumer", counting)
+    watch_consumers(monkeypatch, watch)
     return polls
 
 
 def fetch_waits(monkeypatch) -> list[int]:
     """The broker wait (ms) of every fetch sent, for consumers made from now."""
     waits: list[int] = []
-    real = consuming_module.make_consumer
 
-    def recording(*args, **kwargs):
-        consumer = real(*args, **kwargs)
+    def watch(consumer) -> None:
         fetcher = consumer._fetcher
         build = fetcher._create_fetch_requests
 
@@ -529,9 +536,8 @@ def fetch_waits(monkeypatch) -> list[int]:
             return requests
 
         fetcher._create_fetch_requests = built
-        return consumer
 
-    monkeypatch.setattr(consuming_module, "make_consumer", recording)
+    watch_consumers(monkeypatch, watch)
     return waits
 
 

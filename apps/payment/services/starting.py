@@ -180,20 +180,16 @@ def _create_at_bank(ports: Ports, payment: Payment) -> Transaction:
         ) from exc
 
 
+# The fields of a bank transaction that are the payment's own, not our settings'.
+_AMOUNT_FIELDS = frozenset({"amount", "currency"})
+
+
 def _refuses_the_amount(exc: ClientError) -> bool:
     """A 400 or 422 of the bank's naming the amount or the currency, nothing else."""
     if not isinstance(exc, BadRequestError):
         return False
     errors = exc.problem.get("errors")
-    return (
-        isinstance(errors, dict)
-        and bool(errors)
-        and set(errors)
-        <= {
-            "amount",
-            "currency",
-        }
-    )
+    return isinstance(errors, dict) and bool(errors) and set(errors) <= _AMOUNT_FIELDS
 
 
 def _commit_start(ports: Ports, payment: Payment, transaction: Transaction) -> None:
