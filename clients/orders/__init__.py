@@ -48,6 +48,7 @@ from clients.orders.states import (
     IllegalTransitionError,
     OrderStatus,
     check_transition,
+    deadline_passed,
     has_reached,
     sources_of,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "OrdersClient",
     "Placement",
     "check_transition",
+    "deadline_passed",
     "define_order_tables",
     "has_reached",
     "move_order",

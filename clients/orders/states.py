@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping
 
@@ -68,3 +69,12 @@ def has_reached(current: OrderStatus, target: OrderStatus) -> bool:
     if current not in _PROGRESS or target not in _PROGRESS:
         return current == target
     return _PROGRESS.index(current) >= _PROGRESS.index(target)
+
+
+def deadline_passed(expires_at: dt.datetime, now: dt.datetime) -> bool:
+    """Tell whether an unpaid order's payment deadline has come.
+
+    From `expires_at` on, the expiry job expires the order and no payment may
+    start, even before the job got to it: both ask this, with `chomik.db.utcnow()`.
+    """
+    return expires_at <= now

@@ -24,6 +24,7 @@ from clients.orders import (
     EXPIRABLE,
     IllegalTransitionError,
     OrderStatus,
+    deadline_passed,
     has_reached,
     move_order,
 )
@@ -88,7 +89,7 @@ def expire_order(session: Session, *, order_id: uuid.UUID) -> dt.datetime | None
     ).one_or_none()
     if order is None or order.status not in EXPIRABLE:
         return None
-    if order.expires_at > utcnow():
+    if not deadline_passed(order.expires_at, utcnow()):
         return order.expires_at
     move_order(session, order_id, to=OrderStatus.EXPIRED, reason="not paid in time")
     return None

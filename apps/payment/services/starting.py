@@ -14,6 +14,15 @@
    order row, as when a result is applied, so the two never wait on each other
    across the databases.
 
+An order past its payment deadline (`expires_at`) is not paid, also while the
+orders' expiry job has not yet moved it to EXPIRED: the start is refused (409
+order-not-payable) when the order is read, and again under the order's row lock
+in step 3, so a start racing the deadline cannot slip through. The expiry job asks
+the same question (`deadline_passed` against `utcnow()`) under the same row lock,
+so an order is either expired or paying, never both. Refused in step 3, the claim
+is given back and the bank transaction stays unpaid: its pay_url was never handed
+out, so no money moves.
+
 The bank away: the claim is given back, nothing is stored, the order is unchanged.
 The bank refusing the transaction as invalid (400 or 422: an amount it does not
 take): the same, and the start is refused (422 payment-refused); a start again is
@@ -44,7 +53,7 @@ from apps.payment.services.ports import Ports
 from apps.payment.services.reading import PaymentView, view_of
 from apps.payment.states import sources_of
 from chomik.auth import Principal, user_uuid
-from chomik.db import new_metadata
+from chomik.db import new_metadata, utcnow
 from chomik.jobs.scheduling import table_of
 from chomik.messaging.outbox import emit, wake_relays
 from chomik.transient import TransientError
@@ -53,6 +62,7 @@ from clients.events import PaymentStarted
 from clients.orders import (
     IllegalTransitionError,
     OrderStatus,
+    deadline_passed,
     define_order_tables,
     move_order,
 )
@@ -90,6 +100,10 @@ def start_payment(ports: Ports, *, user: Principal, order_id: uuid.UUID) -> Star
     except _AlreadyStartedError:
         STARTS.labels("existing").inc()
         return Started(_open_payment_view(ports, order_id), created=False)
+    except OrderNotPayableError:  # the deadline passed while we asked the bank
+        _give_back(ports, claimed.id)
+        STARTS.labels("not_payable").inc()
+        raise
     except IllegalTransitionError as exc:
         _give_back(ports, claimed.id)
         STARTS.labels("not_payable").inc()
@@ -102,11 +116,15 @@ def start_payment(ports: Ports, *, user: Principal, order_id: uuid.UUID) -> Star
 
 
 def _owned_order(ports: Ports, user: Principal, order_id: uuid.UUID) -> Any:
-    """The caller's order (404 for anyone else's), payable or with an open payment."""
+    """The caller's order (404 for anyone else's), payable or with an open payment.
+
+    A payable order past its deadline is refused; one with an open payment is not,
+    as that payment started in time and is answered again.
+    """
     with ports.orders_engine.connect() as conn:
         order = conn.execute(
             sa.select(_ORDERS.c.id, _ORDERS.c.buyer_id, _ORDERS.c.status,
-                      _ORDERS.c.total, _ORDERS.c.currency)
+                      _ORDERS.c.total, _ORDERS.c.currency, _ORDERS.c.expires_at)
             .where(_ORDERS.c.id == order_id)
         ).first()  # fmt: skip
     if order is None or order.buyer_id != user_uuid(user):
@@ -116,7 +134,17 @@ def _owned_order(ports: Ports, user: Principal, order_id: uuid.UUID) -> Any:
         raise OrderNotPayableError(
             f"Order {order_id} is {order.status.value}", order_status=order.status.value
         )
+    if order.status in _PAYABLE and deadline_passed(order.expires_at, utcnow()):
+        STARTS.labels("not_payable").inc()
+        raise _past_deadline(order_id, order.status)
     return order
+
+
+def _past_deadline(order_id: uuid.UUID, status: OrderStatus) -> OrderNotPayableError:
+    return OrderNotPayableError(
+        f"The payment deadline of order {order_id} passed",
+        order_status=status.value,
+    )
 
 
 def _claim(ports: Ports, order: Any) -> Payment:
@@ -193,7 +221,12 @@ def _refuses_the_amount(exc: ClientError) -> bool:
 
 
 def _commit_start(ports: Ports, payment: Payment, transaction: Transaction) -> None:
-    """PENDING payment and PAYMENT_PENDING order, in one coordinated transaction."""
+    """PENDING payment and PAYMENT_PENDING order, in one coordinated transaction.
+
+    Raises OrderNotPayableError, with nothing written, when the order's payment
+    deadline passed: checked under the order's row lock, which the expiry job takes
+    too, so the order is either expired or paying, never both.
+    """
     poll_at = dt.datetime.now(dt.UTC) + dt.timedelta(
         seconds=ports.settings.payment_poll_after
     )
@@ -218,10 +251,13 @@ def _commit_start(ports: Ports, payment: Payment, transaction: Transaction) -> N
             raise _AlreadyStartedError(str(payment.id))
         orders = tx.session("orders")
         order = orders.execute(
-            sa.select(_ORDERS.c.total, _ORDERS.c.currency)
+            sa.select(_ORDERS.c.status, _ORDERS.c.total, _ORDERS.c.currency,
+                      _ORDERS.c.expires_at)
             .where(_ORDERS.c.id == payment.order_id)
             .with_for_update()
-        ).one()
+        ).one()  # fmt: skip
+        if order.status in _PAYABLE and deadline_passed(order.expires_at, utcnow()):
+            raise _past_deadline(payment.order_id, order.status)
         _check_amount(payment, order, transaction)
         branch.execute(
             sa.update(_PAYMENTS)

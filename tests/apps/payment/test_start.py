@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import uuid
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from apps.payment import create_app
 from clients.bank import BankClient
@@ -15,6 +17,10 @@ from clients.orders import OrderStatus
 from mocks.bank import create_app as create_bank_app
 from mocks.bank.settings import BankSettings
 from tests.apps.payment.conftest import (
+    BANK,
+    MERCHANT,
+    ORDERS,
+    TOKEN,
     bank_client,
     bank_transactions,
     order_status,
@@ -128,6 +134,83 @@ def test_an_order_that_cannot_be_paid_is_a_409(
     assert response.json["type"] == "order-not-payable"
     assert payments_of(infra, order_id) == []
     assert bank_transactions(infra) == []
+
+
+@pytest.mark.parametrize(
+    "status", [OrderStatus.AWAITING_PAYMENT, OrderStatus.PAYMENT_FAILED]
+)
+def test_an_order_past_its_deadline_is_a_409_before_the_expiry_job_gets_to_it(
+    client, buyer, place_order, infra, status
+):
+    # The expiry job has not moved it yet: the order still looks payable.
+    order_id = place_order(buyer.id, status=status, expires_in=-dt.timedelta(seconds=1))
+
+    response = start(client, buyer, order_id)
+
+    assert response.status_code == 409, response.json
+    assert response.json["type"] == "order-not-payable"
+    assert response.json["order_status"] == status.value
+    assert "deadline" in response.json["detail"]
+    assert payments_of(infra, order_id) == []
+    assert bank_transactions(infra) == []
+    assert order_status(infra, order_id) is status
+    assert outbox_types(infra, "orders") == []
+
+
+def test_a_deadline_passing_while_the_bank_answers_is_a_409_and_no_money_moves(
+    make_ports, bank_app, settings, buyer, place_order, infra
+):
+    order_id = place_order(buyer.id)
+
+    class DeadlinePassingBank(BankClient):
+        """The real client; the order's deadline passes while the bank answers."""
+
+        def create_transaction(self, **fields):
+            transaction = super().create_transaction(**fields)
+            pass_deadline(infra, order_id)
+            return transaction
+
+    bank = DeadlinePassingBank(
+        BANK, merchant_token=TOKEN, merchant_account_id=MERCHANT,
+        session=mounted(bank_app, BANK), retries=0,
+    )  # fmt: skip
+    app = create_app(settings, ports=make_ports(bank))
+
+    response = start(app.test_client(), buyer, order_id)
+
+    assert response.status_code == 409, response.json
+    assert response.json["type"] == "order-not-payable"
+    assert response.json["order_status"] == "AWAITING_PAYMENT"
+    assert "deadline" in response.json["detail"]
+    assert payments_of(infra, order_id) == []  # the claim was given back
+    (transaction,) = bank_transactions(infra)
+    assert transaction.status == "CREATED"  # never handed out, never paid
+    assert order_status(infra, order_id) is OrderStatus.AWAITING_PAYMENT
+    assert outbox_types(infra, "payment") == []
+    assert outbox_types(infra, "orders") == []
+
+
+def test_a_payment_started_in_time_is_answered_again_after_the_deadline(
+    client, buyer, place_order, infra
+):
+    order_id = place_order(buyer.id)
+    first = start(client, buyer, order_id)
+    pass_deadline(infra, order_id)
+
+    again = start(client, buyer, order_id)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json == first.json
+
+
+def pass_deadline(infra, order_id):
+    """The order's deadline passed a second ago; the expiry job did not run."""
+    with infra.engine("orders").begin() as conn:
+        conn.execute(
+            sa.update(ORDERS)
+            .where(ORDERS.c.id == order_id)
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
 
 
 def test_someone_elses_order_is_not_found(client, buyer, new_buyer, place_order, infra):
