@@ -4,13 +4,17 @@ Starts a private PostgreSQL, the storage service and the gateway (each under
 gunicorn, as in production, on free ports), logs a buyer in through the gateway,
 then sends the same GET /api/v1/products with the same concurrency both ways and
 prints p50/p99 latency, throughput, the ratios, and the CPU milliseconds each
-process (its gunicorn master and workers, from /proc) spent per request.
+process (its gunicorn master and workers, from /proc) spent per request; then
+what the deny-list check of one request costs, asking the database each time and
+from the list kept in memory (`apps.gateway.revocations`).
 Run: .venv/bin/python benchmarks/bench_gateway.py [--requests N] [--concurrency C]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +30,8 @@ from harness import (
     start_services,
 )
 
+from apps.gateway.revocations import Revocations
+from chomik.db import make_engine
 from chomik.infra import PostgresCluster, private_cluster, stop_process
 
 
@@ -160,7 +166,28 @@ def run(
         f"p99 x{proxied['p99'] / direct['p99']:.2f}, "
         f"throughput x{proxied['rps'] / direct['rps']:.2f}"
     )
+    deny_checks(cluster.url("chomik_gateway"), token, args.requests)
     return 0
+
+
+def deny_checks(url: str, token: str, checks: int) -> None:
+    """The deny-list check of one request, asking the database and from memory."""
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    engine = make_engine(url, isolation_level="AUTOCOMMIT")
+    print(f"deny-list check of the buyer's token, {checks} checks, one thread:")
+    for way, listen in (("database", False), ("memory", True)):
+        revocations = Revocations(engine, keep_sessions=900, listen=listen)
+        revocations.is_revoked(claims["jti"], claims["sid"])  # connect, load
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(checks):
+            assert not revocations.is_revoked(claims["jti"], claims["sid"])
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(
+            f"  {way:<9} CPU {cpu / checks * 1000:.3f} ms, "
+            f"wall {wall / checks * 1000:.3f} ms per check"
+        )
+        revocations.close()
+    engine.dispose()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import enum
 import logging
 import os
 import select
+import socket
 import threading
 import time
 import uuid
@@ -229,6 +230,52 @@ def paginate(
     return Page(items.all(), page, page_size, total or 0)
 
 
+def listening_connection(engine: Engine, channels: Sequence[str]) -> Any:
+    """A psycopg2 connection of its own (never the pool's), LISTENing on `channels`."""
+    proxy = engine.raw_connection()
+    connection: Any = proxy.dbapi_connection
+    proxy.detach()
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for channel in channels:
+                cursor.execute(f'LISTEN "{channel}"')
+    except Exception:
+        connection.close()
+        raise
+    return connection
+
+
+def take_notifications(connection: Any) -> list[Any]:
+    """The notifications arrived on a LISTENing connection, without waiting for any.
+
+    Raises `ConnectionError` once the server has closed the connection (restarted,
+    or the backend terminated): psycopg2's `poll()` takes the server's goodbye
+    (a FATAL notice) and returns as if nothing had happened.
+    """
+    if select.select([connection], [], [], 0)[0]:
+        connection.poll()
+        goodbye = [n for n in connection.notices if n.startswith("FATAL")]
+        connection.notices.clear()
+        if goodbye or (
+            select.select([connection], [], [], 0)[0] and _at_end(connection)
+        ):
+            raise ConnectionError(f"the database closed the connection: {goodbye}")
+    notices = list(connection.notifies)
+    connection.notifies.clear()
+    return notices
+
+
+def _at_end(connection: Any) -> bool:
+    probe = socket.socket(fileno=connection.fileno())
+    try:
+        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    finally:
+        probe.detach()  # the descriptor stays the connection's
+
+
 class Listener:
     """A thread that LISTENs on channels of a database and calls `wake(channel)`.
 
@@ -283,23 +330,15 @@ class Listener:
             os.close(self._stop_read)
 
     def _listen(self) -> None:
-        proxy = self.engine.raw_connection()
-        connection: Any = proxy.dbapi_connection
-        proxy.detach()  # the listener's own, never the pool's
+        connection = listening_connection(self.engine, self.channels)
         try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                for channel in self.channels:
-                    cursor.execute(f'LISTEN "{channel}"')
             self.listening.set()
             for channel in self.channels:  # what was notified while not listening
                 self.wake(channel)
             while not self._stopping.is_set():
                 readable, _, _ = select.select([connection, self._stop_read], [], [])
                 if connection in readable:
-                    connection.poll()
-                    woken = {notice.channel for notice in connection.notifies}
-                    connection.notifies.clear()
+                    woken = {n.channel for n in take_notifications(connection)}
                     for channel in sorted(woken):
                         self.wake(channel)
         finally:

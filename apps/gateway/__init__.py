@@ -9,7 +9,6 @@ from flask import Flask
 from flask_smorest import Blueprint
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from apps.gateway import services
 from apps.gateway.context import build_gateway, gateway
 from apps.gateway.keys import load_signing_keys
 from apps.gateway.ratelimit import install_rate_limits
@@ -65,7 +64,4 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
 
 
 def _deny_list(claims: Mapping[str, Any]) -> bool:
-    # Not the request's session: it would stay idle in transaction for the
-    # whole proxied call.
-    with gateway().reads() as connection:
-        return services.is_revoked(connection, str(claims["jti"]), claims.get("sid"))
+    return gateway().revocations.is_revoked(str(claims["jti"]), claims.get("sid"))

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy.engine import Connection
 
 from apps.gateway.callbacks import CallbackPublisher, CallbackSource, callback_sources
 from apps.gateway.keys import SigningKeys
 from apps.gateway.openapi import ServiceDocuments
 from apps.gateway.passwords import Passwords
 from apps.gateway.proxy import Forwarder
+from apps.gateway.revocations import Revocations
 from apps.gateway.services import TokenIssuer
 from apps.gateway.settings import GatewaySettings
 from chomik.db import make_engine
+
+# A refresh racing its session's revocation may issue one more access token.
+SESSION_MARGIN = 60
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,7 @@ class Gateway:
     documents: ServiceDocuments
     callbacks: dict[str, CallbackSource]
     publisher: CallbackPublisher
-    # A connection in autocommit, for the deny-list read of every request.
-    reads: Callable[[], AbstractContextManager[Connection]]
+    revocations: Revocations
 
 
 def gateway() -> Gateway:
@@ -68,5 +68,9 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
             settings.kafka_bootstrap_servers,
             timeout=settings.callback_publish_timeout,
         ),
-        reads=make_engine(settings.database_url, isolation_level="AUTOCOMMIT").connect,
+        revocations=Revocations(
+            # Autocommit: no BEGIN and ROLLBACK round trips around a fallback read.
+            make_engine(settings.database_url, isolation_level="AUTOCOMMIT"),
+            keep_sessions=settings.access_token_ttl + SESSION_MARGIN,
+        ),
     )

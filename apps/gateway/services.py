@@ -109,7 +109,7 @@ def register_account(
 
 def get_account(session: Session, user_id: str) -> Account:
     """The account behind an access token's subject."""
-    user = session.get(User, _as_uuid(user_id)) if _as_uuid(user_id) else None
+    user = session.get(User, as_uuid(user_id)) if as_uuid(user_id) else None
     if user is None:
         raise UnauthorizedError("The account of this token no longer exists")
     return _account(user)
@@ -258,7 +258,7 @@ def log_out(
         .values(jti=principal.jti, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
-    families = [f for f in [_as_uuid(family_id)] if f is not None]
+    families = [f for f in [as_uuid(family_id)] if f is not None]
     if refresh_token:
         families.extend(
             session.scalars(
@@ -274,7 +274,7 @@ def _revoke_families(
     session: Session, user_id: str, families: Iterable[uuid.UUID]
 ) -> None:
     ids = list(families)
-    owner = _as_uuid(user_id)
+    owner = as_uuid(user_id)
     if not ids or owner is None:
         return
     session.execute(
@@ -288,24 +288,7 @@ def _revoke_families(
     )
 
 
-# Read on every authenticated request: one statement of plain SQL, run on a
-# connection in autocommit (no BEGIN and ROLLBACK round trips, no statement to
-# build and no cache key to compute per call).
-_REVOKED = sa.text(
-    "SELECT EXISTS (SELECT FROM revoked_tokens WHERE jti = :jti)"
-    " OR EXISTS (SELECT FROM refresh_families"
-    " WHERE id = CAST(:family AS uuid) AND revoked_at IS NOT NULL)"
-)
-
-
-def is_revoked(connection: sa.Connection, jti: str, family_id: str | None) -> bool:
-    """Tell whether an access token was logged out or its family revoked."""
-    family = _as_uuid(family_id)
-    params = {"jti": jti, "family": None if family is None else str(family)}
-    return bool(connection.scalar(_REVOKED, params))
-
-
-def _as_uuid(value: str | None) -> uuid.UUID | None:
+def as_uuid(value: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(value) if value else None
     except ValueError:

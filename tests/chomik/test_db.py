@@ -13,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chomik.db import (
     TYPE_ANNOTATION_MAP,
+    Listener,
     UTCDateTime,
     compiled_once,
     enum_by_value,
@@ -20,6 +21,7 @@ from chomik.db import (
     new_metadata,
     paginate,
 )
+from tests.chomik.messaging_helpers import wait_until
 
 
 class Colour(enum.StrEnum):
@@ -210,3 +212,27 @@ def test_connections_keep_tcp_alive(infra):
                 sock.close()
     finally:
         engine.dispose()
+
+
+def test_a_listener_whose_backend_was_terminated_listens_again(infra):
+    # A restarted database, a backend terminated: it listens on a new connection.
+    engine = infra.engine("gateway")
+    woken = []
+    listener = Listener(engine, {"test_db_listener"}, woken.append, retry=0.2)
+    listener.start()
+    try:
+        wait_until(listener.listening.is_set, 10)
+        with engine.begin() as conn:
+            (pid,) = conn.execute(
+                sa.text("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+                        " AND datname = current_database()")
+            ).one()  # fmt: skip
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        wait_until(lambda: not listener.listening.is_set(), 10)
+        wait_until(listener.listening.is_set, 10)
+        woken.clear()
+        with engine.begin() as conn:
+            conn.execute(sa.text("NOTIFY test_db_listener"))
+        wait_until(lambda: woken == ["test_db_listener"], 10)
+    finally:
+        listener.stop()

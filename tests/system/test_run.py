@@ -209,6 +209,20 @@ def signed_up(role):
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
+def logout_is_refused_by_every_gateway_worker():
+    """A logged-out token is refused from the next request on, whichever worker."""
+    buyer = signed_up("buyer")
+    assert requests.get(f"{GATEWAY}/auth/me", headers=buyer, timeout=10).ok
+    out = requests.post(f"{GATEWAY}/auth/logout", headers=buyer, timeout=10)
+    assert out.status_code == 204, out.text
+    # New connections: the gateway's workers take them in turn.
+    answers = [
+        requests.get(f"{GATEWAY}/auth/me", headers=buyer, timeout=10).status_code
+        for _ in range(40)
+    ]
+    assert answers == [401] * 40
+
+
 def order_and_cancel_through_the_gateway():
     """A seller lists, a buyer orders (twice, one key), cancels; the stock comes back."""
     seller, buyer = signed_up("seller"), signed_up("buyer")
@@ -286,6 +300,7 @@ def test_run_brings_every_service_up_and_sigterm_leaves_nothing_behind(ports, da
         for url in worker_metrics:
             assert "outbox_pending" in requests.get(url, timeout=5).text
         order_and_cancel_through_the_gateway()
+        logout_is_refused_by_every_gateway_worker()
         family = descendants(launcher.pid)
         assert len(family) >= len(APPS) + 2  # web processes, PostgreSQL, Tansu at least
     finally:

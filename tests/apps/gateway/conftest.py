@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from apps.gateway import create_app
+from apps.gateway.revocations import Revocations
 from apps.gateway.settings import GatewaySettings
 from chomik.infra import free_port, stop_process, wait_for_port
 from tests.conftest import AUDIENCE, ISSUER, TEST_SERVICE_SECRET
@@ -66,10 +67,17 @@ def make_gateway(gateway_settings, dbs, infra) -> Iterator[Callable[..., Any]]:
         app = create_app(gateway_settings(**overrides))
         app.testing = True
         dbs.bind_app(app, "gateway")
-        # The deny-list is read inside the test's transaction too.
+        # The deny-list is read inside the test's transaction too, which never
+        # commits, so nothing is notified: every check asks.
+        state = app.extensions["chomik.gateway"]
         app.extensions["chomik.gateway"] = dataclasses.replace(
-            app.extensions["chomik.gateway"],
-            reads=lambda: contextlib.nullcontext(dbs.connection("gateway")),
+            state,
+            revocations=Revocations(
+                state.revocations.engine,
+                keep_sessions=state.revocations.keep_sessions,
+                listen=False,
+                connect=lambda: contextlib.nullcontext(dbs.connection("gateway")),
+            ),
         )
         apps.append(app)
         return app
