@@ -397,7 +397,7 @@ def main() -> int:
     parser.add_argument(
         "--out",
         default=str(PROJECT_DIR / "benchmarks" / "results" / f"{_today()}.md"),
-        help="where the figures are written as Markdown too",
+        help="where the figures are written as Markdown too, above what it held",
     )
     args = parser.parse_args()
     with running(args) as system:
@@ -433,6 +433,8 @@ def measure(system: System, args: argparse.Namespace) -> int:
         f"{'95':>7} {'99':>7} {'paid50':>7} {'95':>7} {'99':>7}   (ms)"
     )
     rows: list[Row] = []
+    out = Path(args.out)
+    earlier = out.read_text() if out.exists() else ""  # kept below this run's
     for concurrency in levels:
         fresh_tokens(system, buyers)
         scale = 1 if concurrency > 1 else 4
@@ -454,7 +456,7 @@ def measure(system: System, args: argparse.Namespace) -> int:
             rows.append(row)
             print_row(row, cpu_labels([row]))
             # After every phase: a run cut short still leaves its figures.
-            write(args.out, markdown(rows, cpu_labels(rows), header))
+            write(out, markdown(rows, cpu_labels(rows), header), earlier)
         if "floor" in by_phase and "place" in by_phase:
             floor_row, place_row = by_phase["floor"], by_phase["place"]
             print(
@@ -466,9 +468,10 @@ def measure(system: System, args: argparse.Namespace) -> int:
     return 0
 
 
-def write(path: str, text: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
+def write(path: Path, text: str, earlier: str) -> None:
+    """This run's figures, then what the file held before it (never lost)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{text}\n---\n\n{earlier}" if earlier else text)
 
 
 def _today() -> str:

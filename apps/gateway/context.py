@@ -44,6 +44,7 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
         settings.upstreams,
         connect_timeout=settings.proxy_connect_timeout,
         read_timeout=settings.proxy_read_timeout,
+        idle_reuse=settings.proxy_idle_reuse,
     )
     return Gateway(
         keys=keys,

@@ -7,11 +7,13 @@ not in the table (internal endpoints such as reservations) are never routed.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import urllib3
-from urllib3 import HTTPHeaderDict
+from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
 from urllib3.exceptions import TimeoutError as UpstreamTimeout
 
@@ -118,6 +120,42 @@ def chunks(stream: object) -> Iterator[bytes]:
         yield chunk
 
 
+class _RecentConnections:
+    """A pool that opens anew a connection idle longer than `idle_reuse` seconds.
+
+    A service closes a kept-alive connection idle for its keep-alive (gunicorn: 5 s).
+    One closed just as the pool hands it out loses the request sent on it: a 502
+    the client must resend. Reusing only connections idle for less than that, the
+    proxy is always the one to close.
+    """
+
+    idle_reuse: float
+
+    def _get_conn(self, timeout: float | None = None) -> HTTPConnection:
+        conn: HTTPConnection = super()._get_conn(timeout)  # type: ignore[misc]
+        idle_since = getattr(conn, "idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since > self.idle_reuse:
+            conn.close()  # connected again when the request is sent
+        return conn
+
+    def _put_conn(self, conn: HTTPConnection | None) -> None:
+        if conn is not None:
+            conn.idle_since = time.monotonic()  # type: ignore[attr-defined]
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+def _recent_pools(idle_reuse: float) -> dict[str, type[HTTPConnectionPool]]:
+    return {
+        scheme: type(
+            base.__name__, (_RecentConnections, base), {"idle_reuse": idle_reuse}
+        )
+        for scheme, base in (
+            ("http", HTTPConnectionPool),
+            ("https", HTTPSConnectionPool),
+        )
+    }
+
+
 class Forwarder:
     """A pool of connections to every service, with connect and read timeouts.
 
@@ -133,6 +171,7 @@ class Forwarder:
         *,
         connect_timeout: float,
         read_timeout: float,
+        idle_reuse: float = 2.0,
         pool_size: int = 32,
     ) -> None:
         self.upstreams = dict(upstreams)
@@ -146,6 +185,7 @@ class Forwarder:
             retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         )
+        self.pools.pool_classes_by_scheme = _recent_pools(idle_reuse)
 
     def send(
         self,

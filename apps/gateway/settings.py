@@ -102,6 +102,12 @@ class GatewaySettings(Settings):
     proxy_read_timeout: float = env(
         "PROXY_READ_TIMEOUT", 30.0, doc="seconds to wait for a service's bytes"
     )
+    proxy_idle_reuse: float = env(
+        "PROXY_IDLE_REUSE",
+        2.0,
+        doc="seconds a kept-alive connection to a service may sit idle and still be "
+        "reused; keep it well under the services' keep-alive (gunicorn's, 5 s)",
+    )
     openapi_cache_ttl: float = env(
         "OPENAPI_CACHE_TTL", 30.0, doc="seconds a service's OpenAPI document is cached"
     )

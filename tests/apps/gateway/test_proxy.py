@@ -192,6 +192,58 @@ def test_a_safe_request_on_a_connection_closed_unanswered_is_sent_again(
         assert client.post("/api/v1/products").status_code == 200  # a new one
 
 
+@contextlib.contextmanager
+def keep_alive_timeout(seconds: float) -> Iterator[tuple[str, list[int]]]:
+    """A service that drops, unanswered, a request coming on a connection idle for
+    `seconds` or more: its keep-alive timeout striking as the proxy reuses it.
+    Yields its URL and how many requests each connection carried."""
+    listener = socket.create_server(("127.0.0.1", free_port()))
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
+    )
+    carried: list[int] = []
+
+    def serve(conn: socket.socket) -> None:
+        carried.append(0)
+        n = len(carried) - 1
+        with conn:
+            idle_since = None
+            while conn.recv(65536):
+                if idle_since is not None and time.monotonic() - idle_since >= seconds:
+                    return  # closed unanswered
+                carried[n] += 1
+                conn.sendall(answer)
+                idle_since = time.monotonic()
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", carried
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(("idle_reuse", "second"), [(0.2, 200), (5.0, 502)])
+def test_a_connection_idle_longer_than_proxy_idle_reuse_is_not_reused(
+    make_gateway, idle_reuse, second
+):
+    with keep_alive_timeout(0.5) as (url, carried):
+        gateway = make_gateway(storage_url=url, proxy_idle_reuse=idle_reuse)
+        client = gateway.test_client()
+        assert client.post("/api/v1/products").status_code == 200
+        assert client.post("/api/v1/products").status_code == 200
+        assert carried == [2]  # kept alive and reused while fresh
+        time.sleep(0.7)  # idle past the service's keep-alive
+        # A POST is never sent twice: reused, its connection would drop it (502).
+        assert client.post("/api/v1/products").status_code == second
+
+
 def test_upstream_slow_is_504_naming_the_service(make_gateway, upstream):
     client = make_gateway(storage_url=upstream, proxy_read_timeout=0.5).test_client()
     started = time.monotonic()
