@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import enum
 import logging
+import math
 import os
 import select
 import socket
@@ -231,7 +232,7 @@ def paginate(
 
 
 def listening_connection(engine: Engine, channels: Sequence[str]) -> Any:
-    """A psycopg2 connection of its own (never the pool's), LISTENing on `channels`."""
+    """Open a psycopg2 connection of its own (never the pool's) LISTENing on `channels`."""
     proxy = engine.raw_connection()
     connection: Any = proxy.dbapi_connection
     proxy.detach()
@@ -247,23 +248,29 @@ def listening_connection(engine: Engine, channels: Sequence[str]) -> Any:
 
 
 def take_notifications(connection: Any) -> list[Any]:
-    """The notifications arrived on a LISTENing connection, without waiting for any.
+    """Take the notifications arrived on a LISTENing connection, without waiting.
 
     Raises `ConnectionError` once the server has closed the connection (restarted,
     or the backend terminated): psycopg2's `poll()` takes the server's goodbye
     (a FATAL notice) and returns as if nothing had happened.
     """
-    if select.select([connection], [], [], 0)[0]:
+    if readable(connection, 0):
         connection.poll()
         goodbye = [n for n in connection.notices if n.startswith("FATAL")]
         connection.notices.clear()
-        if goodbye or (
-            select.select([connection], [], [], 0)[0] and _at_end(connection)
-        ):
+        if goodbye or (readable(connection, 0) and _at_end(connection)):
             raise ConnectionError(f"the database closed the connection: {goodbye}")
     notices = list(connection.notifies)
     connection.notifies.clear()
     return notices
+
+
+def readable(connection: Any, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for `connection` (anything with `fileno`) to be
+    readable (`poll`, not `select`: a busy web worker's descriptors pass 1023)."""
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
 
 
 def _at_end(connection: Any) -> bool:

@@ -64,4 +64,10 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
 
 
 def _deny_list(claims: Mapping[str, Any]) -> bool:
-    return gateway().revocations.is_revoked(str(claims["jti"]), claims.get("sid"))
+    # A refresh token (rare) is checked in the database: its session may have
+    # been revoked longer ago than the list in memory keeps sessions.
+    return gateway().revocations.is_revoked(
+        str(claims["jti"]),
+        claims.get("sid"),
+        ask_database=claims.get("type") == "refresh",
+    )

@@ -18,6 +18,9 @@ from chomik.db import make_engine
 
 # A refresh racing its session's revocation may issue one more access token.
 SESSION_MARGIN = 60
+# A database gone without a word (no FIN, no RST) stops the deny list's thread
+# within seconds, not at the kernel's retransmission limit (minutes).
+LISTENING = {"connect_timeout": 5, "tcp_user_timeout": 10_000, "keepalives_idle": 5}
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,12 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
             timeout=settings.callback_publish_timeout,
         ),
         revocations=Revocations(
-            # Autocommit: no BEGIN and ROLLBACK round trips around a fallback read.
-            make_engine(settings.database_url, isolation_level="AUTOCOMMIT"),
+            # Autocommit: no BEGIN and ROLLBACK round trips around a database read.
+            make_engine(
+                settings.database_url,
+                isolation_level="AUTOCOMMIT",
+                connect_args=LISTENING,
+            ),
             keep_sessions=settings.access_token_ttl + SESSION_MARGIN,
         ),
     )

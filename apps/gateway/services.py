@@ -1,4 +1,4 @@
-"""Accounts and tokens: register, log in, rotate refresh tokens, log out, deny-list.
+"""Accounts and tokens: register, log in, rotate refresh tokens, log out.
 
 Tokens are signed by the kit (flask-jwt-extended, in the gateway's app context);
 this module decides which tokens a caller gets and keeps the refresh tokens'

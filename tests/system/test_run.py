@@ -212,7 +212,10 @@ def signed_up(role):
 def logout_is_refused_by_every_gateway_worker():
     """A logged-out token is refused from the next request on, whichever worker."""
     buyer = signed_up("buyer")
-    assert requests.get(f"{GATEWAY}/auth/me", headers=buyer, timeout=10).ok
+    # Every worker's first check starts its list; once confirmed, it answers.
+    for _ in range(20):
+        assert requests.get(f"{GATEWAY}/auth/me", headers=buyer, timeout=10).ok
+    time.sleep(3)
     out = requests.post(f"{GATEWAY}/auth/logout", headers=buyer, timeout=10)
     assert out.status_code == 204, out.text
     # New connections: the gateway's workers take them in turn.

@@ -124,11 +124,11 @@ class Logout(MethodView):
     @require_role()
     def post(self, data: dict[str, Any] | None) -> None:
         """Log out: revoke the access token and its refresh tokens"""
-        services.log_out(
-            db_session(),
-            current_user(),
-            refresh_token=(data or {}).get("refresh_token"),
-        )
+        session, user = db_session(), current_user()
+        services.log_out(session, user, refresh_token=(data or {}).get("refresh_token"))
+        session.commit()
+        # Answered once this gateway, and with it every other, has the logout in memory.
+        gateway().revocations.wait_seen(user.jti)
 
 
 @blp.route("/me")
