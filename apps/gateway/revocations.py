@@ -96,6 +96,7 @@ class Revocations:
         self._pid: int | None = None  # the process whose thread keeps the lists
         self._stopping = threading.Event()
         self._connection: Any = None  # the thread's, while it has one
+        self._io = threading.Lock()  # held while the connection is used
 
     def is_revoked(
         self, jti: str, family_id: str | None, *, ask_database: bool = False
@@ -106,6 +107,7 @@ class Revocations:
         if self.listen and not ask_database:
             self.start()
             if self.fresh:
+                self._drain()
                 return jti in self._jtis or family in self._families
         with self.connect() as connection:
             return bool(connection.scalar(_REVOKED, {"jti": jti, "family": family}))
@@ -151,17 +153,18 @@ class Revocations:
                 log.warning("deny list: %s; checks ask the database", repr(exc))
             finally:
                 self._confirmed_at = -float("inf")
-                self._connection = None
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        connection.close()
+                with self._io:  # no check is taking from it meanwhile
+                    self._connection = None
+                    if connection is not None:
+                        with contextlib.suppress(Exception):
+                            connection.close()
             self._stopping.wait(self.retry)
 
     def _keep_up(self, connection: Any) -> None:
         loaded_at = -float("inf")
         while not self._stopping.is_set():
             sent = time.monotonic()
-            with connection.cursor() as cursor:
+            with self._io, connection.cursor() as cursor:
                 if sent - loaded_at >= self.reload_every:
                     now = utcnow()
                     since = now - dt.timedelta(seconds=self.keep_sessions)
@@ -173,13 +176,30 @@ class Revocations:
                     loaded_at = sent
                 else:
                     cursor.execute("SELECT 1")
-            self._take(connection)  # those that came before the answer
+                self._take(connection)  # those that came before the answer
             self._confirmed_at = sent
             while (left := sent + self.confirm_every - time.monotonic()) > 0:
                 if self._stopping.is_set():
                     return
                 if readable(connection, left):
-                    self._take(connection)
+                    with self._io:
+                        self._take(connection)
+
+    def _drain(self) -> None:
+        """Take what has arrived on the connection, unless the thread is using it.
+
+        The thread takes each notification as it comes, but it may wait for the
+        interpreter while a request that came right after a revocation is checked.
+        """
+        connection = self._connection
+        if connection is None or not self._io.acquire(blocking=False):
+            return
+        try:
+            self._take(connection)
+        except Exception:  # noqa: BLE001 - the thread finds it out and reconnects
+            self._confirmed_at = -float("inf")
+        finally:
+            self._io.release()
 
     def _take(self, connection: Any) -> None:
         notices = take_notifications(connection)
