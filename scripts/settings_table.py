@@ -15,7 +15,9 @@ EXTRA = [
     ("CHOMIK_DATA_DIR", ".chomik (or /tmp/chomik-… as root)",
      "where the launcher keeps its cluster, keys and logs", "launcher"),
     ("CHOMIK_HOST", "127.0.0.1", "loopback address every process of the launcher listens on "
-     "and is reached at (127.0.0.2, …: a second system beside the first)", "launcher"),
+     "and is reached at (127.0.0.2, …: a second system beside the first, with its own "
+     "CHOMIK_DATA_DIR, EMBEDDED_PG_PORT and EMBEDDED_KAFKA_PORT: PostgreSQL and the broker "
+     "listen on 127.0.0.1)", "launcher"),
     ("CHOMIK_READY_TIMEOUT", "90", "seconds `chomik run` waits for every process to be "
      "ready before it gives up", "launcher"),
     ("EMBEDDED_PG_PORT", "17432", "port of the embedded PostgreSQL", "launcher"),

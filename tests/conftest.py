@@ -19,6 +19,7 @@ from flask import Flask
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from apps.gateway.revocations import Revocations
 from chomik import migrating
 from chomik.auth import generate_key_pair, issue_service_token, key_id
 from chomik.infra import KafkaBroker, PostgresCluster, free_port, private_cluster
@@ -76,6 +77,25 @@ class Infra:
         if name not in self.engines:
             self.engines[name] = sa.create_engine(self.urls[name], pool_size=20)
         return self.engines[name]
+
+
+@pytest.fixture(autouse=True)
+def _deny_lists_end_with_their_test() -> Iterator[None]:
+    """Stop the deny-list threads a test's gateway apps started (each holds a
+    connection, and an app of a test is never used again)."""
+    started: list[Revocations] = []
+    start = Revocations.start
+
+    def recorded(self: Revocations) -> None:
+        if self not in started:
+            started.append(self)
+        start(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Revocations, "start", recorded)
+        yield
+    for revocations in started:
+        revocations.close()
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,9 @@ def run_together(engine, jobs):
     Each job gets an open session; its outcome (a value or the exception) is kept.
     """
     factory = make_session_factory(engine)
-    barrier = threading.Barrier(len(jobs))
+    barrier = threading.Barrier(
+        len(jobs), timeout=60
+    )  # a worker that failed to connect breaks it
     outcomes = [None] * len(jobs)
 
     def worker(index, job):
