@@ -9,7 +9,7 @@ import io
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -147,22 +147,16 @@ def test_upstream_down_is_502_naming_the_service(make_gateway):
     assert "storage" in body["detail"]
 
 
-@contextlib.contextmanager
-def closing_kept_alive_connections() -> Iterator[str]:
-    """A service that answers the first request of a connection, keeps it open,
-    and closes it unanswered when a second request comes on it: a keep-alive
-    timeout that strikes just as the connection is reused."""
-    listener = socket.create_server(("127.0.0.1", free_port()))
-    answer = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
-    )
+KEPT_ALIVE_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
+)
 
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            conn.sendall(answer)
-            conn.recv(65536)  # the second request: dropped unanswered
+
+@contextlib.contextmanager
+def raw_service(serve: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A service on a free port whose every connection `serve` handles; its URL."""
+    listener = socket.create_server(("127.0.0.1", free_port()))
 
     def accept() -> None:
         with contextlib.suppress(OSError):
@@ -175,6 +169,20 @@ def closing_kept_alive_connections() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         listener.close()
+
+
+def closing_kept_alive_connections() -> contextlib.AbstractContextManager[str]:
+    """A service that answers the first request of a connection, keeps it open,
+    and closes it unanswered when a second request comes on it: a keep-alive
+    timeout that strikes just as the connection is reused."""
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(KEPT_ALIVE_ANSWER)
+            conn.recv(65536)  # the second request: dropped unanswered
+
+    return raw_service(serve)
 
 
 def test_a_safe_request_on_a_connection_closed_unanswered_is_sent_again(
@@ -197,11 +205,6 @@ def keep_alive_timeout(seconds: float) -> Iterator[tuple[str, list[int]]]:
     """A service that drops, unanswered, a request coming on a connection idle for
     `seconds` or more: its keep-alive timeout striking as the proxy reuses it.
     Yields its URL and how many requests each connection carried."""
-    listener = socket.create_server(("127.0.0.1", free_port()))
-    answer = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
-    )
     carried: list[int] = []
 
     def serve(conn: socket.socket) -> None:
@@ -213,20 +216,11 @@ def keep_alive_timeout(seconds: float) -> Iterator[tuple[str, list[int]]]:
                 if idle_since is not None and time.monotonic() - idle_since >= seconds:
                     return  # closed unanswered
                 carried[n] += 1
-                conn.sendall(answer)
+                conn.sendall(KEPT_ALIVE_ANSWER)
                 idle_since = time.monotonic()
 
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = listener.accept()
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", carried
-    finally:
-        listener.close()
+    with raw_service(serve) as url:
+        yield url, carried
 
 
 @pytest.mark.parametrize(("idle_reuse", "second"), [(1.0, 200), (5.0, 502)])
