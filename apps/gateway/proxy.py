@@ -147,7 +147,9 @@ class _RecentConnections:
 def _recent_pools(idle_reuse: float) -> dict[str, type[HTTPConnectionPool]]:
     return {
         scheme: type(
-            base.__name__, (_RecentConnections, base), {"idle_reuse": idle_reuse}
+            f"Recent{base.__name__}",
+            (_RecentConnections, base),
+            {"idle_reuse": idle_reuse},
         )
         for scheme, base in (
             ("http", HTTPConnectionPool),
@@ -171,7 +173,7 @@ class Forwarder:
         *,
         connect_timeout: float,
         read_timeout: float,
-        idle_reuse: float = 2.0,
+        idle_reuse: float,
         pool_size: int = 32,
     ) -> None:
         self.upstreams = dict(upstreams)
