@@ -102,7 +102,6 @@ def start_payment(ports: Ports, *, user: Principal, order_id: uuid.UUID) -> Star
         return Started(_open_payment_view(ports, order_id), created=False)
     except OrderNotPayableError:  # the deadline passed while we asked the bank
         _give_back(ports, claimed.id)
-        STARTS.labels("not_payable").inc()
         raise
     except IllegalTransitionError as exc:
         _give_back(ports, claimed.id)
@@ -134,17 +133,18 @@ def _owned_order(ports: Ports, user: Principal, order_id: uuid.UUID) -> Any:
         raise OrderNotPayableError(
             f"Order {order_id} is {order.status.value}", order_status=order.status.value
         )
-    if order.status in _PAYABLE and deadline_passed(order.expires_at, utcnow()):
-        STARTS.labels("not_payable").inc()
-        raise _past_deadline(order_id, order.status)
+    _check_deadline(order_id, order)
     return order
 
 
-def _past_deadline(order_id: uuid.UUID, status: OrderStatus) -> OrderNotPayableError:
-    return OrderNotPayableError(
-        f"The payment deadline of order {order_id} passed",
-        order_status=status.value,
-    )
+def _check_deadline(order_id: uuid.UUID, order: Any) -> None:
+    """Refuse a payable order whose payment deadline has passed (409)."""
+    if order.status in _PAYABLE and deadline_passed(order.expires_at, utcnow()):
+        STARTS.labels("not_payable").inc()
+        raise OrderNotPayableError(
+            f"The payment deadline of order {order_id} passed",
+            order_status=order.status.value,
+        )
 
 
 def _claim(ports: Ports, order: Any) -> Payment:
@@ -256,8 +256,7 @@ def _commit_start(ports: Ports, payment: Payment, transaction: Transaction) -> N
             .where(_ORDERS.c.id == payment.order_id)
             .with_for_update()
         ).one()  # fmt: skip
-        if order.status in _PAYABLE and deadline_passed(order.expires_at, utcnow()):
-            raise _past_deadline(payment.order_id, order.status)
+        _check_deadline(payment.order_id, order)
         _check_amount(payment, order, transaction)
         branch.execute(
             sa.update(_PAYMENTS)
