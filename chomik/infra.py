@@ -13,6 +13,7 @@ import glob
 import hashlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -30,6 +31,10 @@ from psycopg2 import sql
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 MAX_PREPARED_TRANSACTIONS = 64
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+FREE_PORT_FLOOR = 20000  # free_port's ports: from here to the ephemeral range
+_HANDED_OUT: set[int] = set()  # what free_port gave this process, not given twice
+_RANDOM = random.SystemRandom()  # processes started together draw apart
 
 
 class InfraError(RuntimeError):
@@ -48,11 +53,30 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port() -> int:
-    """Return a TCP port on loopback that nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a TCP port on loopback that nothing listens on now, below the ephemeral range.
+
+    The port is for another process to bind later. One from the kernel's
+    ephemeral range (what binding port 0 gives) can meanwhile become the local
+    end of any outgoing connection, and Linux then refuses that bind with
+    EADDRINUSE though nothing listens. Below the range, only a listener takes
+    a port, and none did when it was handed out.
+    """
+    top = _ephemeral_low()
+    for _ in range(1000):
+        port = _RANDOM.randrange(FREE_PORT_FLOOR, top)
+        if port not in _HANDED_OUT and port_is_free(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise InfraError(f"no free port between {FREE_PORT_FLOOR} and {top}")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (32768 when unreadable)."""
+    try:
+        low = int(Path(EPHEMERAL_RANGE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, FREE_PORT_FLOOR + 1000)
 
 
 def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> bool:

@@ -1,6 +1,7 @@
 """The embedded infrastructure the launcher and the tests run on."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from chomik.infra import InfraError, RunRecords, exclusive
+from chomik.infra import EPHEMERAL_RANGE, InfraError, RunRecords, exclusive, free_port
 
 
 def test_embedded_postgres_accepts_prepare_transaction(infra):
@@ -186,3 +187,23 @@ def test_chomik_run_gives_every_child_secrets_of_its_own(tmp_path):
     # A secret set in the environment wins.
     given = env_of(tmp_path / "a", {"SERVICE_TOKEN_SECRET": "from-the-operator"})
     assert given["SERVICE_TOKEN_SECRET"] == "from-the-operator"
+
+
+def test_a_free_port_cannot_be_taken_by_an_outgoing_connection_before_its_bind():
+    # What bind(0) hands out is an ephemeral port: any client connection may
+    # take it as its local end before the process it was meant for binds it,
+    # and that bind then fails. free_port stays below the ephemeral range.
+    low = int(Path(EPHEMERAL_RANGE).read_text().split()[0])
+    ports = [free_port() for _ in range(200)]
+    assert max(ports) < low
+    assert len(set(ports)) == len(ports)
+
+    # The failure it avoids: a port in use as a connection's local end.
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as client,
+        socket.socket() as late,
+    ):
+        late.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError, match="in use"):
+            late.bind(("127.0.0.1", client.getsockname()[1]))
