@@ -24,6 +24,9 @@ is given back and the bank transaction stays unpaid: its pay_url was never hande
 out, so no money moves.
 
 The bank away: the claim is given back, nothing is stored, the order is unchanged.
+A parallel start that shared that claim, and whose own bank call went through,
+then finds neither its claim nor a PENDING payment: it claims anew (a new payment
+id, so a new bank transaction; the first one's pay_url was never handed out).
 The bank refusing the transaction as invalid (400 or 422: an amount it does not
 take): the same, and the start is refused (422 payment-refused); a start again is
 refused again and never leaves a claim behind. Any other failure of the bank call
@@ -83,13 +86,28 @@ class Started:
     created: bool
 
 
+# Claims made by one start: a sibling start sharing the claim may give it back
+# (its bank call failed), and this one then claims anew.
+CLAIM_ATTEMPTS = 3
+
+
 class _AlreadyStartedError(Exception):
-    """Another start moved the claimed payment to PENDING first."""
+    """The claim is no longer STARTING: moved to PENDING, or given back."""
 
 
 def start_payment(ports: Ports, *, user: Principal, order_id: uuid.UUID) -> Started:
     """Open the order's payment at the bank, or answer the one already open."""
     order = _owned_order(ports, user, order_id)
+    for _ in range(CLAIM_ATTEMPTS):
+        started = _start_once(ports, order)
+        if started is not None:
+            return started
+    raise OrderNotPayableError(f"Order {order_id} cannot be paid now")
+
+
+def _start_once(ports: Ports, order: Any) -> Started | None:
+    """One claim and its bank call; None when a sibling start gave the claim back."""
+    order_id = order.id
     claimed = _claim(ports, order)
     if claimed.status is PaymentStatus.PENDING:
         STARTS.labels("existing").inc()
@@ -98,8 +116,11 @@ def start_payment(ports: Ports, *, user: Principal, order_id: uuid.UUID) -> Star
     try:
         _commit_start(ports, claimed, transaction)
     except _AlreadyStartedError:
+        view = _open_payment_view(ports, order_id)
+        if view is None:
+            return None
         STARTS.labels("existing").inc()
-        return Started(_open_payment_view(ports, order_id), created=False)
+        return Started(view, created=False)
     except OrderNotPayableError:  # the deadline passed while we asked the bank
         _give_back(ports, claimed.id)
         raise
@@ -307,7 +328,8 @@ def _payment_view(ports: Ports, payment_id: uuid.UUID) -> PaymentView:
         return view_of(session.get_one(Payment, payment_id))
 
 
-def _open_payment_view(ports: Ports, order_id: uuid.UUID) -> PaymentView:
+def _open_payment_view(ports: Ports, order_id: uuid.UUID) -> PaymentView | None:
+    """The order's PENDING payment, if there is one."""
     with ports.sessions() as session:
         payment = session.scalar(
             sa.select(Payment).where(
@@ -315,6 +337,4 @@ def _open_payment_view(ports: Ports, order_id: uuid.UUID) -> PaymentView:
                 Payment.status == PaymentStatus.PENDING,
             )
         )
-    if payment is None:
-        raise OrderNotPayableError(f"Order {order_id} cannot be paid now")
-    return view_of(payment)
+    return None if payment is None else view_of(payment)

@@ -100,6 +100,50 @@ def test_two_parallel_starts_make_one_bank_transaction_and_one_payment(
     assert outbox_types(infra, "orders") == ["order.payment_pending"]
 
 
+def test_a_start_whose_shared_claim_was_given_back_claims_anew_and_opens_the_payment(
+    make_ports, bank_app, settings, buyer, place_order, infra
+):
+    # A parallel start shared this start's claim, its bank call failed, and it
+    # gave the claim back while this start's own bank call went through.
+    order_id = place_order(buyer.id)
+
+    class SiblingGivesBack(BankClient):
+        """The real client; the first claim is given back while the bank answers."""
+
+        given_back = False
+
+        def create_transaction(self, **fields):
+            transaction = super().create_transaction(**fields)
+            if not self.given_back:
+                self.given_back = True
+                with infra.engine("payment").begin() as conn:
+                    conn.execute(
+                        sa.text("DELETE FROM payments WHERE status = 'STARTING'")
+                    )
+            return transaction
+
+    bank = SiblingGivesBack(
+        BANK, merchant_token=TOKEN, merchant_account_id=MERCHANT,
+        session=mounted(bank_app, BANK), retries=0,
+    )  # fmt: skip
+    app = create_app(settings, ports=make_ports(bank))
+
+    response = start(app.test_client(), buyer, order_id)
+
+    assert response.status_code == 201, response.json
+    (payment,) = payments_of(infra, order_id)
+    assert payment.status == "PENDING"
+    assert str(payment.id) == response.json["id"]
+    # The given-back claim's bank transaction stays unpaid: its pay_url never left.
+    handed_out, orphan = sorted(
+        bank_transactions(infra), key=lambda t: t.reference != str(payment.id)
+    )
+    assert f"/{handed_out.id}/" in response.json["pay_url"]
+    assert orphan.status == "CREATED"
+    assert order_status(infra, order_id) is OrderStatus.PAYMENT_PENDING
+    assert outbox_types(infra, "orders") == ["order.payment_pending"]
+
+
 def test_the_bank_away_answers_503_and_changes_nothing(
     settings_for, bank_settings, make_ports, settings, buyer, place_order, infra
 ):
