@@ -1,8 +1,11 @@
 """Rate limits of the gateway, counted in a store every worker shares.
 
-flask-limiter's `limits` has no PostgreSQL backend and `memory://` counts per
-worker, so `DatabaseStorage` keeps fixed-window counters in the gateway's own
-database (one upsert per hit). A Redis URL in RATELIMIT_STORAGE_URI replaces it.
+Only two views are limited (logins and registrations), so they are wrapped one
+by one with `limits`' fixed-window counters; the proxied requests, nearly all of
+the gateway's traffic, pass no limiter hook at all. `limits` has no PostgreSQL
+backend and `memory://` counts per worker, so `DatabaseStorage` keeps the
+counters in the gateway's own database (one upsert per hit). A Redis URL in
+RATELIMIT_STORAGE_URI replaces it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, request
-from flask_limiter import Limiter, RateLimitExceeded
+from flask import Flask, request
 from limits import RateLimitItem, parse
-from limits.storage import Storage
+from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.engine import Engine
 
@@ -27,7 +29,6 @@ from apps.gateway.errors import InvalidCredentialsError, TooManyRequestsError
 from apps.gateway.metrics import LOGINS
 from apps.gateway.services import normalize_email
 from apps.gateway.settings import GatewaySettings
-from chomik.problems import render_problem
 
 DATABASE_SCHEME = "gateway-db"
 
@@ -183,7 +184,7 @@ class LoginThrottle:
             reserved.append((item, key))
             if not self.strategy.hit(item, key):
                 self.give_back(reserved)
-                raise self._too_many(item, key)
+                raise too_many(self.strategy, item, key, LOGIN_ATTEMPTS)
         failing_here = (
             self.strategy.get_window_stats(
                 self.limits.pair, f"{account}/{address}"
@@ -193,7 +194,7 @@ class LoginThrottle:
         reserved.append((self.limits.account, account))
         if not self.strategy.hit(self.limits.account, account) and failing_here:
             self.give_back(reserved)
-            raise self._too_many(self.limits.account, account)
+            raise too_many(self.strategy, self.limits.account, account, LOGIN_ATTEMPTS)
         return reserved
 
     def give_back(self, reserved: list[tuple[RateLimitItem, str]]) -> None:
@@ -206,13 +207,20 @@ class LoginThrottle:
             else:
                 self.storage.incr(name, item.get_expiry(), amount=-1)
 
-    def _too_many(self, item: RateLimitItem, key: str) -> TooManyRequestsError:
-        reset_at = self.strategy.get_window_stats(item, key).reset_time
-        retry_after = min(item.get_expiry(), max(1, math.ceil(reset_at - time.time())))
-        return TooManyRequestsError(
-            f"Too many failed logins: try again in {retry_after} s",
-            retry_after=retry_after,
-        )
+
+# A login counts while it runs, so parallel correct ones can meet the bound too.
+LOGIN_ATTEMPTS = "Too many login attempts, failed or in flight"
+
+
+def too_many(
+    strategy: FixedWindowRateLimiter, item: RateLimitItem, key: str, what: str
+) -> TooManyRequestsError:
+    """The 429 of a full window, with the seconds until it ends (never beyond it)."""
+    reset_at = strategy.get_window_stats(item, key).reset_time
+    retry_after = min(item.get_expiry(), max(1, math.ceil(reset_at - time.time())))
+    return TooManyRequestsError(
+        f"{what}: try again in {retry_after} s", retry_after=retry_after
+    )
 
 
 def throttled(view: Callable[..., Any], throttle: LoginThrottle) -> Callable[..., Any]:
@@ -238,55 +246,45 @@ def throttled(view: Callable[..., Any], throttle: LoginThrottle) -> Callable[...
     return wrapper
 
 
-def install_rate_limits(
-    app: Flask, settings: GatewaySettings, engine: Engine
-) -> Limiter:
-    """Give this app its own limiter; throttle failed logins and registrations."""
-    uri = settings.ratelimit_storage_uri or f"{DATABASE_SCHEME}://"
-    options: dict[str, Any] = (
-        {} if settings.ratelimit_storage_uri else {"engine": engine}
+def limited(
+    view: Callable[..., Any], storage: Storage, item: RateLimitItem, what: str
+) -> Callable[..., Any]:
+    """`view`, refused (429) past `item` calls per window from one address."""
+    strategy = FixedWindowRateLimiter(storage)
+    name = view.__name__
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = f"{name}/{client_address()}"
+        if not strategy.hit(item, key):
+            raise too_many(strategy, item, key, what)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def install_rate_limits(app: Flask, settings: GatewaySettings, engine: Engine) -> None:
+    """Throttle failed logins and registrations, in one store for every worker."""
+    storage = (
+        storage_from_string(settings.ratelimit_storage_uri)
+        if settings.ratelimit_storage_uri
+        else DatabaseStorage(engine=engine)
     )
-    limiter = Limiter(
-        client_address,
-        storage_uri=uri,
-        storage_options=options,
-        strategy="fixed-window",
-        key_prefix="gateway",
-        headers_enabled=False,
-    )
-    limiter.init_app(app)
-    # Only the routes below are limited: the proxy's requests skip the check.
-    limiter.exempt(app.view_functions["proxy.forward"])
+    if not isinstance(storage, Storage):  # an async one (`async+redis://`)
+        raise ValueError("RATELIMIT_STORAGE_URI must name a synchronous storage")
     throttle = LoginThrottle(
-        limiter.storage,
+        storage,
         LoginLimits(
             pair=parse(settings.login_rate_limit),
             address=parse(settings.login_address_rate_limit),
             account=parse(settings.login_account_rate_limit),
         ),
     )
-    app.view_functions["auth.Login"] = throttled(
-        app.view_functions["auth.Login"], throttle
+    views = app.view_functions
+    views["auth.Login"] = throttled(views["auth.Login"], throttle)
+    views["auth.Register"] = limited(
+        views["auth.Register"],
+        storage,
+        parse(settings.register_rate_limit),
+        "Too many registrations from this address",
     )
-    limited: Callable[..., Any] = limiter.limit(settings.register_rate_limit)(
-        app.view_functions["auth.Register"]
-    )
-    app.view_functions["auth.Register"] = limited
-
-    def too_many_requests(_error: RateLimitExceeded) -> Response:
-        current = limiter.current_limit
-        if current is None:
-            retry_after = 60
-        else:
-            # reset_at is rounded up to the next whole second: never beyond the window.
-            window = current.limit.get_expiry()
-            retry_after = min(window, max(1, math.ceil(current.reset_at - time.time())))
-        return render_problem(
-            TooManyRequestsError(
-                f"Too many attempts: try again in {retry_after} s",
-                retry_after=retry_after,
-            )
-        )
-
-    app.register_error_handler(RateLimitExceeded, too_many_requests)
-    return limiter

@@ -66,17 +66,24 @@ def test_many_accounts_from_one_address_hit_the_address_limit(make_gateway):
     assert wrong_login(client, "spray9@example.com").status_code == 429
 
 
-def test_registration_is_limited_per_address(make_gateway):
-    client = make_gateway(register_rate_limit="2/minute").test_client()
-    statuses = [
+@pytest.mark.parametrize("store", ["", "memory://"])
+def test_registration_is_limited_per_address(make_gateway, store):
+    client = make_gateway(
+        register_rate_limit="2/minute", ratelimit_storage_uri=store
+    ).test_client()
+    answers = [
         client.post(
             "/api/v1/auth/register",
             json={"email": f"r{n}@example.com", "password": PASSWORD, "name": "R",
                   "role": "buyer"},
-        ).status_code
+        )
         for n in range(3)
     ]  # fmt: skip
-    assert statuses == [201, 201, 429]
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    refused = answers[-1]
+    assert refused.content_type == "application/problem+json"
+    assert "registrations" in refused.json["detail"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
 
 
 @pytest.mark.parametrize("limit", ["1/minute"])
