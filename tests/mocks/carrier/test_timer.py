@@ -4,14 +4,17 @@ import dataclasses
 import datetime as dt
 import json
 import time
+import uuid
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from chomik.jobs import JobContext
 from chomik.signing import HEADER, split_secrets, verify
 from mocks.carrier import create_app
 from mocks.carrier.jobs import advance_due_shipments
+from mocks.carrier.models import Shipment
 from mocks.carrier.worker import build_worker
 from tests.mocks.carrier.conftest import new_shipment
 from tests.receiver import Receiver
@@ -45,22 +48,43 @@ def status(client, merchant, shipment_id):
 def test_the_timer_moves_a_shipment_one_step_per_interval(
     client, merchant, committed_db, timed_settings
 ):
+    # The step is long and made due by hand: a slow machine cannot tick twice.
+    step = dt.timedelta(minutes=5)
     shipment = new_shipment(client, merchant).json
-    context = JobContext(
-        timed_settings, sessionmaker(bind=committed_db.engine("carrier")), "t"
-    )
-    job = advance_due_shipments(dt.timedelta(seconds=0.2))
+    engine = committed_db.engine("carrier")
+    context = JobContext(timed_settings, sessionmaker(bind=engine), "t")
+    job = advance_due_shipments(step)
+
+    def due_in(delay):
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(Shipment)
+                .where(Shipment.id == uuid.UUID(shipment["id"]))
+                .values(next_step_at=sa.func.now() + delay)
+            )
+
+    def next_step_in():
+        with engine.connect() as conn:
+            return conn.scalar(
+                sa.select(Shipment.next_step_at - sa.func.now()).where(
+                    Shipment.id == uuid.UUID(shipment["id"])
+                )
+            )
+
+    due_in(step)  # it was made with the settings' step of 0.2 s
     job.func(context)
     assert status(client, merchant, shipment["id"]) == "CREATED"  # not due yet
-    time.sleep(0.25)
+    due_in(-dt.timedelta(seconds=1))
     job.func(context)
     assert status(client, merchant, shipment["id"]) == "IN_TRANSIT"
+    assert step - dt.timedelta(seconds=30) < next_step_in() <= step
     job.func(context)
-    assert status(client, merchant, shipment["id"]) == "IN_TRANSIT"
-    time.sleep(0.25)
+    assert status(client, merchant, shipment["id"]) == "IN_TRANSIT"  # one step
+    due_in(-dt.timedelta(seconds=1))
     job.func(context)
     job.func(context)
     assert status(client, merchant, shipment["id"]) == "DELIVERED"
+    assert next_step_in() is None  # the last step: the timer is done with it
 
 
 def test_the_carrier_worker_delivers_and_sends_signed_callbacks_in_order(
