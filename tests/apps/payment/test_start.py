@@ -107,25 +107,11 @@ def test_a_start_whose_shared_claim_was_given_back_claims_anew_and_opens_the_pay
     # gave the claim back while this start's own bank call went through.
     order_id = place_order(buyer.id)
 
-    class SiblingGivesBack(BankClient):
-        """The real client; the first claim is given back while the bank answers."""
+    def give_the_claim_back():
+        with infra.engine("payment").begin() as conn:
+            conn.execute(sa.text("DELETE FROM payments WHERE status = 'STARTING'"))
 
-        given_back = False
-
-        def create_transaction(self, **fields):
-            transaction = super().create_transaction(**fields)
-            if not self.given_back:
-                self.given_back = True
-                with infra.engine("payment").begin() as conn:
-                    conn.execute(
-                        sa.text("DELETE FROM payments WHERE status = 'STARTING'")
-                    )
-            return transaction
-
-    bank = SiblingGivesBack(
-        BANK, merchant_token=TOKEN, merchant_account_id=MERCHANT,
-        session=mounted(bank_app, BANK), retries=0,
-    )  # fmt: skip
+    bank = bank_doing_meanwhile(bank_app, give_the_claim_back)
     app = create_app(settings, ports=make_ports(bank))
 
     response = start(app.test_client(), buyer, order_id)
@@ -206,18 +192,7 @@ def test_a_deadline_passing_while_the_bank_answers_is_a_409_and_no_money_moves(
 ):
     order_id = place_order(buyer.id)
 
-    class DeadlinePassingBank(BankClient):
-        """The real client; the order's deadline passes while the bank answers."""
-
-        def create_transaction(self, **fields):
-            transaction = super().create_transaction(**fields)
-            pass_deadline(infra, order_id)
-            return transaction
-
-    bank = DeadlinePassingBank(
-        BANK, merchant_token=TOKEN, merchant_account_id=MERCHANT,
-        session=mounted(bank_app, BANK), retries=0,
-    )  # fmt: skip
+    bank = bank_doing_meanwhile(bank_app, lambda: pass_deadline(infra, order_id))
     app = create_app(settings, ports=make_ports(bank))
 
     response = start(app.test_client(), buyer, order_id)
@@ -245,6 +220,25 @@ def test_a_payment_started_in_time_is_answered_again_after_the_deadline(
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json == first.json
+
+
+def bank_doing_meanwhile(bank_app, meanwhile):
+    """The real bank client; `meanwhile` happens while the bank answers its first call."""
+
+    class Bank(BankClient):
+        calls = 0
+
+        def create_transaction(self, **fields):
+            transaction = super().create_transaction(**fields)
+            self.calls += 1
+            if self.calls == 1:
+                meanwhile()
+            return transaction
+
+    return Bank(
+        BANK, merchant_token=TOKEN, merchant_account_id=MERCHANT,
+        session=mounted(bank_app, BANK), retries=0,
+    )  # fmt: skip
 
 
 def pass_deadline(infra, order_id):
