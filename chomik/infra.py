@@ -32,7 +32,8 @@ PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 MAX_PREPARED_TRANSACTIONS = 64
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
-FREE_PORT_FLOOR = 20000  # free_port's ports: from here to the ephemeral range
+FREE_PORT_FLOOR = 20000  # free_port's ports: from here up, outside the ephemeral range
+FREE_PORTS_MIN = 1000  # a side of the range with fewer is not drawn from
 _HANDED_OUT: set[int] = set()  # what free_port gave this process, not given twice
 _RANDOM = random.SystemRandom()  # processes started together draw apart
 
@@ -53,30 +54,39 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port() -> int:
-    """Return a TCP port on loopback that nothing listens on now, below the ephemeral range.
+    """Return a TCP port on loopback that nothing listens on now, outside the ephemeral range.
 
     The port is for another process to bind later. One from the kernel's
     ephemeral range (what binding port 0 gives) can meanwhile become the local
     end of any outgoing connection, and Linux then refuses that bind with
-    EADDRINUSE though nothing listens. Below the range, only a listener takes
+    EADDRINUSE though nothing listens. Outside the range, only a listener takes
     a port, and none did when it was handed out.
     """
-    top = _ephemeral_low()
+    low, high = _ephemeral_range()
+    candidates = [
+        (start, stop)
+        for start, stop in ((FREE_PORT_FLOOR, low), (high + 1, 65536))
+        if stop - start >= FREE_PORTS_MIN
+    ]
+    if not candidates:
+        raise InfraError(
+            f"the ephemeral port range {low}-{high} leaves no room for fixed ports"
+        )
     for _ in range(1000):
-        port = _RANDOM.randrange(FREE_PORT_FLOOR, top)
+        port = _RANDOM.randrange(*_RANDOM.choice(candidates))
         if port not in _HANDED_OUT and port_is_free(port):
             _HANDED_OUT.add(port)
             return port
-    raise InfraError(f"no free port between {FREE_PORT_FLOOR} and {top}")
+    raise InfraError("no free port outside the ephemeral range")
 
 
-def _ephemeral_low() -> int:
-    """The lowest port of the kernel's ephemeral range (32768 when unreadable)."""
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux's default when unreadable)."""
     try:
-        low = int(Path(EPHEMERAL_RANGE).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return max(low, FREE_PORT_FLOOR + 1000)
+        low, high = map(int, Path(EPHEMERAL_RANGE).read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
 
 
 def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from apps.gateway.services import normalize_email
 from apps.gateway.settings import GatewaySettings
 
 DATABASE_SCHEME = "gateway-db"
+log = logging.getLogger(__name__)
 
 _INCR = sa.text(
     """
@@ -257,6 +259,7 @@ def limited(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = f"{name}/{client_address()}"
         if not strategy.hit(item, key):
+            log.info("%s refused: over %s from %s", name, item, client_address())
             raise too_many(strategy, item, key, what)
         return view(*args, **kwargs)
 

@@ -25,8 +25,10 @@ out, so no money moves.
 
 The bank away: the claim is given back, nothing is stored, the order is unchanged.
 A parallel start that shared that claim, and whose own bank call went through,
-then finds neither its claim nor a PENDING payment: it claims anew (a new payment
-id, so a new bank transaction; the first one's pay_url was never handed out).
+then finds its claim gone: it reads the order again and claims anew (a new payment
+id, so a new bank transaction; the first one's pay_url was never handed out), at
+most CLAIM_ATTEMPTS times, then answers 503. A shared claim that another start
+opened and that already ended is a 409: nobody asked for a second payment.
 The bank refusing the transaction as invalid (400 or 422: an amount it does not
 take): the same, and the start is refused (422 payment-refused); a start again is
 refused again and never leaves a claim behind. Any other failure of the bank call
@@ -87,22 +89,24 @@ class Started:
 
 
 # Claims made by one start: a sibling start sharing the claim may give it back
-# (its bank call failed), and this one then claims anew.
+# (its bank call failed), and this one then reads the order again and claims anew.
 CLAIM_ATTEMPTS = 3
 
 
 class _AlreadyStartedError(Exception):
-    """The claim is no longer STARTING: moved to PENDING, or given back."""
+    """The claim is no longer STARTING: moved on by another start, or given back."""
 
 
 def start_payment(ports: Ports, *, user: Principal, order_id: uuid.UUID) -> Started:
     """Open the order's payment at the bank, or answer the one already open."""
-    order = _owned_order(ports, user, order_id)
     for _ in range(CLAIM_ATTEMPTS):
-        started = _start_once(ports, order)
+        started = _start_once(ports, _owned_order(ports, user, order_id))
         if started is not None:
             return started
-    raise OrderNotPayableError(f"Order {order_id} cannot be paid now")
+    STARTS.labels("bank_unavailable").inc()
+    raise BankUnavailableError(
+        f"Parallel starts of order {order_id} kept failing at the bank"
+    )
 
 
 def _start_once(ports: Ports, order: Any) -> Started | None:
@@ -116,11 +120,14 @@ def _start_once(ports: Ports, order: Any) -> Started | None:
     try:
         _commit_start(ports, claimed, transaction)
     except _AlreadyStartedError:
-        view = _open_payment_view(ports, order_id)
-        if view is None:
+        payment = _payment_now(ports, claimed.id)
+        if payment is None:  # given back: claim anew
             return None
+        if payment.status is not PaymentStatus.PENDING:  # and already ended
+            STARTS.labels("not_payable").inc()
+            raise OrderNotPayableError(f"Order {order_id} cannot be paid now") from None
         STARTS.labels("existing").inc()
-        return Started(view, created=False)
+        return Started(view_of(payment), created=False)
     except OrderNotPayableError:  # the deadline passed while we asked the bank
         _give_back(ports, claimed.id)
         raise
@@ -328,13 +335,7 @@ def _payment_view(ports: Ports, payment_id: uuid.UUID) -> PaymentView:
         return view_of(session.get_one(Payment, payment_id))
 
 
-def _open_payment_view(ports: Ports, order_id: uuid.UUID) -> PaymentView | None:
-    """The order's PENDING payment, if there is one."""
+def _payment_now(ports: Ports, payment_id: uuid.UUID) -> Payment | None:
+    """The payment as it is now (None: its claim was given back)."""
     with ports.sessions() as session:
-        payment = session.scalar(
-            sa.select(Payment).where(
-                Payment.order_id == order_id,
-                Payment.status == PaymentStatus.PENDING,
-            )
-        )
-    return None if payment is None else view_of(payment)
+        return session.get(Payment, payment_id)

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from apps.payment import create_app
+from apps.payment.services.starting import CLAIM_ATTEMPTS
 from clients.bank import BankClient
 from clients.orders import OrderStatus
 from mocks.bank import create_app as create_bank_app
@@ -130,6 +131,55 @@ def test_a_start_whose_shared_claim_was_given_back_claims_anew_and_opens_the_pay
     assert outbox_types(infra, "orders") == ["order.payment_pending"]
 
 
+def test_a_start_whose_shared_claim_ended_meanwhile_is_a_409_not_a_second_payment(
+    make_ports, bank_app, settings, buyer, place_order, infra
+):
+    # The sibling start opened the payment and it failed before this start's
+    # bank call came back: the buyer did not ask for another one.
+    order_id = place_order(buyer.id)
+
+    def sibling_opened_and_failed():
+        with infra.engine("payment").begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE payments SET status = 'FAILED' WHERE status = 'STARTING'"
+                )
+            )
+
+    bank = bank_doing_meanwhile(bank_app, sibling_opened_and_failed)
+    app = create_app(settings, ports=make_ports(bank))
+
+    response = start(app.test_client(), buyer, order_id)
+
+    assert response.status_code == 409, response.json
+    assert response.json["type"] == "order-not-payable"
+    assert [p.status for p in payments_of(infra, order_id)] == ["FAILED"]
+    assert outbox_types(infra, "orders") == []
+
+
+def test_a_start_whose_claims_keep_being_given_back_is_a_503_and_stores_nothing(
+    make_ports, bank_app, settings, buyer, place_order, infra
+):
+    order_id = place_order(buyer.id)
+
+    def give_the_claim_back():
+        with infra.engine("payment").begin() as conn:
+            conn.execute(sa.text("DELETE FROM payments WHERE status = 'STARTING'"))
+
+    bank = bank_doing_meanwhile(bank_app, give_the_claim_back, calls=CLAIM_ATTEMPTS)
+    app = create_app(settings, ports=make_ports(bank))
+
+    response = start(app.test_client(), buyer, order_id)
+
+    assert response.status_code == 503, response.json
+    assert response.json["type"] == "bank-unavailable"
+    assert payments_of(infra, order_id) == []
+    transactions = bank_transactions(infra)
+    assert len(transactions) == CLAIM_ATTEMPTS
+    assert {t.status for t in transactions} == {"CREATED"}  # none handed out
+    assert order_status(infra, order_id) is OrderStatus.AWAITING_PAYMENT
+
+
 def test_the_bank_away_answers_503_and_changes_nothing(
     settings_for, bank_settings, make_ports, settings, buyer, place_order, infra
 ):
@@ -222,16 +272,16 @@ def test_a_payment_started_in_time_is_answered_again_after_the_deadline(
     assert again.json == first.json
 
 
-def bank_doing_meanwhile(bank_app, meanwhile):
-    """The real bank client; `meanwhile` happens while the bank answers its first call."""
+def bank_doing_meanwhile(bank_app, meanwhile, *, calls=1):
+    """The real bank client; `meanwhile` happens while it answers its first `calls`."""
 
     class Bank(BankClient):
-        calls = 0
+        answered = 0
 
         def create_transaction(self, **fields):
             transaction = super().create_transaction(**fields)
-            self.calls += 1
-            if self.calls == 1:
+            self.answered += 1
+            if self.answered <= calls:
                 meanwhile()
             return transaction
 
