@@ -300,6 +300,19 @@ def stop(system: System) -> tuple[float, float]:
     return exited, time.monotonic() - started
 
 
+SLOW_STOP = 5.0  # seconds: a stop slower than this keeps the logs and names the parts
+
+
+def slow_stop_report(data_dir: Path) -> None:
+    """Name what stopped late: each process's last line, and workers' late parts."""
+    print(f"slow stop: logs kept in {data_dir / 'logs'}; the last line of each:")
+    for log in sorted((data_dir / "logs").glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        late = [line for line in lines if "still running after" in line]
+        for line in late + lines[-1:]:
+            print(f"  {log.stem}: {line[:200]}")
+
+
 def _live() -> set[int]:
     """Processes that run (zombies are not)."""
     return {
@@ -372,6 +385,9 @@ def main() -> None:
                 f"\nstop (SIGINT): launcher exited in {exited:.1f}s, "
                 f"every process gone and every port free in {gone:.1f}s"
             )
+            if exited > SLOW_STOP:
+                args.keep = True
+                slow_stop_report(system.data_dir)
     finally:
         if system.launcher is not None:
             if system.launcher.poll() is None:
