@@ -165,8 +165,8 @@ class Forwarder:
     urllib3 itself, which `requests` is built on: a proxy passes bytes and
     headers through as they are, so it needs none of what `requests` adds
     (cookies, redirects, environment settings, hooks), which cost more CPU than
-    the call. Each service's pool is made once and called straight, with the
-    path: no URL to parse and no pool to look up per request.
+    the call. Each service's pool is made on its first request, and called
+    straight with the path: no URL to parse and no pool to look up per request.
     """
 
     def __init__(
@@ -179,24 +179,36 @@ class Forwarder:
         pool_size: int = 32,
     ) -> None:
         self.upstreams = dict(upstreams)
-        classes = _recent_pools(idle_reuse)
+        self._classes = _recent_pools(idle_reuse)
         # urllib3 itself retries nothing: a GET that timed out would be sent
         # again, as slow (`send` resends a safe request that got no answer at
         # all, once). No proxy or .netrc from the environment: the services'
         # addresses are the settings'.
-        self.pools: dict[str, tuple[HTTPConnectionPool, str]] = {}
-        for service, base in upstreams.items():
-            url = parse_url(base)
-            if url.host is None:
-                raise ValueError(f"the {service} service's URL {base!r} has no host")
-            pool = classes[url.scheme or "http"](
-                url.host,
-                url.port,
-                maxsize=pool_size,
-                retries=False,
-                timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            )
-            self.pools[service] = (pool, (url.path or "").rstrip("/"))
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._pool_size = pool_size
+        # service -> (its base URL, the pool to it, the base URL's path)
+        self._pools: dict[str, tuple[str, HTTPConnectionPool, str]] = {}
+
+    def _pool(self, service: str) -> tuple[HTTPConnectionPool, str]:
+        """The service's pool and path prefix (a new pool when its URL changed)."""
+        base = self.upstreams[service]
+        known = self._pools.get(service)
+        if known is not None and known[0] == base:
+            return known[1], known[2]
+        url = parse_url(base)
+        if url.host is None:
+            raise ValueError(f"the {service} service's URL {base!r} has no host")
+        pool = self._classes[url.scheme or "http"](
+            url.host,
+            url.port,
+            maxsize=self._pool_size,
+            retries=False,
+            timeout=self._timeout,
+        )
+        self._pools[service] = (base, pool, (url.path or "").rstrip("/"))
+        if known is not None:
+            known[1].close()
+        return pool, self._pools[service][2]
 
     def send(
         self,
@@ -212,7 +224,7 @@ class Forwarder:
 
         A body of unknown length goes chunked.
         """
-        pool, prefix = self.pools[service]
+        pool, prefix = self._pool(service)
         url = f"{prefix}{path}?{query}" if query else f"{prefix}{path}"
         fields = HTTPHeaderDict(headers)
         if isinstance(body, Body):
@@ -263,7 +275,7 @@ class Forwarder:
 
     def close(self) -> None:
         """Close every pooled connection."""
-        for pool, _ in self.pools.values():
+        for _, pool, _ in self._pools.values():
             pool.close()
 
 
