@@ -99,6 +99,7 @@ Handler = Callable[[Session, Any], None]
 HandlerKey = type[Event] | str
 
 POLL_MS = 200  # one poll's wait for records, busy; idle, on top of the fetch's wait
+CLOSE_TIMEOUT_MS = 1000  # leaving the group on stop, at most
 
 
 _inbox = sa.table(
@@ -466,7 +467,9 @@ class Consumer:
                 self._update_lag(consumer)
         finally:
             self._consumer = None
-            consumer.close(autocommit=False)
+            # Leaving the group is a courtesy (the broker drops a silent member
+            # after its session timeout): bounded so that a stop stays short.
+            consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
             if self._producer is not None:
                 self._producer.close(timeout=2)
                 self._producer = None
