@@ -102,20 +102,13 @@ def test_two_parallel_starts_make_one_bank_transaction_and_one_payment(
 
 
 def test_a_start_whose_shared_claim_was_given_back_claims_anew_and_opens_the_payment(
-    make_ports, bank_app, settings, buyer, place_order, infra
+    start_while_the_bank_answers, buyer, place_order, infra
 ):
     # A parallel start shared this start's claim, its bank call failed, and it
     # gave the claim back while this start's own bank call went through.
     order_id = place_order(buyer.id)
 
-    def give_the_claim_back():
-        with infra.engine("payment").begin() as conn:
-            conn.execute(sa.text("DELETE FROM payments WHERE status = 'STARTING'"))
-
-    bank = bank_doing_meanwhile(bank_app, give_the_claim_back)
-    app = create_app(settings, ports=make_ports(bank))
-
-    response = start(app.test_client(), buyer, order_id)
+    response = start_while_the_bank_answers(order_id, GIVE_THE_CLAIM_BACK)
 
     assert response.status_code == 201, response.json
     (payment,) = payments_of(infra, order_id)
@@ -132,24 +125,15 @@ def test_a_start_whose_shared_claim_was_given_back_claims_anew_and_opens_the_pay
 
 
 def test_a_start_whose_shared_claim_ended_meanwhile_is_a_409_not_a_second_payment(
-    make_ports, bank_app, settings, buyer, place_order, infra
+    start_while_the_bank_answers, buyer, place_order, infra
 ):
     # The sibling start opened the payment and it failed before this start's
     # bank call came back: the buyer did not ask for another one.
     order_id = place_order(buyer.id)
 
-    def sibling_opened_and_failed():
-        with infra.engine("payment").begin() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE payments SET status = 'FAILED' WHERE status = 'STARTING'"
-                )
-            )
-
-    bank = bank_doing_meanwhile(bank_app, sibling_opened_and_failed)
-    app = create_app(settings, ports=make_ports(bank))
-
-    response = start(app.test_client(), buyer, order_id)
+    response = start_while_the_bank_answers(
+        order_id, "UPDATE payments SET status = 'FAILED' WHERE status = 'STARTING'"
+    )
 
     assert response.status_code == 409, response.json
     assert response.json["type"] == "order-not-payable"
@@ -158,18 +142,13 @@ def test_a_start_whose_shared_claim_ended_meanwhile_is_a_409_not_a_second_paymen
 
 
 def test_a_start_whose_claims_keep_being_given_back_is_a_503_and_stores_nothing(
-    make_ports, bank_app, settings, buyer, place_order, infra
+    start_while_the_bank_answers, buyer, place_order, infra
 ):
     order_id = place_order(buyer.id)
 
-    def give_the_claim_back():
-        with infra.engine("payment").begin() as conn:
-            conn.execute(sa.text("DELETE FROM payments WHERE status = 'STARTING'"))
-
-    bank = bank_doing_meanwhile(bank_app, give_the_claim_back, calls=CLAIM_ATTEMPTS)
-    app = create_app(settings, ports=make_ports(bank))
-
-    response = start(app.test_client(), buyer, order_id)
+    response = start_while_the_bank_answers(
+        order_id, GIVE_THE_CLAIM_BACK, calls=CLAIM_ATTEMPTS
+    )
 
     assert response.status_code == 503, response.json
     assert response.json["type"] == "bank-unavailable"
@@ -270,6 +249,29 @@ def test_a_payment_started_in_time_is_answered_again_after_the_deadline(
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json == first.json
+
+
+# What a sibling start does when its bank call failed.
+GIVE_THE_CLAIM_BACK = "DELETE FROM payments WHERE status = 'STARTING'"
+
+
+@pytest.fixture
+def start_while_the_bank_answers(make_ports, bank_app, settings, buyer, infra):
+    """Start the buyer's payment; `statement` runs on the payment database meanwhile.
+
+    It runs while the bank answers each of the start's first `calls` calls.
+    """
+
+    def run(order_id, statement, *, calls=1):
+        def meanwhile():
+            with infra.engine("payment").begin() as conn:
+                conn.execute(sa.text(statement))
+
+        bank = bank_doing_meanwhile(bank_app, meanwhile, calls=calls)
+        app = create_app(settings, ports=make_ports(bank))
+        return start(app.test_client(), buyer, order_id)
+
+    return run
 
 
 def bank_doing_meanwhile(bank_app, meanwhile, *, calls=1):
