@@ -257,9 +257,10 @@ def limited(
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = f"{name}/{client_address()}"
+        address = client_address()
+        key = f"{name}/{address}"
         if not strategy.hit(item, key):
-            log.info("%s refused: over %s from %s", name, item, client_address())
+            log.info("%s refused: over %s from %s", name, item, address)
             raise too_many(strategy, item, key, what)
         return view(*args, **kwargs)
 
