@@ -355,8 +355,10 @@ def test_relay_killed_mid_batch_delivers_at_least_once_and_effects_once(
     engine = infra.engine("orders")
     keys = [f"k{i}" for i in range(20)]
     emit_pings(engine, topic, keys, 40)  # 800 events
+    # A batch of 100 takes 3 s to send: the check before the kill (a broker query
+    # per look) cannot outlast it, also on a loaded machine.
     env = {"DATABASE_URL": infra.urls["orders"], "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-           "TEST_SEND_DELAY": "0.01", "TEST_BATCH": "100"}  # fmt: skip
+           "TEST_SEND_DELAY": "0.03", "TEST_BATCH": "100"}  # fmt: skip
 
     def sent():
         with engine.connect() as conn:
