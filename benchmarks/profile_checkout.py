@@ -1,9 +1,10 @@
-"""Where a placement's CPU goes: bench_checkout's place phase, sampled with py-spy.
+"""Where an order's CPU goes: a phase of bench_checkout, sampled with py-spy.
 
 Starts `chomik run` as bench_checkout does (or attaches: `--attach DIR`), seeds the
 same catalog and buyers, and runs the place phase (browse the catalog, open one
-product, `POST /orders`) at `--concurrency` buyers for `--orders` orders. Meanwhile
-py-spy samples every process of the apps on a placement's path for `--seconds`,
+product, `POST /orders`) or, with `--phase purchase`, the whole purchase (place, pay,
+wait for PAID) at `--concurrency` buyers for `--orders` orders. Meanwhile
+py-spy samples every process of the apps on the phase's path for `--seconds`,
 `--gil` (only the thread holding the GIL: the process's Python CPU). Each process's
 CPU per order (from /proc over the whole phase, as bench_checkout measures it) is
 split by what its samples were doing. A sample counts for the innermost frame of a
@@ -21,11 +22,12 @@ known kind, walking its stack outward from where it was caught:
 - other: the rest (the interpreter's threading, imports...).
 
 Prints, per process, CPU milliseconds per order and their split, then the whole
-placement's milliseconds per kind. PostgreSQL, the broker and the load generator are
+order's milliseconds per kind. PostgreSQL, the broker and the load generator are
 counted (from /proc) but not sampled.
 
 Run: CHOMIK_HOST=127.0.0.6 .venv/bin/python benchmarks/profile_checkout.py
-     [--concurrency 32] [--orders 1500] [--seconds 20] [--rate 50] [--attach DIR]
+     [--phase place|purchase] [--concurrency 32] [--orders 1500] [--seconds 20]
+     [--rate 50] [--attach DIR]
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from bench_checkout import (
 )
 from harness import seed
 
+from chomik.db import make_engine, make_session_factory
+
 # Walking a stack outward, the first frame whose file matches decides its kind
 # (py-spy names files relative to site-packages or the standard library).
 KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -71,8 +75,12 @@ KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 OTHER = "other"
-# The processes on a placement's path that are sampled: web apps and their workers.
-SAMPLED = ("gateway", "orders", "storage", "delivery")
+# The apps sampled (web processes and workers) in each phase: those on its path.
+SAMPLED = {
+    "place": ("gateway", "orders", "storage", "delivery"),
+    "purchase": ("gateway", "orders", "storage", "delivery", "payment", "bank",
+                 "carrier"),
+}  # fmt: skip
 
 
 def kind_of(stack: list[str]) -> str:
@@ -124,12 +132,13 @@ def sample(
     return files
 
 
-def targets_of(system: System) -> dict[str, int]:
-    """{label: pid} of the sampled processes (workers folded per app later)."""
+def targets_of(system: System, name: str) -> dict[str, int]:
+    """{label: pid} of the processes sampled in phase `name` (workers folded per
+    app later)."""
     return {
         label: pid
         for label, pid in system.groups().items()
-        if folded(label).removesuffix("-workers") in SAMPLED
+        if folded(label).removesuffix("-workers") in SAMPLED[name]
     }
 
 
@@ -155,7 +164,7 @@ def report(cpu: dict[str, float], samples: dict[str, Counter[str]]) -> None:
             if share >= 0.05:
                 parts.append(f"{kind} {share:.2f}")
         print(f"  {label:<16} {ms:6.2f}  = " + ", ".join(parts))
-    print("\nthe whole placement, CPU ms per order by kind:")
+    print("\nthe whole order, CPU ms per order by kind:")
     for kind, ms in totals.most_common():
         print(f"  {kind:<28} {ms:6.2f}")
     print(f"  {'total':<28} {sum(totals.values()):6.2f}")
@@ -165,28 +174,31 @@ def profile(system: System, args: argparse.Namespace) -> int:
     print(f"seeding {args.products} products and {args.concurrency} buyers ...")
     product_ids, buyers = seed(system.gateway, args.products, args.concurrency)
     open_accounts(system, buyers)
-    shop = Shop(system, product_ids, buyers, poll=0.05)
+    orders = make_session_factory(make_engine(system.database_url("orders")))
+    shop = Shop(system, product_ids, buyers, poll=0.5, orders=orders)
 
     def place(index: int, outcome: object) -> None:
         shop.browse_and_place(index, outcome)  # type: ignore[arg-type]
 
-    phase(system, "warm-up", 4, 40, place)
+    script = place if args.phase == "place" else shop.purchase
+    phase(system, "warm-up", 4, 40, script)
     out = Path(tempfile.mkdtemp(prefix="chomik-profile-"))
     found: dict[str, Path] = {}
 
     def spy() -> None:
         time.sleep(args.delay)  # the phase at full speed first
-        found.update(sample(targets_of(system), args.seconds, args.rate, out))
+        targets = targets_of(system, args.phase)
+        found.update(sample(targets, args.seconds, args.rate, out))
 
     sampling = threading.Thread(target=spy, daemon=True)
     started = time.monotonic()
     sampling.start()
-    row = phase(system, "place", args.concurrency, args.orders, place)
+    row = phase(system, args.phase, args.concurrency, args.orders, script)
     sampling.join(args.delay + args.seconds + 120)
     if time.monotonic() - started < args.delay + args.seconds:
         print("warning: the phase ended before sampling did; raise --orders")
     print(
-        f"place phase at {args.concurrency} buyers: {row.outcome.done} orders, "
+        f"{args.phase} phase at {args.concurrency} buyers: {row.outcome.done} orders, "
         f"{row.rate:.1f} orders/s, errors: {dict(row.outcome.errors) or 'none'}"
     )
     samples: dict[str, Counter[str]] = {}
@@ -199,6 +211,7 @@ def profile(system: System, args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", choices=sorted(SAMPLED), default="place")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--orders", type=int, default=1500)
     parser.add_argument("--products", type=int, default=200)
