@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from chomik.infra import EPHEMERAL_RANGE, InfraError, RunRecords, exclusive, free_port
+from chomik.infra import (
+    EPHEMERAL_RANGE,
+    InfraError,
+    KafkaBroker,
+    RunRecords,
+    exclusive,
+    free_port,
+)
 
 
 def test_embedded_postgres_accepts_prepare_transaction(infra):
@@ -53,6 +60,33 @@ def test_embedded_broker_round_trips_a_message(infra):
     finally:
         consumer.close()
     assert values[:1] == [b"hello"]
+
+
+def test_a_broker_a_consumer_group_has_used_stops_at_once(tmp_path):
+    # On SIGTERM Tansu waits 5 s before exiting once a group has used it; the
+    # launcher stops it last, so that wait was added to every Ctrl-C.
+    broker = KafkaBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    try:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+        producer.send("stop.test", b"x").get(timeout=10)
+        producer.close()
+        consumer = KafkaConsumer(
+            "stop.test",
+            bootstrap_servers=broker.bootstrap_servers,
+            group_id="stop-test",
+            auto_offset_reset="earliest",
+        )
+        deadline = time.monotonic() + 20
+        while not consumer.poll(500) and time.monotonic() < deadline:
+            pass
+        consumer.close()
+        process = broker.process
+    finally:
+        started = time.monotonic()
+        broker.stop()
+    assert time.monotonic() - started < 3.0
+    assert process.returncode is not None
 
 
 def _alive(pid):
