@@ -313,8 +313,9 @@ BROKER_QUICK_STOP = 2.0
 class KafkaBroker:
     """A Tansu broker speaking the Kafka protocol; it keeps messages in memory.
 
-    With `die_with_parent` the broker is stopped when the thread that started
-    it ends, even if the process is killed (see `die_with_parent`).
+    With `die_with_parent` the broker is stopped (SIGINT, see `stop`) when the
+    thread that started it ends, even if the process is killed (see
+    `die_with_parent`).
     """
 
     port: int
@@ -337,7 +338,9 @@ class KafkaBroker:
                 [tansu_binary(), "broker", "--listener-url", listener,
                  "--advertised-listener-url", listener],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=die_with_parent() if self.die_with_parent else None,
+                preexec_fn=(
+                    die_with_parent(signal.SIGINT) if self.die_with_parent else None
+                ),
             )  # fmt: skip
         if not wait_for_port(self.port, timeout=timeout):
             self.stop()
@@ -356,16 +359,17 @@ class KafkaBroker:
     def stop(self) -> None:
         """Stop the broker; its messages are gone with it.
 
-        SIGINT first, Tansu's quick stop. On SIGTERM it waits 5 s before it exits
-        once a consumer group has used it, with nothing to save (it keeps
+        SIGINT first, Tansu's quick stop. On SIGTERM it waits up to 5 s before it
+        exits once a consumer group has used it, with nothing to save (it keeps
         messages in memory); SIGTERM and then SIGKILL only if it lingers.
         """
         if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(BROKER_QUICK_STOP)
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(BROKER_QUICK_STOP)
         stop_process(self.process)
         self.process = None
 

@@ -481,3 +481,12 @@ def test_broker_outage_backlog_drains_and_metrics_rise_and_fall(
             thread.join(15)
         broker.stop()
         gc.collect()
+
+
+def test_record_checksums_are_computed_in_c():
+    # Without the crc32c package kafka-python computes each batch's CRC-32C in pure
+    # Python: 36 us for one event, 3 ms for a batch of 100, on every send and fetch.
+    from kafka.record import util
+    from kafka.record._crc32c import crc as pure_python
+
+    assert util._crc32c is not pure_python
