@@ -359,9 +359,10 @@ class KafkaBroker:
     def stop(self) -> None:
         """Stop the broker; its messages are gone with it.
 
-        SIGINT first, Tansu's quick stop. On SIGTERM it waits up to 5 s before it
-        exits once a consumer group has used it, with nothing to save (it keeps
-        messages in memory); SIGTERM and then SIGKILL only if it lingers.
+        SIGINT first, Tansu's quick stop. On SIGTERM it waits up to 5 s before exiting
+        when a consumer left a group with its join still pending, with nothing to
+        save (it keeps messages in memory); SIGTERM and then SIGKILL only if it
+        lingers.
         """
         if self.process is None:
             return
