@@ -366,14 +366,17 @@ def test_relay_killed_mid_batch_delivers_at_least_once_and_effects_once(
                 sa.text("SELECT count(*) FROM outbox_events WHERE sent_at IS NOT NULL")
             )
 
+    def mid_batch():
+        # Marked rows first, then the broker: 20 more there than marked is a batch
+        # under way (read the other way round, a batch marked between the two
+        # reads would pass for one).
+        marked = sent()
+        return marked > 0 and topic_size(infra.kafka, topic) > marked + 20
+
     relay = spawn("tests.chomik.worker_child", env, tmp_path / "relay1.log", "relay")
     try:
         # Kill once the broker holds messages whose rows are not marked sent yet.
-        wait_until(
-            lambda: topic_size(infra.kafka, topic) > sent() + 20 and sent() > 0,
-            30,
-            0.02,
-        )
+        wait_until(mid_batch, 30, 0.02)
         relay.send_signal(signal.SIGKILL)
         relay.wait(10)
         in_broker, marked = topic_size(infra.kafka, topic), sent()
