@@ -66,14 +66,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from chomik.db import make_engine, make_session_factory
 from chomik.infra import free_port
+from clients.orders.moves import define_order_tables
+from clients.orders.states import OrderStatus
 
 # The history of orders' moves, read for when each order became PAID.
-_HISTORY = sa.table(
-    "order_status_history",
-    sa.column("order_id"),
-    sa.column("to_status"),
-    sa.column("at"),
-)
+_HISTORY = define_order_tables(sa.MetaData()).history
 FIRST_POLL = 0.05  # seconds; then doubling, up to --poll
 GATEWAY_PORT = 17000
 BANK_PORT = 17006
@@ -272,7 +269,7 @@ class Shop:
             at = session.execute(
                 sa.select(_HISTORY.c.at).where(
                     _HISTORY.c.order_id == uuid.UUID(order_id),
-                    _HISTORY.c.to_status == "PAID",
+                    _HISTORY.c.to_status == OrderStatus.PAID,
                 )
             ).scalar_one()
         return at.timestamp()  # type: ignore[no-any-return]
