@@ -366,19 +366,27 @@ class KafkaBroker:
         """
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(BROKER_QUICK_STOP)
-        stop_process(self.process)
+        stop_process(self.process, quick=BROKER_QUICK_STOP)
         self.process = None
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM a child's process group, then SIGKILL it if it lingers."""
+def stop_process(
+    process: subprocess.Popen[bytes], timeout: float = 10.0, *, quick: float = 0.0
+) -> None:
+    """SIGTERM a child's process group, then SIGKILL it if it lingers.
+
+    With `quick` seconds, SIGINT first (the child's quick stop), and SIGTERM only
+    if it is still running after them.
+    """
     if process.poll() is not None:
         return
+    if quick > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(quick)
+        if process.poll() is not None:
+            return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
