@@ -2,12 +2,18 @@
 
 Starts a private PostgreSQL, the storage service and the gateway (each under
 gunicorn, as in production, on free ports), logs a buyer in through the gateway,
-then sends the same GET /api/v1/products with the same concurrency both ways and
-prints p50/p99 latency, throughput, the ratios, and the CPU milliseconds each
-process (its gunicorn master and workers, from /proc) spent per request; then
-what the deny-list check of one request costs, asking the database each time and
-from the list kept in memory (`apps.gateway.revocations`).
+then sends the same GET /api/v1/products with the same concurrency three ways:
+straight to storage, through the gateway, and through `bare_proxy.py`, the floor of
+the gateway's stack (Flask and urllib3 under the same gunicorn settings, forwarding
+and nothing else). The requests go in rounds, every target in turn, so a drift of
+the machine weighs on all three alike. It prints p50/p99 latency, throughput, the
+ratios, and the CPU milliseconds each process (its gunicorn master and workers,
+from /proc) spent per request: the gateway's is the floor's plus what the gateway
+adds (token and deny-list checks, request ids, metrics, headers). Then what the
+deny-list check of one request costs, asking the database each time and from the
+list kept in memory (`apps.gateway.revocations`).
 Run: .venv/bin/python benchmarks/bench_gateway.py [--requests N] [--concurrency C]
+     [--rounds R]
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from pathlib import Path
 
 import requests
 from harness import (
@@ -28,11 +36,13 @@ from harness import (
     cpu_delta,
     measure,
     start_services,
+    wait_ready,
 )
 
 from apps.gateway.revocations import Revocations
+from chomik.cli import GUNICORN_CONF
 from chomik.db import make_engine
-from chomik.infra import PostgresCluster, private_cluster, stop_process
+from chomik.infra import PostgresCluster, free_port, private_cluster, stop_process
 
 
 def seed(gateway: str) -> str:
@@ -112,6 +122,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     processes: list[subprocess.Popen[bytes]] = []
@@ -133,41 +144,92 @@ def run(
         cluster, processes, ("storage", "gateway"), env={"ACCESS_TOKEN_TTL": "7200"}
     ).urls
     storage, gateway = urls["storage"], urls["gateway"]
+    floor = start_floor(storage, cluster.base_dir.parent, processes)
     token = seed(gateway)
     path = "/api/v1/products?page_size=20"
-    for target in (storage, gateway):  # warm pools, caches and workers
+    for target in (storage, gateway, floor):  # warm pools, caches and workers
         load(f"{target}{path}", token, 300, args.concurrency)
 
     print(
         f"GET {path} with a bearer token, {args.concurrency} concurrent clients, "
         f"gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers each"
     )
-    print(f"{'target':<22} {'reqs':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9}")
-    groups = {"gateway": processes[1].pid, "storage": processes[0].pid}
-    rows = {}
-    for name, target in (
-        ("storage (direct)", storage),
-        ("gateway -> storage", gateway),
-    ):
-        before = cpu_by_label(groups, {})
-        rows[name] = measure(
-            name,
-            lambda t=target: load(f"{t}{path}", token, args.requests, args.concurrency),
-        )
-        spent = cpu_delta(cpu_by_label(groups, {}), before)
-        per_request = {k: v / args.requests * 1000 for k, v in spent.items()}
-        print(
-            f"{'':>22} CPU ms/request: gateway {per_request.get('gateway', 0):.2f}"
-            f", storage {per_request.get('storage', 0):.2f}"
-        )
-    direct, proxied = rows["storage (direct)"], rows["gateway -> storage"]
     print(
-        f"ratio gateway/direct: p50 x{proxied['p50'] / direct['p50']:.2f}, "
-        f"p99 x{proxied['p99'] / direct['p99']:.2f}, "
-        f"throughput x{proxied['rps'] / direct['rps']:.2f}"
+        f"{args.rounds} rounds, each sending requests/rounds to every target in turn"
+        " (a drift of the machine weighs on all three alike)"
+    )
+    print(f"{'target':<22} {'reqs':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9}")
+    groups = {
+        "storage": processes[0].pid,
+        "gateway": processes[1].pid,
+        "floor": processes[2].pid,
+    }
+    targets = {
+        "storage (direct)": (storage, "gateway"),
+        "gateway -> storage": (gateway, "gateway"),
+        "floor -> storage": (floor, "floor"),
+    }
+    latencies: dict[str, list[float]] = {name: [] for name in targets}
+    elapsed = dict.fromkeys(targets, 0.0)
+    cpu = {name: Counter[str]() for name in targets}
+    for _ in range(args.rounds):
+        for name, (target, _proxy) in targets.items():
+            before = cpu_by_label(groups, {})
+            spent, wall = load(
+                f"{target}{path}", token, args.requests // args.rounds, args.concurrency
+            )
+            cpu[name].update(cpu_delta(cpu_by_label(groups, {}), before))
+            latencies[name] += spent
+            elapsed[name] += wall
+    rows, proxy_cpu = {}, {}
+    for name, (_target, proxy) in targets.items():
+        rows[name] = measure(name, lambda n=name: (latencies[n], elapsed[n]))
+        per_request = {k: v / len(latencies[name]) * 1000 for k, v in cpu[name].items()}
+        proxy_cpu[name] = per_request[proxy]
+        print(
+            f"{'':>22} CPU ms/request: {proxy} {per_request[proxy]:.2f}, "
+            f"storage {per_request['storage']:.2f}"
+        )
+    direct = rows["storage (direct)"]
+    for name in ("gateway -> storage", "floor -> storage"):
+        proxied = rows[name]
+        print(
+            f"ratio {name.split()[0]}/direct: p50 x{proxied['p50'] / direct['p50']:.2f}, "
+            f"p99 x{proxied['p99'] / direct['p99']:.2f}, "
+            f"throughput x{proxied['rps'] / direct['rps']:.2f}"
+        )
+    over, under = proxy_cpu["gateway -> storage"], proxy_cpu["floor -> storage"]
+    print(
+        f"gateway CPU over the floor: +{over - under:.2f} ms/request, x{over / under:.2f}"
     )
     deny_checks(cluster.url("chomik_gateway"), token, args.requests)
     return 0
+
+
+def start_floor(
+    storage: str, base: Path, processes: list[subprocess.Popen[bytes]]
+) -> str:
+    """Serve `bare_proxy.py` to storage under the gateway's gunicorn settings."""
+    port = free_port()
+    (base / "prom-floor").mkdir()
+    argv = [
+        sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+        "--bind", f"127.0.0.1:{port}", "--name", "chomik-bench-floor",
+        "--chdir", str(Path(__file__).resolve().parent), "bare_proxy:app",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "UPSTREAM_URL": storage,
+        "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-floor"),
+    }
+    with (base / "floor.log").open("ab") as out:
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    processes.append(process)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, process=process)
+    return url
 
 
 def deny_checks(url: str, token: str, checks: int) -> None:
