@@ -1,50 +1,55 @@
-"""The floor of the gateway's stack: Flask and urllib3 under the same gunicorn.
+"""The floor of the gateway's stack: Flask and the gateway's own urllib3 layer.
 
-One route forwards a GET to `UPSTREAM_URL` and streams the answer back, as the
-gateway's proxy does, with nothing else: no token check, no metrics, no request
-id, no problem documents. `bench_gateway.py` serves it beside the gateway, so the
-gateway's CPU per request can be read as this floor plus what the gateway adds.
-Not a part of the system: nothing else imports it.
+One route forwards a GET to `UPSTREAM_URL` with the client's end-to-end headers
+and streams the answer back, through `apps.gateway.proxy` as the gateway does, and
+does nothing else: no token check, deny list, request id, metrics or problem
+documents. `bench_gateway.py` serves it under the gateway's gunicorn settings, so
+the gateway's CPU per request reads as this floor plus what the gateway adds. Not
+a part of the system: nothing else imports it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
-import urllib3
 from flask import Flask, Response, request
 
-from apps.gateway.proxy import CHUNK_SIZE, end_to_end
+from apps.gateway.proxy import Forwarder, end_to_end, relay
 
 app = Flask(__name__)
-_upstream = urllib3.util.parse_url(os.environ.get("UPSTREAM_URL", "http://127.0.0.1"))
-_pool = urllib3.HTTPConnectionPool(
-    _upstream.host or "127.0.0.1", _upstream.port, maxsize=32, retries=False
+# The gateway's defaults (apps.gateway.settings).
+forwarder = Forwarder(
+    {"upstream": os.environ.get("UPSTREAM_URL", "http://127.0.0.1")},
+    connect_timeout=2.0,
+    read_timeout=30.0,
+    idle_reuse=2.0,
 )
+# Written again by this server, or meaningful for one hop only.
+_DROPPED = {"host", "server", "date"}
 
 
 @app.get("/api/v1/<path:path>")
 def forward(path: str) -> Response:
-    query = request.query_string.decode("latin-1")
-    upstream = _pool.urlopen(
+    upstream = forwarder.send(
+        "upstream",
         "GET",
-        f"{request.path}?{query}" if query else request.path,
-        headers={"Authorization": request.headers.get("Authorization", "")},
-        preload_content=False,
-        decode_content=False,
-        redirect=False,
+        request.path,
+        query=request.query_string.decode("latin-1"),
+        headers=[
+            (name, value)
+            for name, value in end_to_end(request.headers.items())
+            if name.lower() not in _DROPPED
+        ],
+        body=None,
     )
-
-    def body() -> Iterator[bytes]:
-        try:
-            yield from upstream.stream(CHUNK_SIZE, decode_content=False)
-        finally:
-            upstream.close()
-
+    headers = [
+        (name, value)
+        for name, value in end_to_end(upstream.headers.items())
+        if name.lower() not in _DROPPED
+    ]
     return Response(
-        body(), status=upstream.status,
-        headers=end_to_end(upstream.headers.items()), direct_passthrough=True,
+        relay(upstream), status=upstream.status, headers=headers,
+        direct_passthrough=True,
     )  # fmt: skip
 
 

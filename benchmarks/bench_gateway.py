@@ -5,13 +5,14 @@ gunicorn, as in production, on free ports), logs a buyer in through the gateway,
 then sends the same GET /api/v1/products with the same concurrency three ways:
 straight to storage, through the gateway, and through `bare_proxy.py`, the floor of
 the gateway's stack (Flask and urllib3 under the same gunicorn settings, forwarding
-and nothing else). The requests go in rounds, every target in turn, so a drift of
-the machine weighs on all three alike. It prints p50/p99 latency, throughput, the
-ratios, and the CPU milliseconds each process (its gunicorn master and workers,
-from /proc) spent per request: the gateway's is the floor's plus what the gateway
-adds (token and deny-list checks, request ids, metrics, headers). Then what the
-deny-list check of one request costs, asking the database each time and from the
-list kept in memory (`apps.gateway.revocations`).
+and nothing else). The requests go in rounds, every target in turn and each round
+starting with the next one, so a drift of the machine weighs on all three alike. It
+prints p50/p99 latency, throughput, the ratios, and the CPU milliseconds each
+process (its gunicorn master and workers, from /proc) spent per request: the
+gateway's is the floor's plus what the gateway adds (token and deny-list checks,
+request ids, metrics, headers). Then what the deny-list check of one request costs,
+asking the database each time and from the list kept in memory
+(`apps.gateway.revocations`).
 Run: .venv/bin/python benchmarks/bench_gateway.py [--requests N] [--concurrency C]
      [--rounds R]
 """
@@ -34,7 +35,9 @@ from harness import (
     PASSWORD,
     cpu_by_label,
     cpu_delta,
-    measure,
+    format_cpu,
+    row,
+    spawn,
     start_services,
     wait_ready,
 )
@@ -124,6 +127,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if not 0 < args.rounds <= args.requests:
+        parser.error("--rounds must be between 1 and --requests")
 
     processes: list[subprocess.Popen[bytes]] = []
     with private_cluster("chomik-bench-gateway-", durable=False) as cluster:
@@ -139,12 +144,14 @@ def run(
     processes: list[subprocess.Popen[bytes]],
     args: argparse.Namespace,
 ) -> int:
-    """Start storage and the gateway on the cluster, then measure both."""
-    urls = start_services(
+    """Start storage, the gateway and the floor on the cluster, then measure them."""
+    services = start_services(
         cluster, processes, ("storage", "gateway"), env={"ACCESS_TOKEN_TTL": "7200"}
-    ).urls
-    storage, gateway = urls["storage"], urls["gateway"]
-    floor = start_floor(storage, cluster.base_dir.parent, processes)
+    )
+    groups = {"storage": processes[0].pid, "gateway": processes[1].pid}
+    storage, gateway = services.urls["storage"], services.urls["gateway"]
+    floor = start_floor(storage, services.base, processes)
+    groups["floor"] = processes[-1].pid
     token = seed(gateway)
     path = "/api/v1/products?page_size=20"
     for target in (storage, gateway, floor):  # warm pools, caches and workers
@@ -152,44 +159,35 @@ def run(
 
     print(
         f"GET {path} with a bearer token, {args.concurrency} concurrent clients, "
-        f"gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers each"
-    )
-    print(
-        f"{args.rounds} rounds, each sending requests/rounds to every target in turn"
-        " (a drift of the machine weighs on all three alike)"
+        f"gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers each; "
+        f"{args.rounds} rounds, every target in turn, each round starting one later"
     )
     print(f"{'target':<22} {'reqs':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9}")
-    groups = {
-        "storage": processes[0].pid,
-        "gateway": processes[1].pid,
-        "floor": processes[2].pid,
-    }
     targets = {
-        "storage (direct)": (storage, "gateway"),
-        "gateway -> storage": (gateway, "gateway"),
-        "floor -> storage": (floor, "floor"),
+        "storage (direct)": storage,
+        "gateway -> storage": gateway,
+        "floor -> storage": floor,
     }
-    latencies: dict[str, list[float]] = {name: [] for name in targets}
-    elapsed = dict.fromkeys(targets, 0.0)
-    cpu = {name: Counter[str]() for name in targets}
-    for _ in range(args.rounds):
-        for name, (target, _proxy) in targets.items():
+    names = list(targets)
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    elapsed = dict.fromkeys(names, 0.0)
+    cpu = {name: Counter[str]() for name in names}
+    for n in range(args.rounds):
+        # The requests left over by the division go in the first round.
+        count = args.requests // args.rounds + (
+            args.requests % args.rounds if n == 0 else 0
+        )
+        for name in names[n % 3 :] + names[: n % 3]:
             before = cpu_by_label(groups, {})
-            spent, wall = load(
-                f"{target}{path}", token, args.requests // args.rounds, args.concurrency
-            )
+            spent, wall = load(f"{targets[name]}{path}", token, count, args.concurrency)
             cpu[name].update(cpu_delta(cpu_by_label(groups, {}), before))
             latencies[name] += spent
             elapsed[name] += wall
-    rows, proxy_cpu = {}, {}
-    for name, (_target, proxy) in targets.items():
-        rows[name] = measure(name, lambda n=name: (latencies[n], elapsed[n]))
-        per_request = {k: v / len(latencies[name]) * 1000 for k, v in cpu[name].items()}
-        proxy_cpu[name] = per_request[proxy]
-        print(
-            f"{'':>22} CPU ms/request: {proxy} {per_request[proxy]:.2f}, "
-            f"storage {per_request['storage']:.2f}"
-        )
+    rows, per_request = {}, {}
+    for name in names:
+        rows[name] = row(name, latencies[name], elapsed[name])
+        per_request[name] = {k: v / len(latencies[name]) for k, v in cpu[name].items()}
+        print(f"{'':>22} CPU ms/request: {format_cpu(per_request[name], groups)}")
     direct = rows["storage (direct)"]
     for name in ("gateway -> storage", "floor -> storage"):
         proxied = rows[name]
@@ -198,7 +196,8 @@ def run(
             f"p99 x{proxied['p99'] / direct['p99']:.2f}, "
             f"throughput x{proxied['rps'] / direct['rps']:.2f}"
         )
-    over, under = proxy_cpu["gateway -> storage"], proxy_cpu["floor -> storage"]
+    over = per_request["gateway -> storage"]["gateway"] * 1000
+    under = per_request["floor -> storage"]["floor"] * 1000
     print(
         f"gateway CPU over the floor: +{over - under:.2f} ms/request, x{over / under:.2f}"
     )
@@ -213,22 +212,18 @@ def start_floor(
     port = free_port()
     (base / "prom-floor").mkdir()
     argv = [
-        sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
-        "--bind", f"127.0.0.1:{port}", "--name", "chomik-bench-floor",
-        "--chdir", str(Path(__file__).resolve().parent), "bare_proxy:app",
+        "-c", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}",
+        "--name", "chomik-bench-floor", "--chdir", str(Path(__file__).resolve().parent),
+        "bare_proxy:app",
     ]  # fmt: skip
     env = {
         **os.environ,
         "UPSTREAM_URL": storage,
         "PROMETHEUS_MULTIPROC_DIR": str(base / "prom-floor"),
     }
-    with (base / "floor.log").open("ab") as out:
-        process = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    processes.append(process)
+    processes.append(spawn(argv, env, base / "floor.log", module="gunicorn"))
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, process=process)
+    wait_ready(url, process=processes[-1], log=base / "floor.log")
     return url
 
 

@@ -62,12 +62,13 @@ QUIET = {"LOG_LEVEL": "WARNING", **FAST_AUTH_ENV}
 # -- processes -----------------------------------------------------------------
 
 
-def _spawn(
-    argv: list[str], env: Mapping[str, str], log: Path
+def spawn(
+    argv: list[str], env: Mapping[str, str], log: Path, *, module: str = "chomik.cli"
 ) -> subprocess.Popen[bytes]:
+    """`python -m module argv` in the project directory, its output in `log`."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "chomik.cli", *argv],
+            [sys.executable, "-m", module, *argv],
             cwd=PROJECT_DIR, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
@@ -77,32 +78,38 @@ def start_web(
     app: str, port: int, env: Mapping[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
     """`chomik web <app>` on `port` (gunicorn), its output in `log`."""
-    return _spawn(["web", app, "--port", str(port)], env, log)
+    return spawn(["web", app, "--port", str(port)], env, log)
 
 
 def start_worker(
     app: str, env: Mapping[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
     """`chomik worker <app>`, its output in `log`."""
-    return _spawn(["worker", app], env, log)
+    return spawn(["worker", app], env, log)
 
 
 def wait_ready(
     base: str,
     timeout: float = 180,
     process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
 ) -> None:
-    """Wait until `base/health/ready` answers 200 (and `process` is still alive)."""
+    """Wait until `base/health/ready` answers 200 (and `process` is still alive);
+    if it never does, print the end of `log` before giving up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise SystemExit(f"{base}: the process exited ({process.returncode})")
+            break
         try:
             if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
+    if log is not None:
+        print(log.read_text()[-3000:], file=sys.stderr)
+    if process is not None and process.poll() is not None:
+        raise SystemExit(f"{base}: the process exited ({process.returncode})")
     raise SystemExit(f"{base} did not get ready")
 
 
@@ -161,11 +168,7 @@ def start_services(
         }
         processes.append(start_web(name, ports[name], app_env, base / f"{name}.log"))
     for name, url in urls.items():
-        try:
-            wait_ready(url)
-        except SystemExit:
-            print((base / f"{name}.log").read_text()[-3000:], file=sys.stderr)
-            raise
+        wait_ready(url, log=base / f"{name}.log")
     return services
 
 
@@ -182,17 +185,21 @@ def measure(
     name: str, run: Callable[[], tuple[list[float], float]]
 ) -> dict[str, float]:
     """Run a load, print its line (count, p50, p99, per second), return the row."""
-    latencies, elapsed = run()
-    row = {
+    return row(name, *run())
+
+
+def row(name: str, latencies: list[float], elapsed: float) -> dict[str, float]:
+    """Print a load's line (count, p50, p99, per second) and return it."""
+    figures = {
         "p50": percentile(latencies, 50) * 1000,
         "p99": percentile(latencies, 99) * 1000,
         "rps": len(latencies) / elapsed,
     }
     print(
-        f"{name:<22} {len(latencies):>6} {row['p50']:>9.2f} {row['p99']:>9.2f} "
-        f"{row['rps']:>9.1f}"
+        f"{name:<22} {len(latencies):>6} {figures['p50']:>9.2f} "
+        f"{figures['p99']:>9.2f} {figures['rps']:>9.1f}"
     )
-    return row
+    return figures
 
 
 # -- seeding through the gateway -----------------------------------------------
