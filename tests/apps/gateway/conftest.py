@@ -23,6 +23,10 @@ from tests.conftest import AUDIENCE, ISSUER, TEST_SERVICE_SECRET
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 PASSWORD = "correct horse battery"
 FAST_HASH = {"password_hash_time_cost": 1, "password_hash_memory_kib": 1024}
+# Seconds a process started by a test may take to answer. Generous: on a slow
+# 2-core machine, beside another test starting a whole system, a gunicorn with two
+# workers took over 30 s; a process that never answers still fails, only later.
+STARTUP_TIMEOUT = 120
 
 
 def private_key_file(jwt_keys) -> str:
@@ -108,7 +112,7 @@ def serve(target: str, infra, jwt_keys, database: str) -> Iterator[str]:
         start_new_session=True,
     )  # fmt: skip
     try:
-        assert wait_for_port(port, timeout=20), f"{target} did not start"
+        assert wait_for_port(port, timeout=STARTUP_TIMEOUT), f"{target} did not start"
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(process)

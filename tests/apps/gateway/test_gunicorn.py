@@ -20,6 +20,7 @@ from chomik.infra import free_port, stop_process
 from tests.apps.gateway.conftest import (
     PASSWORD,
     PROJECT_DIR,
+    STARTUP_TIMEOUT,
     dead_url,
     private_key_file,
 )
@@ -56,7 +57,7 @@ def gunicorn_gateway(committed_db, jwt_keys, upstream):
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             try:
                 if requests.get(f"{base}/health/ready", timeout=3).status_code == 200:
