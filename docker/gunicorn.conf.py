@@ -47,6 +47,9 @@ def when_ready(server):
 
 
 def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the multiprocess metrics, if any."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
     from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
     GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import subprocess
 import sys
+from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from chomik import metrics
+from chomik.cli import GUNICORN_CONF
 
 CHILD = """
 from chomik import metrics
@@ -57,3 +60,21 @@ def test_values_of_several_processes_add_up_in_multiprocess_mode(tmp_path):
         registry.get_sample_value("scheduler_job_duration_seconds_count", {"job": "j"})
         == 2
     )
+
+
+def test_gunicorn_drops_a_dead_workers_live_gauges_and_needs_no_metrics_dir(
+    tmp_path, monkeypatch
+):
+    hooks = runpy.run_path(str(GUNICORN_CONF))
+    worker = SimpleNamespace(pid=4242)
+    live = tmp_path / "gauge_livesum_4242.db"
+    other = tmp_path / "gauge_livesum_4243.db"
+    live.touch()
+    other.touch()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    hooks["child_exit"](None, worker)
+    assert not live.exists()
+    assert other.exists()
+    # gunicorn run with the project's settings but no multiprocess metrics
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    hooks["child_exit"](None, worker)
