@@ -11,6 +11,8 @@ Problem
 ├── ConflictError
 │   ├── ReferenceConflictError      409 reference-conflict
 │   └── IllegalTransitionError      409 illegal-transition
+├── ValidationProblem
+│   └── MerchantPaysItselfError     422 merchant-pays-itself
 └── UnavailableError
     └── BankUnavailableError        503 bank-unavailable (a fault switch)
 """
@@ -23,6 +25,7 @@ from chomik.problems import (
     NotFoundError,
     UnauthorizedError,
     UnavailableError,
+    ValidationProblem,
 )
 
 
@@ -48,6 +51,19 @@ class ReferenceConflictError(ConflictError):
 
 class IllegalTransitionError(ConflictError):
     type, title = "illegal-transition", "Illegal transaction transition"
+
+
+class MerchantPaysItselfError(ValidationProblem):
+    type, title = (
+        "merchant-pays-itself",
+        "The merchant's account cannot pay its own transaction",
+    )
+
+    def __init__(self) -> None:
+        super().__init__(
+            {"account_id": ["The transaction's own merchant account."]},
+            "A transaction is paid from another account than the merchant's",
+        )
 
 
 class BankUnavailableError(UnavailableError):

@@ -22,6 +22,7 @@ from mocks.bank.errors import (
     AccountNotFoundError,
     BankUnavailableError,
     IllegalTransitionError,
+    MerchantPaysItselfError,
     ReferenceConflictError,
     TransactionNotFoundError,
 )
@@ -171,6 +172,9 @@ def pay_transaction(
 ) -> Transaction:
     """Pay a CREATED transaction from an account: SUCCEEDED, or FAILED if short.
 
+    The merchant's own account cannot pay (`MerchantPaysItselfError`): its balance
+    would not change.
+
     Locks the transaction, then both accounts in id order; the money moves and the
     callback is queued in the caller's transaction, all or nothing. A transaction
     that is no longer CREATED is an `IllegalTransitionError`.
@@ -185,6 +189,9 @@ def pay_transaction(
             f"the transaction is {transaction.status.value}",
             transaction_status=transaction.status.value,
         )
+    if account_id == transaction.merchant_account_id:
+        # The money would leave and reach one account: nothing paid.
+        raise MerchantPaysItselfError()
     transaction.payer_account_id = account_id
     if payer.balance < transaction.amount:
         _move(session, transaction, TransactionStatus.FAILED)

@@ -148,6 +148,9 @@ class TransactionPay(MethodView):
     @blp.response(200, PayResultSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="No such transaction")
     @blp.alt_response(409, schema=ProblemSchema, description="Already paid or failed")
+    @blp.alt_response(
+        422, schema=ProblemSchema, description="The merchant's own account"
+    )
     def post(self, body: dict[str, Any], transaction_id: uuid.UUID) -> Transaction:
         """Pay a transaction from a customer's account
 

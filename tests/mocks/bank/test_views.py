@@ -262,3 +262,29 @@ def test_the_fault_switches_do_not_exist_in_production(dbs, bank_settings):
     client = app.test_client()
     assert client.get("/api/v1/admin/faults").status_code == 404
     assert client.put("/api/v1/admin/faults", json={"drop": 1}).status_code == 404
+
+
+def test_the_merchants_own_account_cannot_pay_and_nothing_changes(
+    client, merchant, session
+):
+    earned = new_transaction(client, merchant, amount="30.00", reference="e").json
+    payer = new_account(client, "100.00")
+    client.post(
+        f"/api/v1/transactions/{earned['id']}/pay", json={"account_id": payer["id"]}
+    )
+    tx = new_transaction(client, merchant, amount="20.00", reference="self").json
+    pay = f"/api/v1/transactions/{tx['id']}/pay"
+    response = client.post(pay, json={"account_id": MERCHANT})
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    assert response.json["type"] == "merchant-pays-itself"
+    assert "account_id" in response.json["errors"]
+    assert balance(client, MERCHANT) == Decimal("30.00")
+    shown = client.get(f"/api/v1/transactions/{tx['id']}", headers=merchant).json
+    assert shown["status"] == "CREATED"
+    assert len(callbacks(session)) == 1  # the first payment's only
+    # a customer can still pay it
+    assert client.post(pay, json={"account_id": payer["id"]}).json["status"] == (
+        "SUCCEEDED"
+    )
+    assert balance(client, MERCHANT) == Decimal("50.00")
