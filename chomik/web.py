@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Blueprint
+from gunicorn.http.errors import ParseException
 from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -202,43 +204,69 @@ def _handler() -> Callable[..., Any] | None:
     return method if callable(method) else None
 
 
-def read_chunked_body() -> None:
-    """Read a body without Content-Length whole, or refuse it with 413.
+@contextmanager
+def reading_body() -> Iterator[None]:
+    """Read the request body inside: a body whose chunked framing is broken, or
+    that stops arriving before its end, is a 400, never a 500."""
+    try:
+        yield
+    except (ParseException, OSError) as exc:  # gunicorn's: a bad chunk size, no end
+        raise problems.BadRequestError(
+            f"The request body could not be read: {type(exc).__name__}"
+        ) from exc
 
-    werkzeug stops reading such a stream at MAX_CONTENT_LENGTH without saying
-    so: a longer body would arrive cut short, as malformed JSON (a 400). The kit
-    calls it before every view that parses its body; a view that sets a smaller
-    `request.max_content_length` of its own calls it after.
+
+def check_body_length(received: int, declared: int | None) -> None:
+    """400 unless the whole body its Content-Length announced arrived: a request is
+    never served on part of its body (a client that half-closes its connection
+    after fewer bytes ends the body there)."""
+    if declared is not None and received < declared:
+        raise problems.BadRequestError(
+            f"The body ended after {received} of its {declared} bytes"
+        )
+
+
+def read_body() -> None:
+    """Read the request body whole: 413 past the limit, 400 cut short or unreadable.
+
+    werkzeug stops reading a body without Content-Length at MAX_CONTENT_LENGTH
+    without saying so: a longer body would arrive cut short, as malformed JSON (a
+    400). The kit calls it before every view that does not stream its body; a view
+    that streams it and sets a smaller `request.max_content_length` calls it first.
     """
-    if request.content_length is not None or "wsgi.input_terminated" not in (
-        request.environ
-    ):
-        return
-    limit = request.max_content_length or MAX_BODY_BYTES
-    data = request.input_stream.read(limit + 1)
-    if len(data) > limit:
-        raise RequestEntityTooLarge()
-    request._cached_data = data  # what get_data() answers from now on
+    with reading_body():
+        if request.content_length is None and "wsgi.input_terminated" in (
+            request.environ
+        ):
+            limit = request.max_content_length or MAX_BODY_BYTES
+            data = request.input_stream.read(limit + 1)
+            if len(data) > limit:
+                raise RequestEntityTooLarge()
+            request._cached_data = data  # what get_data() answers from now on
+        else:
+            data = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    check_body_length(len(data), request.content_length)
 
 
-def _bound_json_body() -> None:
+def _read_bounded_body() -> None:
     # Before anything parses the body (the limiter's keys, webargs, the views):
-    # a body too deep or with a huge number is the same 400 on every route.
+    # a body cut short, malformed JSON, or JSON too deep or with a huge number is
+    # the same 400 on every route, whether the route reads a body or not.
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "chomik_streams_body", False):
         return
-    read_chunked_body()
+    read_body()
     if not request.is_json:
         return
-    data = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    data = request.get_data(cache=True)
     if not data:
         return
     try:
         jsonbounds.loads(data)
     except jsonbounds.JsonBoundsError as exc:
         raise problems.BadRequestError(f"Unacceptable JSON: {exc}") from exc
-    except ValueError:
-        return  # malformed: the view's parser answers it
+    except ValueError as exc:
+        raise problems.BadRequestError("The body is not valid JSON") from exc
 
 
 def _authenticate() -> None:
@@ -307,7 +335,7 @@ def _cleanup(_exc: BaseException | None) -> None:
 def _wire_request_cycle(app: Flask) -> None:
     """Request id, JSON bounds, authentication, unstorable text refused, one transaction each."""
     app.before_request(_bind_request_id)
-    app.before_request(_bound_json_body)
+    app.before_request(_read_bounded_body)
     app.before_request(_authenticate)
     app.before_request(_refuse_unstorable_text)
     app.after_request(_finish)

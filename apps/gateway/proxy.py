@@ -19,6 +19,7 @@ from urllib3.exceptions import TimeoutError as UpstreamTimeout
 from urllib3.util import parse_url
 
 from apps.gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from chomik.web import check_body_length, reading_body
 
 # RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
 HOP_BY_HOP = frozenset(
@@ -111,14 +112,23 @@ class Body:
         return self._length
 
     def __iter__(self) -> Iterator[bytes]:
-        return chunks(self._stream)
+        return chunks(self._stream, self._length)
 
 
-def chunks(stream: object) -> Iterator[bytes]:
-    """Read a file-like object in chunks (a body of unknown length goes chunked)."""
+def chunks(stream: object, length: int | None = None) -> Iterator[bytes]:
+    """The client's body in chunks as it arrives (one of unknown length goes chunked).
+
+    A body cut short or with broken chunked framing raises the kit's 400 while it is
+    being sent on: the service's connection is then closed mid-body, so the service
+    sees its body cut short too, and refuses it as well.
+    """
     read = stream.read  # type: ignore[attr-defined]
-    while chunk := read(CHUNK_SIZE):
-        yield chunk
+    received = 0
+    with reading_body():
+        while chunk := read(CHUNK_SIZE):
+            received += len(chunk)
+            yield chunk
+    check_body_length(received, length)
 
 
 class _RecentConnections:

@@ -9,7 +9,7 @@ import marshmallow as ma
 
 from apps.gateway.passwords import MIN_PASSWORD_LENGTH
 from apps.gateway.services import normalize_email
-from chomik.schemas import Line
+from chomik.schemas import Line, has_control
 
 # Scripts written together in one language: Japanese mixes these on purpose.
 _SAME_SCRIPT = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "KATAKANA-HIRAGANA": "CJK"}
@@ -26,14 +26,16 @@ def scripts(text: str) -> set[str]:
 
 
 class AccountEmail(ma.fields.Email):
-    """An e-mail as stored (NFKC, lower case) whose local part uses one script.
+    """An e-mail as stored (NFKC, lower case) whose local part uses one script,
+    without control, bidi or zero-width characters anywhere.
 
     `seller\u0430@example.com` (a Cyrillic a) would otherwise be a second
     account that reads as `sellera@example.com`.
     """
 
     default_error_messages = {
-        "mixed_scripts": "The part before @ mixes letters of several scripts."
+        "mixed_scripts": "The part before @ mixes letters of several scripts.",
+        "control": "Must not contain control, bidi or zero-width characters.",
     }
 
     def _deserialize(
@@ -42,6 +44,8 @@ class AccountEmail(ma.fields.Email):
         if not isinstance(value, str):
             raise self.make_error("invalid")
         email = normalize_email(value)
+        if has_control(email):  # `exa\u200bmple.com` reads as `example.com`
+            raise self.make_error("control")
         if len(scripts(email.rpartition("@")[0])) > 1:
             raise self.make_error("mixed_scripts")
         return str(super()._deserialize(email, attr, data, **kwargs))

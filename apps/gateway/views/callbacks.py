@@ -18,7 +18,7 @@ from apps.gateway.context import gateway
 from apps.gateway.settings import GatewaySettings
 from chomik.problems import ProblemSchema
 from chomik.signing import HEADER, remember_signature
-from chomik.web import db_session, read_chunked_body, settings_of, streams_body
+from chomik.web import db_session, read_body, settings_of, streams_body
 
 blp = Blueprint(
     "callbacks",
@@ -86,7 +86,7 @@ def _accept(name: str) -> Response:
     sender's retry goes through.
     """
     request.max_content_length = MAX_CALLBACK_BYTES
-    read_chunked_body()  # past the limit: 413, not a body cut short
+    read_body()  # past the limit: 413, not a body cut short
     state = gateway()
     source = state.callbacks[name]
     received = receive_callback(

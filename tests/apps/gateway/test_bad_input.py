@@ -8,6 +8,7 @@ import time
 import jwt
 import pytest
 import sqlalchemy as sa
+from gunicorn.http.errors import InvalidChunkSize
 
 from apps.gateway import services
 from apps.gateway.errors import InvalidCredentialsError
@@ -271,6 +272,28 @@ def test_an_email_in_one_other_script_is_accepted(client, dbs):
     assert response.status_code == 201, response.get_json()
 
 
+@pytest.mark.parametrize(
+    "email",
+    [
+        "victim@exa\u200bmple.com",  # zero-width space
+        "victim@example.com\u200b",
+        "victim@exa\u202emple.com",  # right-to-left override
+        "victim@exa\u00admple.com",  # soft hyphen
+        "victim@exa\u2060mple.com",  # word joiner
+        "victim@\ufeffexample.com",  # byte-order mark
+    ],
+)
+def test_an_email_with_invisible_or_bidi_characters_is_refused(
+    client, actors, dbs, email
+):
+    # Each would be a second account that reads as victim@example.com.
+    actors.register("victim@example.com")
+    response = client.post("/api/v1/auth/register", json={**VALID, "email": email})
+    assert_problem(response, 422, "validation-error")
+    assert "email" in response.get_json()["errors"]
+    assert users(dbs) == 1
+
+
 def test_a_full_width_spelling_of_a_taken_email_is_the_same_account(
     client, actors, dbs
 ):
@@ -308,3 +331,37 @@ def test_a_refresh_body_that_is_no_object_is_a_problem_not_a_500(client, body):
     )
     assert response.status_code in (400, 401), response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"
+
+
+def test_a_body_cut_short_through_the_proxy_is_a_400_and_reaches_no_service(client):
+    # gunicorn ends a body where its client half-closes, without an error; the
+    # proxy stops sending it on, so the service sees it cut short as well.
+    body = b'{"title": "Air"}'
+    response = client.post(
+        "/api/v1/products/echo",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides={
+            "wsgi.input_terminated": True,
+            "CONTENT_LENGTH": str(len(body) + 10),
+        },
+    )
+    assert_problem(response, 400, "bad-request")
+    assert "ended after 16 of its 26 bytes" in response.get_json()["detail"]
+
+
+def test_broken_chunked_framing_through_the_proxy_is_a_400(client):
+    class BrokenChunks(io.BytesIO):
+        def read(self, _size=-1):
+            raise InvalidChunkSize(b"zz")
+
+        readinto = read
+
+    response = client.post(
+        "/api/v1/products/echo",
+        input_stream=BrokenChunks(),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_problem(response, 400, "bad-request")

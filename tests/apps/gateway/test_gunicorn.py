@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -156,3 +157,62 @@ def test_proxy_under_gunicorn_streams_large_and_gzip_bodies_intact(gunicorn_gate
     down = requests.get(f"{base}/api/v1/addresses", timeout=10)
     assert down.status_code == 502
     assert down.json()["service"] == "delivery"
+
+
+def raw_exchange(base: str, head: str, body: bytes) -> tuple[int, str, bytes]:
+    """Send a request as bytes, half-close, and read the answer to the end."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        sock.shutdown(socket.SHUT_WR)  # the client sends nothing more
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    lines, _, rest = answer.partition(b"\r\n\r\n")
+    status = int(lines.split()[1])
+    kind = next(
+        (line.split(b":", 1)[1].strip().decode() for line in lines.split(b"\r\n")
+         if line.lower().startswith(b"content-type:")),
+        "",
+    )  # fmt: skip
+    return status, kind, rest
+
+
+def test_gunicorn_bodies_cut_short_or_badly_chunked_are_400_and_change_nothing(
+    gunicorn_gateway, committed_db
+):
+    base, _log = gunicorn_gateway
+    account = (
+        b'{"email": "short@example.com", "password": "' + PASSWORD.encode()
+        + b'", "name": "S", "role": "buyer"}'
+    )  # fmt: skip
+    declared = len(account) + 50
+    status, kind, body = raw_exchange(
+        base,
+        "POST /api/v1/auth/register HTTP/1.1\nHost: x\nConnection: close\n"
+        f"Content-Type: application/json\nContent-Length: {declared}\n",
+        account,
+    )
+    assert (status, kind) == (400, "application/problem+json"), body
+    with committed_db.engine("gateway").connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT count(*) FROM users WHERE email = 'short@example.com'")
+        ).scalar()
+    assert stored == 0
+    # Through the proxy: refused at once, not a 504 after the service's wait.
+    status, kind, body = raw_exchange(
+        base,
+        "POST /api/v1/products/echo HTTP/1.1\nHost: x\nConnection: close\n"
+        f"Content-Type: application/json\nContent-Length: {declared}\n",
+        account,
+    )
+    assert (status, kind) == (400, "application/problem+json"), body
+    for path in ("/api/v1/auth/login", "/api/v1/products/echo", "/health/live"):
+        for chunked in (b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcXY", b"-2\r\nab\r\n"):
+            status, kind, body = raw_exchange(
+                base,
+                f"POST {path} HTTP/1.1\nHost: x\nConnection: close\n"
+                "Content-Type: application/json\nTransfer-Encoding: chunked\n",
+                chunked,
+            )
+            assert status == 400, (path, chunked, body)
