@@ -448,9 +448,18 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
 
 
 def optional_user() -> Principal | None:
-    """The authenticated user, or None for an anonymous request."""
+    """The authenticated user, or None for a request without credentials.
+
+    Credentials that are not one bearer token are a 401, as an invalid token is:
+    `Basic ...`, or two tokens (flask-jwt-extended would read that as none, so a
+    bad token sent beside a good one would pass as an anonymous request).
+    """
     if "chomik_user" not in g:
         found = verify_jwt_in_request(optional=True)
+        if found is None and request.headers.get("Authorization", "").strip():
+            raise UnauthorizedError(
+                "The Authorization header holds no one bearer token"
+            )
         g.chomik_user = None if found is None else _principal(get_jwt())
     user: Principal | None = g.chomik_user
     return user

@@ -365,3 +365,20 @@ def test_broken_chunked_framing_through_the_proxy_is_a_400(client):
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert_problem(response, 400, "bad-request")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Bearer {token}, Bearer not-a-token", "Bearer not-a-token, Bearer {token}",
+     "Basic dXNlcjpwYXNz"],
+    ids=["bad-after-good", "bad-before-good", "basic"],
+)  # fmt: skip
+def test_credentials_that_are_not_one_bearer_token_are_a_401(client, make_token, value):
+    # Read as no token at all, a bad token beside a good one passed as anonymous.
+    token = make_token("00000000-0000-0000-0000-0000000000aa", "buyer")
+    response = client.get(
+        "/api/v1/products", headers={"Authorization": value.format(token=token)}
+    )
+    assert_problem(response, 401, "unauthorized")
+    alone = client.get("/api/v1/products", headers=auth(token))
+    assert alone.status_code == 200
