@@ -99,6 +99,12 @@ class Settings:
     http_timeout: float = env(
         "HTTP_TIMEOUT", 5.0, doc="seconds for every outgoing call"
     )
+    body_timeout: float = env(
+        "BODY_TIMEOUT",
+        10.0,
+        doc="seconds a request's body may stop arriving before the request is "
+        "refused (400) and its thread freed",
+    )
     consumer_idle_wait_max: float = env(
         "CONSUMER_IDLE_WAIT_MAX",
         2.0,

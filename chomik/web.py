@@ -206,14 +206,22 @@ def _handler() -> Callable[..., Any] | None:
 
 @contextmanager
 def reading_body() -> Iterator[None]:
-    """Read the request body inside: a body whose chunked framing is broken, or
-    that stops arriving before its end, is a 400, never a 500."""
+    """Read the request body inside: a body whose chunked framing is broken, that
+    stops arriving before its end, or of which nothing arrives for BODY_TIMEOUT
+    seconds is a 400, never a 500 nor a server thread held for as long as a slow
+    client likes (gunicorn itself waits for a body forever)."""
+    client = request.environ.get("gunicorn.socket")
+    if client is not None:
+        client.settimeout(settings_of(Settings).body_timeout)
     try:
         yield
     except (ParseException, OSError) as exc:  # gunicorn's: a bad chunk size, no end
         raise problems.BadRequestError(
             f"The request body could not be read: {type(exc).__name__}"
         ) from exc
+    finally:
+        if client is not None and client.fileno() != -1:
+            client.settimeout(None)  # blocking again, as gunicorn keeps it
 
 
 def check_body_length(received: int, declared: int | None) -> None:

@@ -46,6 +46,7 @@ def gunicorn_gateway(committed_db, jwt_keys, upstream):
         "PASSWORD_HASH_TIME_COST": "1",
         "PASSWORD_HASH_MEMORY_KIB": "1024",
         "WEB_CONCURRENCY": "2",
+        "BODY_TIMEOUT": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
         "STORAGE_URL": upstream,
         "DELIVERY_URL": dead_url(),
@@ -159,12 +160,16 @@ def test_proxy_under_gunicorn_streams_large_and_gzip_bodies_intact(gunicorn_gate
     assert down.json()["service"] == "delivery"
 
 
-def raw_exchange(base: str, head: str, body: bytes) -> tuple[int, str, bytes]:
-    """Send a request as bytes, half-close, and read the answer to the end."""
+def raw_exchange(
+    base: str, head: str, body: bytes, *, half_close: bool = True
+) -> tuple[int, str, bytes]:
+    """Send a request as bytes, half-close (or just stop sending), and read the
+    answer to the end."""
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=60) as sock:
         sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
-        sock.shutdown(socket.SHUT_WR)  # the client sends nothing more
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)  # the client sends nothing more
         answer = b""
         while data := sock.recv(65536):
             answer += data
@@ -216,3 +221,21 @@ def test_gunicorn_bodies_cut_short_or_badly_chunked_are_400_and_change_nothing(
                 chunked,
             )
             assert status == 400, (path, chunked, body)
+
+
+def test_a_body_that_stops_arriving_is_a_400_after_body_timeout(gunicorn_gateway):
+    # A client that sends part of a body and then nothing would hold one of the
+    # gateway's few threads for good (gunicorn waits for a body forever); a dozen
+    # such connections stalled every other request.
+    base, _log = gunicorn_gateway
+    for path in ("/api/v1/auth/login", "/api/v1/products/echo"):
+        started = time.monotonic()
+        status, kind, body = raw_exchange(
+            base,
+            f"POST {path} HTTP/1.1\nHost: x\nConnection: close\n"
+            "Content-Type: application/json\nContent-Length: 50\n",
+            b"{",
+            half_close=False,
+        )
+        assert (status, kind) == (400, "application/problem+json"), (path, body)
+        assert time.monotonic() - started >= 2  # BODY_TIMEOUT, not an early refusal
