@@ -242,6 +242,9 @@ def read_body() -> None:
     400). The kit calls it before every view that does not stream its body; a view
     that streams it and sets a smaller `request.max_content_length` calls it first.
     """
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not (request.content_length or chunked):
+        return  # no body: nothing to wait for
     with reading_body():
         if request.content_length is None and "wsgi.input_terminated" in (
             request.environ
