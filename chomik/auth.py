@@ -458,7 +458,7 @@ def optional_user() -> Principal | None:
         found = verify_jwt_in_request(optional=True)
         if found is None and request.headers.get("Authorization", "").strip():
             raise UnauthorizedError(
-                "The Authorization header holds no one bearer token"
+                "The Authorization header must hold one token, as `Bearer <token>`"
             )
         g.chomik_user = None if found is None else _principal(get_jwt())
     user: Principal | None = g.chomik_user

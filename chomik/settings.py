@@ -151,6 +151,8 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        if not self.body_timeout > 0:  # 0 would make the socket non-blocking
+            raise SettingsError("BODY_TIMEOUT must be a number of seconds above 0")
         if self.environment == "production":
             self._refuse_default_secrets()
             self._refuse_embedded_database()

@@ -21,7 +21,7 @@ from gunicorn.http.errors import ParseException
 from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from chomik import jsonbounds, problems
 from chomik.auth import VerifyingKeys, access_of, init_tokens
@@ -206,22 +206,27 @@ def _handler() -> Callable[..., Any] | None:
 
 @contextmanager
 def reading_body() -> Iterator[None]:
-    """Read the request body inside: a body whose chunked framing is broken, that
-    stops arriving before its end, or of which nothing arrives for BODY_TIMEOUT
+    """Read (part of) the request body inside: a body whose chunked framing is
+    broken, whose client went away, or of which nothing arrives for BODY_TIMEOUT
     seconds is a 400, never a 500 nor a server thread held for as long as a slow
-    client likes (gunicorn itself waits for a body forever)."""
+    client likes (gunicorn itself waits for a body forever). Never hold it across
+    a `yield`: the timeout is the socket's until the block ends."""
     client = request.environ.get("gunicorn.socket")
+    before = client.gettimeout() if client is not None else None
     if client is not None:
         client.settimeout(settings_of(Settings).body_timeout)
     try:
         yield
-    except (ParseException, OSError) as exc:  # gunicorn's: a bad chunk size, no end
+    # gunicorn's ParseException: a bad chunk size, no CRLF; an OSError (a read that
+    # timed out, no more data), which werkzeug's stream turns into ClientDisconnected.
+    except (ParseException, OSError, ClientDisconnected) as exc:
+        cause = exc.__context__ if isinstance(exc, ClientDisconnected) else exc
         raise problems.BadRequestError(
-            f"The request body could not be read: {type(exc).__name__}"
+            f"The request body could not be read ({type(cause).__name__})"
         ) from exc
     finally:
         if client is not None and client.fileno() != -1:
-            client.settimeout(None)  # blocking again, as gunicorn keeps it
+            client.settimeout(before)
 
 
 def check_body_length(received: int, declared: int | None) -> None:
@@ -245,6 +250,8 @@ def read_body() -> None:
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if not (request.content_length or chunked):
         return  # no body: nothing to wait for
+    if getattr(request, "_cached_data", None) is not None:
+        return  # read already
     with reading_body():
         if request.content_length is None and "wsgi.input_terminated" in (
             request.environ

@@ -1,4 +1,4 @@
-"""The reverse proxy's route table and upstream calls (no Flask here).
+"""The reverse proxy's route table, upstream calls and the bodies streamed through.
 
 Every public `/api/v1` path belongs to one service by an explicit prefix; paths
 not in the table (internal endpoints such as reservations) are never routed.
@@ -124,10 +124,13 @@ def chunks(stream: object, length: int | None = None) -> Iterator[bytes]:
     """
     read = stream.read  # type: ignore[attr-defined]
     received = 0
-    with reading_body():
-        while chunk := read(CHUNK_SIZE):
-            received += len(chunk)
-            yield chunk
+    while True:
+        with reading_body():  # each read, never across the yield
+            chunk = read(CHUNK_SIZE)
+        if not chunk:
+            break
+        received += len(chunk)
+        yield chunk
     check_body_length(received, length)
 
 

@@ -83,3 +83,10 @@ def test_production_refuses_any_database_url_field_left_empty():
         TwoDatabases.from_env(production)
     both = TwoDatabases.from_env({**production, "OTHER_DATABASE_URL": PRODUCTION_DB})
     assert both.other_database_url == PRODUCTION_DB
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1"])
+def test_a_body_timeout_must_be_above_zero(seconds):
+    # 0 would make a client's socket non-blocking, -1 fail every body read.
+    with pytest.raises(SettingsError, match="BODY_TIMEOUT"):
+        Settings.from_env({"BODY_TIMEOUT": seconds})

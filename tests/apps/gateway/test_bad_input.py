@@ -333,7 +333,7 @@ def test_a_refresh_body_that_is_no_object_is_a_problem_not_a_500(client, body):
     assert response.mimetype == "application/problem+json"
 
 
-def test_a_body_cut_short_through_the_proxy_is_a_400_and_reaches_no_service(client):
+def test_a_body_cut_short_through_the_proxy_is_a_400_at_once(client):
     # gunicorn ends a body where its client half-closes, without an error; the
     # proxy stops sending it on, so the service sees it cut short as well.
     body = b'{"title": "Air"}'

@@ -183,7 +183,7 @@ def raw_exchange(
     return status, kind, rest
 
 
-def test_gunicorn_bodies_cut_short_or_badly_chunked_are_400_and_change_nothing(
+def test_gunicorn_bodies_cut_short_or_badly_chunked_are_400_and_register_nobody(
     gunicorn_gateway, committed_db
 ):
     base, _log = gunicorn_gateway
