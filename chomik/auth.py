@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -447,6 +448,9 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     )
 
 
+_ONE_BEARER = re.compile(r"Bearer [A-Za-z0-9_.~+/=-]+")
+
+
 def optional_user() -> Principal | None:
     """The authenticated user, or None for a request without credentials.
 
@@ -455,11 +459,14 @@ def optional_user() -> Principal | None:
     bad token sent beside a good one would pass as an anonymous request).
     """
     if "chomik_user" not in g:
-        found = verify_jwt_in_request(optional=True)
-        if found is None and request.headers.get("Authorization", "").strip():
+        credentials = request.headers.get("Authorization", "").strip()
+        # flask-jwt-extended takes the one bearer token of a comma-separated list
+        # (`Bearer <token>, Basic ...`) and reads two as none: either is refused.
+        if credentials and not _ONE_BEARER.fullmatch(credentials):
             raise UnauthorizedError(
                 "The Authorization header must hold one token, as `Bearer <token>`"
             )
+        found = verify_jwt_in_request(optional=True)
         g.chomik_user = None if found is None else _principal(get_jwt())
     user: Principal | None = g.chomik_user
     return user
@@ -485,7 +492,9 @@ def refresh_claims() -> dict[str, Any]:
         if not isinstance(body, dict):
             raise UnauthorizedError("A refresh token is required")
         token = body.get("refresh_token")
-        if isinstance(token, str) and not token.isascii():
+        if not isinstance(token, str):  # a list or an object: a 500 inside PyJWT
+            raise UnauthorizedError("A refresh token is required")
+        if not token.isascii():
             raise UnauthorizedError("The token is invalid")
         if verify_jwt_in_request(refresh=True, locations=["json"]) is None:
             raise UnauthorizedError("A refresh token is required")

@@ -187,12 +187,16 @@ class LoginThrottle:
             if not self.strategy.hit(item, key):
                 self.give_back(reserved)
                 raise too_many(self.strategy, item, key, LOGIN_ATTEMPTS)
+        # This address's failures for this account over the account's own window
+        # (the pair's is short: judged by it, a failing address got one more
+        # guess each time its minute ran out).
+        history = f"{account}/{address}"
         failing_here = (
-            self.strategy.get_window_stats(
-                self.limits.pair, f"{account}/{address}"
-            ).remaining
-            < self.limits.pair.amount - 1
+            self.strategy.get_window_stats(self.limits.account, history).remaining
+            < self.limits.account.amount
         )
+        reserved.append((self.limits.account, history))
+        self.strategy.hit(self.limits.account, history)
         reserved.append((self.limits.account, account))
         if not self.strategy.hit(self.limits.account, account) and failing_here:
             self.give_back(reserved)

@@ -143,7 +143,8 @@ def _criteria(filters: ProductFilters) -> Iterable[sa.ColumnElement[bool]]:
     if filters.max_price is not None:
         yield Product.price <= filters.max_price
     search = sa.literal_column(SEARCH_TEXT, sa.String())
-    for word in (filters.q or "").lower().split()[:MAX_SEARCH_WORDS]:
+    words = dict.fromkeys((filters.q or "").lower().split())  # each once, in order
+    for word in list(words)[:MAX_SEARCH_WORDS]:
         yield search.like(f"%{_escape_like(word)}%", escape="\\")
 
 

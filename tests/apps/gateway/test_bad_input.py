@@ -370,8 +370,10 @@ def test_broken_chunked_framing_through_the_proxy_is_a_400(client):
 @pytest.mark.parametrize(
     "value",
     ["Bearer {token}, Bearer not-a-token", "Bearer not-a-token, Bearer {token}",
-     "Basic dXNlcjpwYXNz"],
-    ids=["bad-after-good", "bad-before-good", "basic"],
+     "Basic dXNlcjpwYXNz", "Bearer {token},garbage", "Basic Zm9vOmJhcg==,Bearer {token}",
+     "Bearer {token}, {token}"],
+    ids=["bad-after-good", "bad-before-good", "basic", "garbage-after",
+         "basic-before", "two-tokens"],
 )  # fmt: skip
 def test_credentials_that_are_not_one_bearer_token_are_a_401(client, make_token, value):
     # Read as no token at all, a bad token beside a good one passed as anonymous.
@@ -382,3 +384,10 @@ def test_credentials_that_are_not_one_bearer_token_are_a_401(client, make_token,
     assert_problem(response, 401, "unauthorized")
     alone = client.get("/api/v1/products", headers=auth(token))
     assert alone.status_code == 200
+
+
+@pytest.mark.parametrize("token", [[1], {"a": 1}, {}, 5])
+def test_a_refresh_token_that_is_no_string_is_a_401_not_a_500(client, token):
+    response = client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+    assert_problem(response, 401, "unauthorized")
+    assert response.get_json()["detail"] == "A refresh token is required"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from tests.apps.gateway.conftest import PASSWORD, Actors
 from tests.metrics import counted
 
@@ -63,6 +65,25 @@ def test_past_the_account_bound_only_failing_addresses_are_refused(make_gateway)
     assert login(client, "target@example.com", PASSWORD, "127.0.0.4").status_code == 429
     # The owner's address has not failed: in.
     assert login(client, "target@example.com", PASSWORD, "127.0.0.5").status_code == 200
+
+
+def test_a_failing_address_stays_refused_when_its_own_minute_runs_out(
+    make_gateway, infra
+):
+    client = make_gateway(
+        login_rate_limit="2/minute", login_account_rate_limit="4/hour"
+    ).test_client()
+    Actors(client).register("kept@example.com")
+    for address in ("127.0.0.2", "127.0.0.3"):
+        for _ in range(2):
+            assert login(client, "kept@example.com", "nope", address).status_code == 401
+    # The pair's minute (2/minute) runs out; the account's hour does not.
+    with infra.engine("gateway").begin() as conn:  # counts commit apart from the test
+        conn.execute(sa.text("DELETE FROM rate_limits WHERE key LIKE '%/2/1/minute'"))
+    refused = login(client, "kept@example.com", "nope", "127.0.0.2")
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 60  # until the hour ends: true
+    assert login(client, "kept@example.com", PASSWORD, "127.0.0.5").status_code == 200
 
 
 def test_forwarded_headers_are_ignored_without_trusted_hops(client, actors):

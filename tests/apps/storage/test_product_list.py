@@ -210,3 +210,16 @@ def test_search_uses_the_search_index(session):
     )
     plan = session.execute(sa.text(f"EXPLAIN {compiled}")).scalars().all()
     assert any("ix_products_search" in line for line in plan), plan
+
+
+def test_a_repeated_search_word_counts_once():
+    from apps.storage.services.catalog import (
+        MAX_SEARCH_WORDS,
+        ProductFilters,
+        _criteria,
+    )
+
+    # Repeats neither cost a LIKE each nor push a later word past the limit.
+    q = "air " + "a " * MAX_SEARCH_WORDS + "zzzz"
+    once = list(_criteria(ProductFilters(q="air a zzzz")))
+    assert len(list(_criteria(ProductFilters(q=q)))) == len(once)
