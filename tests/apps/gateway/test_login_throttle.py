@@ -46,17 +46,20 @@ def test_successful_logins_do_not_count(make_gateway):
     )
 
 
-def test_past_the_account_bound_only_failing_addresses_are_refused(make_gateway):
+def over_the_account_bound(make_gateway, email: str, account_limit: str):
+    """A gateway where 127.0.0.2 and .3 failed twice each for `email`: 4 failures."""
     client = make_gateway(
-        login_rate_limit="2/minute", login_account_rate_limit="4/minute"
+        login_rate_limit="2/minute", login_account_rate_limit=account_limit
     ).test_client()
-    Actors(client).register("target@example.com")
+    Actors(client).register(email)
     for address in ("127.0.0.2", "127.0.0.3"):
         for _ in range(2):
-            assert (
-                login(client, "target@example.com", "nope-nope", address).status_code
-                == 401
-            )
+            assert login(client, email, "nope-nope", address).status_code == 401
+    return client
+
+
+def test_past_the_account_bound_only_failing_addresses_are_refused(make_gateway):
+    client = over_the_account_bound(make_gateway, "target@example.com", "4/minute")
     # 4 failures: the account is over its bound. A third address may try once...
     assert (
         login(client, "target@example.com", "nope-nope", "127.0.0.4").status_code == 401
@@ -70,13 +73,7 @@ def test_past_the_account_bound_only_failing_addresses_are_refused(make_gateway)
 def test_a_failing_address_stays_refused_when_its_own_minute_runs_out(
     make_gateway, infra
 ):
-    client = make_gateway(
-        login_rate_limit="2/minute", login_account_rate_limit="4/hour"
-    ).test_client()
-    Actors(client).register("kept@example.com")
-    for address in ("127.0.0.2", "127.0.0.3"):
-        for _ in range(2):
-            assert login(client, "kept@example.com", "nope", address).status_code == 401
+    client = over_the_account_bound(make_gateway, "kept@example.com", "4/hour")
     # The pair's minute (2/minute) runs out; the account's hour does not.
     with infra.engine("gateway").begin() as conn:  # counts commit apart from the test
         conn.execute(sa.text("DELETE FROM rate_limits WHERE key LIKE '%/2/1/minute'"))
