@@ -139,7 +139,7 @@ def test_a_body_cut_short_of_its_content_length_is_a_400_on_every_route(
     )
 
 
-class _BrokenChunks(io.BytesIO):
+class BrokenChunks(io.BytesIO):
     """A chunked body as gunicorn reads it when its framing is broken."""
 
     def __init__(self, error: Exception) -> None:
@@ -162,7 +162,7 @@ def test_broken_chunked_framing_is_a_400_on_every_route(apps, error):  # noqa: F
     assert (
         refused_on_every_route(
             apps,
-            stream=lambda: _BrokenChunks(error),
+            stream=lambda: BrokenChunks(error),
             headers={"Transfer-Encoding": "chunked"},
         )
         == {}

@@ -17,6 +17,7 @@ from apps.gateway.passwords import Passwords
 from chomik.auth import generate_key_pair, key_id
 from chomik.web import MAX_BODY_BYTES
 from tests.apps.gateway.conftest import PASSWORD
+from tests.chomik.test_hostile_json import BrokenChunks
 from tests.conftest import AUDIENCE, ISSUER, auth, issue_access_token
 
 VALID = {"email": "bad@example.com", "password": PASSWORD, "name": "B", "role": "buyer"}
@@ -351,15 +352,9 @@ def test_a_body_cut_short_through_the_proxy_is_a_400_at_once(client):
 
 
 def test_broken_chunked_framing_through_the_proxy_is_a_400(client):
-    class BrokenChunks(io.BytesIO):
-        def read(self, _size=-1):
-            raise InvalidChunkSize(b"zz")
-
-        readinto = read
-
     response = client.post(
         "/api/v1/products/echo",
-        input_stream=BrokenChunks(),
+        input_stream=BrokenChunks(InvalidChunkSize(b"zz")),
         content_type="application/json",
         headers={"Transfer-Encoding": "chunked"},
         environ_overrides={"wsgi.input_terminated": True},
