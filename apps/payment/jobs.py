@@ -1,9 +1,10 @@
 """Scheduled jobs of the payment worker: `JOBS`, plus the ones that need the bank.
 
 * `poll_pending_payments` runs on every replica through the kit's claimed-job
-  runner: a run leases a batch of due PENDING payments and checks each at the
-  bank; a replica killed mid-batch loses nothing (its rows come due again when the
-  lease ends) and a result is applied once whoever gets it (`apply_bank_result`).
+  runner: a run leases a batch of due payments (PENDING ones, and EXPIRED ones
+  still watched for a late success) and checks each at the bank; a replica
+  killed mid-batch loses nothing (its rows come due again when the lease ends) and
+  a result is applied once whoever gets it (`apply_bank_result`).
 * `txcoord_recovery` runs on every replica (it is safe on several at once), at
   start and then periodically: in-doubt branches hold row locks.
 * `prune_txcoord_decisions` runs on one replica at a time.
@@ -98,7 +99,8 @@ def payment_jobs(ports: Ports) -> list[Job]:
             # ends may be checked by another replica too, which changes nothing twice.
             seconds=max(1, settings.payment_poll_interval // 3),
             lease=dt.timedelta(seconds=settings.payment_poll_lease),
-            batch=50, jitter=1, where=[Payment.status == PaymentStatus.PENDING],
+            batch=50, jitter=1,
+            where=[Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.EXPIRED])],
             idle_max=settings.payment_poll_interval,
         ),
         Job("txcoord_recovery", recover, settings.txcoord_recovery_interval, 1),

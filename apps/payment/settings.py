@@ -81,6 +81,12 @@ class PaymentSettings(Settings):
         doc="seconds a payment the bank has not settled stays PENDING before it "
         "expires (its order may then be paid again or expire)",
     )
+    payment_late_watch: int = env(
+        "PAYMENT_LATE_WATCH",
+        7 * 24 * 3600,
+        doc="seconds the poller still checks an EXPIRED payment's bank transaction, "
+        "which the buyer may yet pay: a success found is refunded",
+    )
     txcoord_timeout: float = env(
         "TXCOORD_TIMEOUT",
         60.0,

@@ -9,9 +9,10 @@ longer PENDING takes nothing (duplicates, stale and reordered results).
 
 A success for a payment that expired (its order may since have expired or been
 cancelled) cannot be applied: it is refunded at the bank and recorded in
-`refunded_at`, under the payment's row lock, and counted. The refund is idempotent at
-the bank, so a transaction that fails after it only leads to asking again; a refund
-the bank does not take aborts the transaction, and the result is taken again later.
+`refunded_at`, under the payment's row lock, and counted; the poller then stops
+watching the payment. The refund is idempotent at the bank, so a transaction that
+fails after it only leads to asking again; a refund the bank does not take aborts
+the transaction, and the result is taken again later.
 """
 
 from __future__ import annotations
@@ -154,7 +155,9 @@ def _apply(
         branch.execute(
             sa.update(_PAYMENTS)
             .where(_PAYMENTS.c.id == payment.id)
-            .values(refunded_at=sa.func.now(), updated_at=sa.func.now())
+            .values(
+                refunded_at=sa.func.now(), next_check_at=None, updated_at=sa.func.now()
+            )
         )
         log.warning("payment %s: late success refunded at the bank", payment.id)
         return Outcome.REFUNDED

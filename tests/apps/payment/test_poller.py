@@ -1,8 +1,10 @@
 """The poller: PENDING payments checked at the bank, results applied once; expiry,
-late successes refunded; txcoord's recovery on every worker."""
+late successes refunded, by callback or found by the poller; txcoord's recovery on
+every worker."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -10,6 +12,7 @@ import sqlalchemy as sa
 
 from apps.payment.consumers import consumers
 from apps.payment.jobs import count_pending_payments, payment_jobs
+from apps.payment.services.polling import LATE_CHECK_MAX, late_check
 from apps.payment.worker import build_worker
 from chomik.apps import app_spec
 from chomik.db import make_session_factory
@@ -166,6 +169,7 @@ def test_a_late_success_after_the_order_expired_is_refunded_and_counted(
     (payment,) = payments_of(infra, order_id)
     assert payment.status == "EXPIRED"
     assert payment.refunded_at is not None
+    assert payment.next_check_at is None  # nothing left to watch
     assert order_status(infra, order_id) is OrderStatus.EXPIRED
     assert counted("payment_late_refunds_total") == refunds + 1
     # The same success again (resent by the bank) is not refunded or counted twice.
@@ -174,6 +178,63 @@ def test_a_late_success_after_the_order_expired_is_refunded_and_counted(
     handler(inbox_entry(again), again)
     assert counted("payment_late_refunds_total") == refunds + 1
     assert len(bank_transactions(infra)) == 1
+
+
+def test_a_late_success_whose_callback_is_lost_is_refunded_by_the_poller(
+    ports, settings, started, bank, infra
+):
+    order_id, transaction = started()
+    make_due(infra, age_seconds=settings.payment_ttl + 1)
+    poll(ports, infra, settings)
+    (payment,) = payments_of(infra, order_id)
+    assert payment.status == "EXPIRED"
+    assert payment.next_check_at is not None  # still watched
+    # The buyer pays the expired payment anyway; no callback reaches payment.
+    pay_at_bank(bank, transaction.id)
+    refunds = counted("payment_late_refunds_total")
+    make_due(infra, age_seconds=settings.payment_ttl + 3600)
+
+    assert poll(ports, infra, settings)["done"] == 1
+
+    assert bank.get_transaction(transaction.id).status == "REFUNDED"
+    (payment,) = payments_of(infra, order_id)
+    assert (payment.status, payment.next_check_at) == ("EXPIRED", None)
+    assert payment.refunded_at is not None
+    assert order_status(infra, order_id) is OrderStatus.PAYMENT_FAILED
+    assert counted("payment_late_refunds_total") == refunds + 1
+    assert poll(ports, infra, settings)["done"] == 0  # never due again
+
+
+def test_an_expired_payment_is_watched_until_the_late_watch_ends(
+    ports, settings, started, bank, infra
+):
+    order_id, transaction = started()
+    make_due(infra, age_seconds=settings.payment_ttl + 1)
+    poll(ports, infra, settings)
+    make_due(infra, age_seconds=settings.payment_ttl + settings.payment_late_watch)
+
+    assert poll(ports, infra, settings)["done"] == 1
+
+    (payment,) = payments_of(infra, order_id)
+    assert (payment.status, payment.next_check_at) == ("EXPIRED", None)
+    assert bank.get_transaction(transaction.id).status == "CREATED"
+
+
+def test_an_expired_payment_is_checked_less_and_less_often():
+    expired = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    interval = dt.timedelta(seconds=30)
+    week = 7 * 24 * 3600
+
+    def wait(since):
+        now = expired + since
+        due = late_check(now, expired, interval, week)
+        return None if due is None else due - now
+
+    assert wait(dt.timedelta(seconds=1)) == interval
+    assert wait(dt.timedelta(minutes=10)) == dt.timedelta(seconds=150)
+    assert wait(dt.timedelta(days=1)) == LATE_CHECK_MAX
+    assert wait(dt.timedelta(seconds=week - 1)) == LATE_CHECK_MAX
+    assert wait(dt.timedelta(seconds=week)) is None
 
 
 def test_a_bank_outage_leaves_the_payment_due_again(
