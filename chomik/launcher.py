@@ -91,6 +91,9 @@ class Restarts:
         return delay
 
 
+WORKER_LABEL = "-worker-"  # in the label of each worker process: `orders-worker-1`
+
+
 @dataclass
 class Launcher:
     """Starts infrastructure and processes, and stops every one of them.
@@ -106,6 +109,7 @@ class Launcher:
     metrics: dict[str, str] = field(default_factory=dict)
     restarts: Restarts = field(default_factory=Restarts)
     commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    broker: KafkaBroker | None = None  # the embedded one, started again if it dies
 
     @property
     def host(self) -> str:
@@ -156,6 +160,7 @@ class Launcher:
                 broker.start()
                 assert broker.process is not None
                 self.records.process("tansu", broker.process.pid)
+                self.broker = broker
                 kafka = broker.bootstrap_servers
                 say(f"kafka      {kafka} (Tansu, in memory)")
             yield self.database_urls(pg_port), kafka
@@ -213,7 +218,7 @@ class Launcher:
             argv = chomik_argv("web", spec.name, "--host", self.host)
             self.spawn(spec.name, argv, env)
             for replica in range(spec.worker_replicas if spec.worker else 0):
-                label = f"{spec.name}-worker-{replica + 1}"
+                label = f"{spec.name}{WORKER_LABEL}{replica + 1}"
                 worker_env = {
                     **env,
                     "SCHEDULER_REPLICA_ID": label,
@@ -257,6 +262,7 @@ class Launcher:
         port free.
         """
         now = time.monotonic()
+        self._restart_dead_broker(now)
         for index, (label, process) in enumerate(self.children):
             if process.poll() is None:
                 continue
@@ -279,6 +285,40 @@ class Launcher:
             elif now >= due:
                 del self.restarts.due[label]
                 self.children[index] = (label, self._start(label))
+
+    def _restart_dead_broker(self, now: float) -> None:
+        """Start the embedded broker again if it died, then every worker.
+
+        It kept everything in memory: the messages not consumed yet are lost, and
+        so are its topics and the groups' offsets. A worker makes its topics and
+        joins its groups when it starts.
+        """
+        broker = self.broker
+        if broker is None or broker.process is None or broker.process.poll() is None:
+            return
+        code = broker.process.returncode
+        if self.restarts.died("tansu", now) is None:
+            raise InfraError(
+                f"kafka exited {self.restarts.limit} times in "
+                f"{self.restarts.window:.0f}s (last code {code}), not restarting it"
+            )
+        say(f"kafka exited with code {code}; starting it again, then every worker "
+            "(the messages it held in memory are lost)")  # fmt: skip
+        broker.process = None
+        broker.start()
+        assert broker.process is not None
+        self.records.process("tansu", broker.process.pid)
+        workers = [
+            (index, label, process)
+            for index, (label, process) in enumerate(self.children)
+            if WORKER_LABEL in label
+        ]
+        for _index, _label, process in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for index, label, process in workers:
+            stop_process(process)
+            self.children[index] = (label, self._start(label))
 
     def stop(self) -> None:
         """Stop every child: Ctrl-C for each, then SIGTERM to its group, SIGKILL.

@@ -27,7 +27,8 @@ outage: the message is not the problem, so it is never dead-lettered. The record
 not yet applied are read again (seek back) after a capped exponential backoff
 (`outage_backoff` doubling up to `outage_backoff_max`), for as long as the outage
 lasts: the partitions wait, `consumer_lag` keeps growing and `consumer_outage_waits`
-counts the pauses, so an alert can fire. While it waits the consumer keeps polling
+counts the pauses, so an alert can fire. A broker that cannot be reached is an outage
+too: the Kafka consumer is made again after the same backoff, for as long as it lasts. While it waits the consumer keeps polling
 with its partitions paused, so it stays in its group however long the outage is
 (kafka-python leaves the group when `poll` is not called within
 `max_poll_interval_ms`).
@@ -227,6 +228,7 @@ class Consumer:
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
+        self._polled = False  # the current Kafka consumer has polled once
 
     @property
     def assigned(self) -> frozenset[TopicPartition]:
@@ -416,55 +418,38 @@ class Consumer:
             consumer.resume(*consumer.paused())
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set; then finish the current message, commit, leave."""
+        """Consume until `stop` is set; then finish the current message, commit, leave.
+
+        A broker that cannot be reached (refused, gone, timing out) is waited out,
+        however long: the Kafka consumer is closed, and made again after a backoff.
+        Offsets follow the database, so what was applied and not yet committed is
+        read again and skipped by the inbox.
+        """
+        failures = 0
+        while not stop.is_set():
+            try:
+                self._consume(stop)
+                return
+            except KafkaError as exc:
+                failures = 1 if self._polled else failures + 1
+                OUTAGE_WAITS.labels(self.group_id).inc()
+                delay = backoff_delay(
+                    failures, self.outage_backoff, self.outage_backoff_max
+                )
+                log.warning("consumer lost the broker (%r); again in %.2fs", exc, delay)
+                stop.wait(delay)
+
+    def _consume(self, stop: threading.Event) -> None:
+        """The loop of one Kafka consumer, until `stop` is set or the broker fails."""
         self._positions = {}
+        self._polled = False
         consumer = make_consumer(
             self.bootstrap_servers, self.group_id, **self.consumer_options
         )
         self._consumer = consumer
-        consumer.subscribe(self.topics)
-        failures = 0
-        last_record = time.monotonic()
-        busy_wait = fetch_wait(consumer)
-        # A fetch the broker holds past the request timeout would be given up.
-        longest = min(self.idle_wait_max, consumer.config["request_timeout_ms"] / 2000)
-        idle_wait: float | None = None  # the broker's wait while idle
         try:
-            while not stop.is_set():
-                if not consumer.assignment():  # joining: never idle
-                    last_record = time.monotonic()
-                if longest <= 0 or time.monotonic() - last_record <= self.idle_after:
-                    idle_wait = None
-                elif idle_wait is None:
-                    idle_wait = min(self.idle_wait, longest)
-                else:
-                    idle_wait = min(longest, idle_wait * 2)
-                set_fetch_wait(consumer, busy_wait if idle_wait is None else idle_wait)
-                # Idle, one poll lasts the broker's whole wait.
-                extra = 0 if idle_wait is None else int(idle_wait * 1000)
-                batches = consumer.poll(timeout_ms=extra + POLL_MS)
-                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-                try:
-                    self._process_batch(batches, stop, offsets)
-                except _OutageError as exc:
-                    # Read the unapplied records again after a pause, however long
-                    # the outage lasts.
-                    self._rewind(consumer, batches, offsets)
-                    self._commit(offsets)
-                    self._update_lag(consumer)
-                    failures += 1
-                    OUTAGE_WAITS.labels(self.group_id).inc()
-                    delay = backoff_delay(
-                        failures, self.outage_backoff, self.outage_backoff_max
-                    )
-                    log.warning("consumer paused %.2fs: %s", delay, str(exc))
-                    self._wait_paused(consumer, delay, stop)
-                    continue
-                if batches:
-                    failures = 0
-                    last_record = time.monotonic()
-                self._commit(offsets)
-                self._update_lag(consumer)
+            consumer.subscribe(self.topics)
+            self._loop(consumer, stop)
         finally:
             self._consumer = None
             # Leaving the group is a courtesy (the broker drops a silent member
@@ -473,3 +458,48 @@ class Consumer:
             if self._producer is not None:
                 self._producer.close(timeout=2)
                 self._producer = None
+
+    def _loop(self, consumer: KafkaConsumer, stop: threading.Event) -> None:
+        """Poll, apply, commit; pause the partitions through an outage."""
+        failures = 0
+        last_record = time.monotonic()
+        busy_wait = fetch_wait(consumer)
+        # A fetch the broker holds past the request timeout would be given up.
+        longest = min(self.idle_wait_max, consumer.config["request_timeout_ms"] / 2000)
+        idle_wait: float | None = None  # the broker's wait while idle
+        while not stop.is_set():
+            if not consumer.assignment():  # joining: never idle
+                last_record = time.monotonic()
+            if longest <= 0 or time.monotonic() - last_record <= self.idle_after:
+                idle_wait = None
+            elif idle_wait is None:
+                idle_wait = min(self.idle_wait, longest)
+            else:
+                idle_wait = min(longest, idle_wait * 2)
+            set_fetch_wait(consumer, busy_wait if idle_wait is None else idle_wait)
+            # Idle, one poll lasts the broker's whole wait.
+            extra = 0 if idle_wait is None else int(idle_wait * 1000)
+            batches = consumer.poll(timeout_ms=extra + POLL_MS)
+            self._polled = True
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            try:
+                self._process_batch(batches, stop, offsets)
+            except _OutageError as exc:
+                # Read the unapplied records again after a pause, however long
+                # the outage lasts.
+                self._rewind(consumer, batches, offsets)
+                self._commit(offsets)
+                self._update_lag(consumer)
+                failures += 1
+                OUTAGE_WAITS.labels(self.group_id).inc()
+                delay = backoff_delay(
+                    failures, self.outage_backoff, self.outage_backoff_max
+                )
+                log.warning("consumer paused %.2fs: %s", delay, str(exc))
+                self._wait_paused(consumer, delay, stop)
+                continue
+            if batches:
+                failures = 0
+                last_record = time.monotonic()
+            self._commit(offsets)
+            self._update_lag(consumer)

@@ -308,6 +308,9 @@ def make_consumer(
         "fetch_max_wait_ms": 50,
         "reconnect_backoff_max_ms": 1000,
         "metrics_enabled": False,  # the client's own sensors: CPU on every fetch
+        # Making the consumer blocks until the broker answers (30 s by default),
+        # and a stop waits for it: the consumer loop tries again after a backoff.
+        "bootstrap_timeout_ms": 2000,
     }
     config.update(overrides)
     return KafkaConsumer(**config)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import gc
 import http.server
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -16,7 +18,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from chomik.db import make_session_factory
-from chomik.infra import free_port
+from chomik.infra import KafkaBroker, free_port
 from chomik.messaging import consuming as consuming_module
 from chomik.messaging.consuming import Consumer
 from chomik.messaging.kafka import (
@@ -591,3 +593,86 @@ def test_a_consumer_without_an_idle_wait_never_lengthens_its_fetches(
         gaps = gaps_between(polls[start:])
         assert len(gaps) >= 2, gaps
         assert max(gaps) < 0.45, gaps  # a poll's worth of 50 ms fetches
+
+
+# kafka-python leaves the sockets of refused connections to the garbage collector.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_a_broker_that_refuses_connections_is_waited_out(
+    infra, engine, tmp_path, caplog
+):
+    caplog.set_level(logging.CRITICAL, logger="kafka")
+    broker = KafkaBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    topic = "test.refused"
+    broker.start()
+    consumer = Consumer(
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        bootstrap_servers=broker.bootstrap_servers,
+        sessions=make_session_factory(engine),
+        consumers={Ping.type: record_effect},
+        topics=[topic],
+        outage_backoff=0.2, outage_backoff_max=1.0,
+        consumer_options=FAST_GROUP, event_types={Ping.type: Ping},
+    )  # fmt: skip
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    try:
+        ensure_topics(broker.bootstrap_servers, [topic], partitions=1)
+        publish(broker.bootstrap_servers, topic, [envelope_of(Ping("b", 1))])
+        thread.start()
+        wait_until(lambda: effects(engine) == [("b", 1)], 30)
+        os.killpg(broker.process.pid, signal.SIGKILL)  # refused from now on
+        broker.process.wait()
+        broker.process = None
+        # kafka-python may give up on the lost broker in a poll (looking for the
+        # group's coordinator), or while the consumer is made again: the loop must
+        # outlive each (`test_each_kafka_error_of_the_consumer_is_waited_out`).
+        deadline = time.monotonic() + 20
+        while thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert thread.is_alive()
+        broker.start()  # in memory: a new, empty broker on the same port
+        ensure_topics(broker.bootstrap_servers, [topic], partitions=1)
+        publish(broker.bootstrap_servers, topic, [envelope_of(Ping("b", 2))])
+        wait_until(lambda: effects(engine) == [("b", 1), ("b", 2)], 60)
+    finally:
+        stop.set()
+        thread.join(15)
+        broker.stop()
+        gc.collect()
+    assert not thread.is_alive()
+
+
+def test_each_kafka_error_of_the_consumer_is_waited_out(
+    infra, engine, topic, monkeypatch
+):
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    made = collections.Counter()
+    real_make = consuming_module.make_consumer
+
+    def make_consumer(*args, **kwargs):
+        made["n"] += 1
+        if made["n"] <= 2:  # the broker does not answer: making it times out
+            raise KafkaTimeoutError("Unable to bootstrap")
+        consumer = real_make(*args, **kwargs)
+        if made["n"] == 3:  # its first poll loses the broker, as in a coordinator
+            real_poll = consumer.poll  # lookup that is refused
+
+            def poll(*args, **kwargs):
+                if not made["refused"]:
+                    made["refused"] += 1
+                    raise KafkaConnectionError("111 ECONNREFUSED")
+                return real_poll(*args, **kwargs)
+
+            consumer.poll = poll
+        return consumer
+
+    monkeypatch.setattr(consuming_module, "make_consumer", make_consumer)
+    publish(infra.kafka, topic, [envelope_of(Ping("k", 1))])
+    with consuming(
+        infra, engine, topic, {Ping.type: record_effect},
+        outage_backoff=0.05, outage_backoff_max=0.2,
+    ) as consumer:  # fmt: skip
+        wait_until(lambda: effects(engine) == [("k", 1)], 30)
+        assert made == {"n": 4, "refused": 1}
+        assert metric("consumer_outage_waits_total", group=consumer.group_id) == 3

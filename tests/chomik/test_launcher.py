@@ -1,4 +1,5 @@
-"""The launcher starts a dead child again, and gives up on one that keeps dying."""
+"""The launcher starts a dead child again, and gives up on one that keeps dying; a
+dead embedded broker is started again, and every worker after it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chomik.infra import InfraError
+from chomik.infra import InfraError, KafkaBroker, free_port, wait_for_port
 from chomik.launcher import Launcher, Restarts
 
 SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
@@ -98,3 +99,34 @@ def test_the_backoff_doubles_with_each_death_inside_the_window_and_is_capped():
     assert delays == [0.5, 1, 2, 3, 3]
     # Deaths older than the window are forgotten: a child that lived long starts fresh.
     assert restarts.died("x", 500) == 0.5
+
+
+def test_a_dead_embedded_broker_is_started_again_and_then_every_worker(
+    launcher, tmp_path, capsys
+):
+    broker = KafkaBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    launcher.broker = broker
+    try:
+        launcher.spawn("orders", SLEEPER, dict(os.environ))
+        launcher.spawn("orders-worker-1", SLEEPER, dict(os.environ))
+        (_, web), (_, worker) = launcher.children
+        dead = broker.process
+        os.killpg(dead.pid, signal.SIGKILL)
+        dead.wait()
+
+        launcher.supervise()
+
+        assert broker.process is not dead
+        assert broker.process.poll() is None
+        assert wait_for_port(broker.port, timeout=5)
+        (_, web_now), (_, worker_now) = launcher.children
+        assert web_now is web  # the web processes do not use the broker
+        assert worker_now is not worker
+        assert worker_now.poll() is None
+        assert worker.poll() is not None
+        assert "kafka exited with code" in capsys.readouterr().out
+        recorded = (launcher.base_dir / "run").glob("*tansu*")
+        assert any(str(broker.process.pid) in p.read_text() for p in recorded)
+    finally:
+        broker.stop()
