@@ -7,11 +7,11 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
-from chomik.schemas import Money, PageArgsSchema, PageSchema
+from chomik.schemas import MAX_PAGE_SIZE, Money, PageArgsSchema, PageSchema
 from clients.orders import OrderStatus
 
 MAX_QUANTITY = 1_000
-MAX_LINES = 100
+MAX_LINES = MAX_PAGE_SIZE  # one catalog lookup prices every line
 
 
 class OrderLineCreateSchema(ma.Schema):

@@ -7,7 +7,7 @@ from marshmallow import validate
 
 from apps.storage.models import ProductCondition
 from apps.storage.services import SORTS
-from chomik.schemas import Line, Money, PageArgsSchema, PageSchema
+from chomik.schemas import MAX_PAGE_SIZE, Line, Money, PageArgsSchema, PageSchema
 
 MAX_QUANTITY = 1_000_000
 
@@ -85,6 +85,12 @@ class ProductQueryArgsSchema(PageArgsSchema):
     min_price = Money()
     max_price = Money()
     seller_id = ma.fields.UUID()
+    ids = ma.fields.List(
+        ma.fields.UUID(),
+        data_key="id",
+        validate=validate.Length(max=MAX_PAGE_SIZE),
+        metadata={"description": "only these products (repeat `id`, at most 100)"},
+    )
     sort = ma.fields.String(
         load_default="-created_at", validate=validate.OneOf(list(SORTS))
     )

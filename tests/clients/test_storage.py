@@ -84,6 +84,16 @@ def test_unknown_product_is_a_typed_error(storage):
         storage.get_product(missing)
 
 
+def test_products_by_id_come_in_one_call_without_the_unknown_ones(storage):
+    a = ProductFactory(quantity=3)
+    b = ProductFactory(quantity=4)
+    missing = uuid.uuid4()
+    found = storage.get_products([a.id, missing, b.id, a.id])
+    assert set(found) == {a.id, b.id}
+    assert (found[a.id].available, found[b.id].available) == (3, 4)
+    assert storage.get_products([]) == {}
+
+
 def test_other_items_for_a_reserved_order_are_a_mismatch(storage):
     product = ProductFactory(quantity=5)
     order_id = uuid.uuid4()

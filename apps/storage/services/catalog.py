@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -37,6 +37,7 @@ class ProductFilters:
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     seller_id: uuid.UUID | None = None
+    ids: Sequence[uuid.UUID] | None = None  # only these products
     sort: str = "-created_at"
     page: int = 1
     page_size: int = 20
@@ -138,6 +139,8 @@ def _criteria(filters: ProductFilters) -> Iterable[sa.ColumnElement[bool]]:
     ):
         if value is not None:
             yield column == value
+    if filters.ids is not None:
+        yield Product.id.in_(filters.ids)
     if filters.min_price is not None:
         yield Product.price >= filters.min_price
     if filters.max_price is not None:

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from apps.orders.models import Order, OrderStatusChange, PlacementAttempt
+from apps.orders.schemas import MAX_LINES
 from chomik.db import utcnow
 from clients.orders import OrderStatus
 from clients.storage import StockItem, StorageClient
@@ -147,6 +148,33 @@ def test_unknown_and_archived_products_are_named(place, as_buyer, storage_sessio
     assert response.json["type"] == "unknown-products"
     assert response.json["product_ids"] == [str(archived.id), str(missing)]
     assert set(response.json["errors"]) == {"items.1.product_id", "items.2.product_id"}
+    assert stock_of(storage_session, listed) == (5, 0, 0)
+
+
+def test_an_order_of_the_most_lines_asks_the_catalog_once(
+    make_app, storage_app, addresses, as_buyer, storage_session, monkeypatch
+):
+    listed = ProductFactory(quantity=5)
+    counted_storage = storage_client(storage_app)
+    calls = []
+    send = counted_storage.http.request
+
+    def request(method, path, **options):
+        calls.append((method, path))
+        return send(method, path, **options)
+
+    monkeypatch.setattr(counted_storage.http, "request", request)
+    place = Placing(make_app(counted_storage, addresses).test_client(), addresses)
+    body = place.body(as_buyer, (listed, 1))
+    body["items"] += [
+        {"product_id": str(uuid.uuid4()), "quantity": 1} for _ in range(MAX_LINES - 1)
+    ]
+
+    response = place(as_buyer, body=body)
+
+    assert response.status_code == 422
+    assert len(response.json["product_ids"]) == MAX_LINES - 1
+    assert calls == [("GET", "/api/v1/products")]  # not one call per line
     assert stock_of(storage_session, listed) == (5, 0, 0)
 
 

@@ -132,6 +132,15 @@ def test_seller_filter(client, catalog):
     assert set(names(catalog, got)) == {"air_max", "gazelle"}
 
 
+def test_the_id_filter_selects_those_listed_products(client, catalog):
+    made, _ = catalog
+    wanted = [made["samba"], made["archived"], made["jordan"], str(uuid.uuid4())]
+    got = ids(client.get("/api/v1/products?" + "&".join(f"id={i}" for i in wanted)))
+    assert set(names(catalog, got)) == {"samba", "jordan"}  # never the archived
+    got = ids(client.get(f"/api/v1/products?id={made['samba']}&brand=Nike"))
+    assert got == []  # with the other filters
+
+
 @pytest.mark.parametrize(
     ("sort", "expected"),
     [
@@ -189,6 +198,9 @@ def test_available_is_quantity_less_reserved(client):
         ("min_price=1.001", "min_price"),
         ("max_price=-5", "max_price"),
         ("seller_id=42", "seller_id"),
+        ("id=42", "id.0"),
+        ("id=", "id.0"),
+        ("&".join(f"id={uuid.uuid4()}" for _ in range(101)), "id"),
     ],
 )
 def test_bad_list_arguments_are_a_validation_problem(client, query, field):
