@@ -168,6 +168,7 @@ def launched(host: str, log_level: str) -> Iterator[System]:
         EMBEDDED_KAFKA_PORT=str(free_port()),
         LOG_LEVEL=log_level,
         ACCESS_TOKEN_TTL="7200",
+        ORDER_MAX_UNPAID="100000",  # the place phases leave every order unpaid
         **FAST_AUTH_ENV,
     )
     log = data_dir / "launcher.log"

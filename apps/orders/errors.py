@@ -6,6 +6,7 @@ Problem
 ├── ConflictError
 │   ├── InsufficientStockError      409 insufficient-stock (product_ids)
 │   ├── IdempotencyKeySpentError    409 idempotency-key-spent
+│   ├── TooManyUnpaidOrdersError    409 too-many-unpaid-orders (limit)
 │   └── IllegalTransitionError      409 illegal-transition (clients.orders)
 ├── ValidationProblem               422
 │   ├── UnknownProductsError        422 unknown-products (product_ids)
@@ -31,6 +32,7 @@ __all__ = [
     "InsufficientStockError",
     "MixedCurrenciesError",
     "OrderNotFoundError",
+    "TooManyUnpaidOrdersError",
     "TotalNotPayableError",
     "UnknownAddressError",
     "UnknownProductsError",
@@ -90,3 +92,16 @@ class IdempotencyKeySpentError(ConflictError):
     """A placement under this key reserved stock, failed and gave the stock back."""
 
     type, title = "idempotency-key-spent", "Idempotency-Key spent by a failed placement"
+
+
+class TooManyUnpaidOrdersError(ConflictError):
+    """The buyer already has as many orders holding stock unpaid as allowed."""
+
+    type, title = "too-many-unpaid-orders", "Too many unpaid orders"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You have {limit} unpaid orders holding stock: pay, cancel or let one "
+            "expire before placing another",
+            limit=limit,
+        )

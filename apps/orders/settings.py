@@ -19,6 +19,12 @@ class OrdersSettings(Settings):
         900,
         doc="seconds an unpaid order holds its stock before it expires",
     )
+    order_max_unpaid: int = env(
+        "ORDER_MAX_UNPAID",
+        20,
+        doc="orders a buyer may have holding stock unpaid at once (awaiting or "
+        "failing payment); one more is a 409 until one is paid, cancelled or expired",
+    )
     storage_url: str = env(
         "STORAGE_URL", "http://127.0.0.1:17001", doc="storage service base URL"
     )

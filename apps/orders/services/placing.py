@@ -28,6 +28,7 @@ import functools
 import logging
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from apps.orders.errors import (
     IdempotencyKeySpentError,
     InsufficientStockError,
     MixedCurrenciesError,
+    TooManyUnpaidOrdersError,
     TotalNotPayableError,
     UnknownAddressError,
     UnknownProductsError,
@@ -64,6 +66,13 @@ P = ParamSpec("P")
 
 # Order ids of placements: uuid5(buyer id + key) in this namespace.
 ORDER_ID_NAMESPACE = uuid.UUID("0b6c1f0e-5a3d-4d1e-9c57-6f1e2a9d4c30")
+# The statuses of an order holding its stock unpaid (a buyer may have so many).
+UNPAID = (
+    OrderStatus.AWAITING_PAYMENT,
+    OrderStatus.PAYMENT_PENDING,
+    OrderStatus.PAYMENT_FAILED,
+)
+_UNPAID_LOCKS = 0x0C42  # advisory-lock namespace of a buyer's placements
 
 
 class AddressCheck(Protocol):
@@ -134,14 +143,16 @@ def place_order(
     addresses: AddressCheck,
     attempts: sessionmaker[Session],
     ttl: dt.timedelta,
+    max_unpaid: int,
 ) -> Placed:
     """Price, check, reserve and store an order AWAITING_PAYMENT; emit order.placed.
 
     `attempts` opens short transactions of their own for the placement-attempt
     row (see the module docstring); everything else is in the caller's.
     Raises UnknownProductsError, MixedCurrenciesError, TotalNotPayableError,
-    UnknownAddressError, IdempotencyKeyReusedError (422), InsufficientStockError and
-    IdempotencyKeySpentError (409). Its latency is observed by outcome.
+    UnknownAddressError, IdempotencyKeyReusedError (422), InsufficientStockError,
+    TooManyUnpaidOrdersError and IdempotencyKeySpentError (409). Its latency is
+    observed by outcome.
     """
     buyer_id = user_uuid(buyer)
     order_id = order_id_for(buyer_id, idempotency_key)
@@ -159,6 +170,7 @@ def place_order(
             {"address_id": ["Not one of your addresses."]},
             f"Address {request.address_id} is not one of yours",
         )
+    _check_unpaid(session, buyer_id, max_unpaid)
     with _attempt(attempts, order_id, buyer_id, ttl):
         reservation = _reserve(storage, order_id, request.lines)
         with _released_on_failure(storage, order_id):
@@ -223,6 +235,23 @@ def _check_stock(
     short = [str(p) for p, n in lines.items() if products[p].available < n]
     if short:
         raise _short(short)
+
+
+def _check_unpaid(session: Session, buyer_id: uuid.UUID, limit: int) -> None:
+    """409 when the buyer has `limit` orders holding stock unpaid already.
+
+    The buyer's placements wait for each other here (a lock held until the
+    transaction ends), so two at once cannot both take the last place.
+    """
+    key = zlib.crc32(buyer_id.bytes) - 2**31  # into int4
+    session.execute(sa.select(sa.func.pg_advisory_xact_lock(_UNPAID_LOCKS, key)))
+    held = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Order)
+        .where(Order.buyer_id == buyer_id, Order.status.in_(UNPAID))
+    )
+    if held >= limit:
+        raise TooManyUnpaidOrdersError(limit)
 
 
 def _short(product_ids: Sequence[str]) -> InsufficientStockError:

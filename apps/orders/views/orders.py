@@ -56,7 +56,11 @@ class Orders(MethodView):
     @blp.alt_response(200, schema=OrderSchema, description="Replay: the same order")
     @blp.alt_response(401, schema=ProblemSchema, description="No valid token")
     @blp.alt_response(403, schema=ProblemSchema, description="Not a buyer")
-    @blp.alt_response(409, schema=ProblemSchema, description="Not enough stock")
+    @blp.alt_response(
+        409,
+        schema=ProblemSchema,
+        description="Not enough stock, too many unpaid orders, or a spent key",
+    )
     @blp.alt_response(
         422,
         schema=ProblemSchema,
@@ -71,7 +75,8 @@ class Orders(MethodView):
         payment until `expires_at`, then expires and its stock goes back. A total
         below 0.01 or above 9999999999.99 cannot be paid and is refused (422
         `total-not-payable`). The same Idempotency-Key with the same body answers
-        the same order (200).
+        the same order (200). A buyer holds at most `ORDER_MAX_UNPAID` unpaid
+        orders at once (409 `too-many-unpaid-orders`).
         """
         settings = settings_of(OrdersSettings)
         order_request = OrderRequest(
@@ -87,6 +92,7 @@ class Orders(MethodView):
             addresses=ports().addresses,
             attempts=runtime().sessions,
             ttl=dt.timedelta(seconds=settings.order_ttl),
+            max_unpaid=settings.order_max_unpaid,
         )
         return placed.order, 201 if placed.created else 200
 

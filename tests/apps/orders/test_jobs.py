@@ -175,7 +175,7 @@ class Crash:
             placed = services.place_order(
                 session, buyer=self.buyer, request=self.request, idempotency_key="k",
                 storage=self.storage, addresses=self.addresses, attempts=self.orders,
-                ttl=dt.timedelta(minutes=15),
+                ttl=dt.timedelta(minutes=15), max_unpaid=20,
             )  # fmt: skip
             if commit:
                 session.commit()

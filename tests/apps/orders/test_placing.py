@@ -1,5 +1,6 @@
 """Placing orders over HTTP: priced from storage, reserved, stored unpaid."""
 
+import dataclasses
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -7,8 +8,10 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from apps.orders import create_app
 from apps.orders.models import Order, OrderStatusChange, PlacementAttempt
 from apps.orders.schemas import MAX_LINES
+from apps.orders.services import Ports
 from chomik.db import utcnow
 from clients.orders import OrderStatus
 from clients.storage import StockItem, StorageClient
@@ -375,3 +378,35 @@ def test_placements_are_timed_by_outcome_and_a_repeat_is_a_replay(place, as_buye
         )
         == replays + 1
     )
+
+
+def test_a_buyer_holds_at_most_the_unpaid_orders_allowed(
+    dbs, settings, storage, addresses, as_buyer, as_other_buyer, storage_session
+):
+    app = create_app(
+        dataclasses.replace(settings, order_max_unpaid=2),
+        ports=Ports(storage=storage, addresses=addresses),
+    )
+    place = Placing(dbs.bind_app(app, "orders").test_client(), addresses)
+    client = place.client
+    product = ProductFactory(quantity=10)
+    first = place(as_buyer, (product, 1), key="first")
+    assert first.status_code == 201
+    assert place(as_buyer, (product, 1)).status_code == 201
+
+    refused = place(as_buyer, (product, 1))
+
+    assert refused.status_code == 409
+    assert refused.content_type == "application/problem+json"
+    assert (refused.json["type"], refused.json["limit"]) == (
+        "too-many-unpaid-orders",
+        2,
+    )
+    assert stock_of(storage_session, product) == (10, 2, 0)  # nothing more reserved
+    assert place(as_buyer, (product, 1), key="first").status_code == 200  # a replay
+    assert place(as_other_buyer, (product, 1)).status_code == 201  # theirs apart
+    cancelled = client.post(
+        f"/api/v1/orders/{first.json['id']}/cancel", headers=as_buyer.headers
+    )
+    assert cancelled.status_code == 200
+    assert place(as_buyer, (product, 1)).status_code == 201
