@@ -53,6 +53,7 @@ FAST_AUTH_ENV = {
     "LOGIN_RATE_LIMIT": "100000/minute",
     "LOGIN_ADDRESS_RATE_LIMIT": "100000/minute",
     "LOGIN_ACCOUNT_RATE_LIMIT": "100000/minute",
+    "LOGIN_ATTEMPT_RATE_LIMIT": "100000/minute",
 }
 
 # Quiet logs, cheap password hashes, no rate limits in the way of a load.

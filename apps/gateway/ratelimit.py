@@ -153,15 +153,18 @@ def login_account() -> str:
 
 @dataclass(frozen=True)
 class LoginLimits:
-    """The three bounds on failed logins."""
+    """The three bounds on failed logins, and one on every login of an address."""
 
     pair: RateLimitItem  # one account from one address: tight
     address: RateLimitItem  # one address, whatever the account
     account: RateLimitItem  # one account from everywhere: looser
+    # Every login from one address, correct ones too: each costs a password hash.
+    attempts: RateLimitItem
 
 
 class LoginThrottle:
-    """Count failed logins only, per (account, address), address and account.
+    """Count failed logins per (account, address), address and account, and every
+    login per address.
 
     An attempt reserves one count of each before it runs, so attempts in flight
     together cannot all pass; a success (or a request refused for another reason)
@@ -177,6 +180,9 @@ class LoginThrottle:
 
     def admit(self, account: str, address: str) -> list[tuple[RateLimitItem, str]]:
         """Reserve one attempt; raise 429 when a bound is reached."""
+        key = f"attempts/{address}"
+        if not self.strategy.hit(self.limits.attempts, key):
+            raise too_many(self.strategy, self.limits.attempts, key, LOGINS_HERE)
         counters = [
             (self.limits.address, address),
             (self.limits.pair, f"{account}/{address}"),
@@ -216,6 +222,7 @@ class LoginThrottle:
 
 # A login counts while it runs, so parallel correct ones can meet the bound too.
 LOGIN_ATTEMPTS = "Too many login attempts, failed or in flight"
+LOGINS_HERE = "Too many logins from this address"
 
 
 def too_many(
@@ -272,7 +279,7 @@ def limited(
 
 
 def install_rate_limits(app: Flask, settings: GatewaySettings, engine: Engine) -> None:
-    """Throttle failed logins and registrations, in one store for every worker."""
+    """Throttle logins and registrations, in one store for every worker."""
     storage = (
         storage_from_string(settings.ratelimit_storage_uri)
         if settings.ratelimit_storage_uri
@@ -286,6 +293,7 @@ def install_rate_limits(app: Flask, settings: GatewaySettings, engine: Engine) -
             pair=parse(settings.login_rate_limit),
             address=parse(settings.login_address_rate_limit),
             account=parse(settings.login_account_rate_limit),
+            attempts=parse(settings.login_attempt_rate_limit),
         ),
     )
     views = app.view_functions

@@ -70,6 +70,12 @@ class GatewaySettings(Settings):
         doc="failed logins per account from every address; past it only "
         "addresses without failures for the account may still try",
     )
+    login_attempt_rate_limit: str = env(
+        "LOGIN_ATTEMPT_RATE_LIMIT",
+        "60/minute",
+        doc="logins allowed per client address, correct ones too (each costs a "
+        "password hash; a client keeps its session with /auth/refresh)",
+    )
     trusted_proxy_hops: int = env(
         "TRUSTED_PROXY_HOPS",
         0,

@@ -75,7 +75,11 @@ class Login(MethodView):
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, schema=ProblemSchema, description="Wrong e-mail or password")
-    @blp.alt_response(429, schema=ProblemSchema, description="Too many failed attempts")
+    @blp.alt_response(
+        429,
+        schema=ProblemSchema,
+        description="Too many failed attempts, or logins from this address",
+    )
     def post(
         self, data: dict[str, Any]
     ) -> tuple[services.TokenPair, int, dict[str, str]]:

@@ -1,4 +1,5 @@
-"""Failed logins are throttled without locking the owner out."""
+"""Failed logins are throttled without locking the owner out; every login of an
+address is bounded too."""
 
 from __future__ import annotations
 
@@ -44,6 +45,25 @@ def test_successful_logins_do_not_count(make_gateway):
         login(client, "often@example.com", "wrong-wrong", "127.0.0.2").status_code
         == 401
     )
+
+
+def test_every_login_of_an_address_counts_toward_its_attempt_bound(make_gateway):
+    client = make_gateway(login_attempt_rate_limit="3/minute").test_client()
+    Actors(client).register("busy@example.com")
+    throttled = counted("gateway_logins_total", outcome="throttled")
+    for _ in range(3):  # correct ones: each costs a password hash all the same
+        assert (
+            login(client, "busy@example.com", PASSWORD, "127.0.0.2").status_code == 200
+        )
+
+    refused = login(client, "busy@example.com", PASSWORD, "127.0.0.2")
+
+    assert refused.status_code == 429
+    assert refused.content_type == "application/problem+json"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "Too many logins from this address" in refused.get_json()["detail"]
+    assert counted("gateway_logins_total", outcome="throttled") == throttled + 1
+    assert login(client, "busy@example.com", PASSWORD, "127.0.0.3").status_code == 200
 
 
 def over_the_account_bound(make_gateway, email: str, account_limit: str):
