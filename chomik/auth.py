@@ -439,16 +439,27 @@ def bearer_token() -> str | None:
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:
+    """The user of verified claims; 401 if they are not of the shapes we sign."""
+    roles, sid = claims.get("roles") or [], claims.get("sid") or ""
+    fields = (claims["sub"], claims["jti"], sid)
+    if not (
+        isinstance(roles, list)
+        and all(isinstance(role, str) for role in roles)
+        and all(isinstance(field, str) for field in fields)
+        and isinstance(claims["exp"], int | float)
+    ):
+        raise UnauthorizedError("The token's claims are malformed")
     return Principal(
-        id=str(claims["sub"]),
-        roles=frozenset(claims.get("roles") or ()),
-        jti=str(claims["jti"]),
+        id=claims["sub"],
+        roles=frozenset(roles),
+        jti=claims["jti"],
         expires_at=int(claims["exp"]),
-        session_id=str(claims.get("sid") or ""),
+        session_id=sid,
     )
 
 
-_ONE_BEARER = re.compile(r"Bearer [A-Za-z0-9_.~+/=-]+")
+# One bearer token; the scheme's case does not matter (RFC 9110, 11.1).
+_ONE_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_.~+/=-]+)")
 
 
 def optional_user() -> Principal | None:
@@ -462,10 +473,13 @@ def optional_user() -> Principal | None:
         credentials = request.headers.get("Authorization", "").strip()
         # flask-jwt-extended takes the one bearer token of a comma-separated list
         # (`Bearer <token>, Basic ...`) and reads two as none: either is refused.
-        if credentials and not _ONE_BEARER.fullmatch(credentials):
+        one = _ONE_BEARER.fullmatch(credentials)
+        if credentials and one is None:
             raise UnauthorizedError(
                 "The Authorization header must hold one token, as `Bearer <token>`"
             )
+        if one is not None:  # flask-jwt-extended matches the scheme's case exactly
+            request.environ["HTTP_AUTHORIZATION"] = f"Bearer {one.group(1)}"
         found = verify_jwt_in_request(optional=True)
         g.chomik_user = None if found is None else _principal(get_jwt())
     user: Principal | None = g.chomik_user

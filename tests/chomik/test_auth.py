@@ -356,17 +356,28 @@ def test_a_token_without_a_kid_is_401_when_keys_are_chosen_by_kid(
     assert status(app.test_client(), "me", make_token("u1", "buyer")) == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flask-jwt-extended matches JWT_HEADER_TYPE exactly: the scheme "
-    "'bearer' (case-insensitive by RFC 7235) is refused as a missing token",
-)
-def test_the_bearer_scheme_is_case_insensitive(client, make_token):
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(client, make_token, scheme):
     response = client.get(
         "/api/v1/secured/me",
-        headers={"Authorization": f"bearer {make_token('u1', 'buyer')}"},
+        headers={"Authorization": f"{scheme} {make_token('u1', 'buyer')}"},
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"roles": 5}, {"roles": ["buyer", 5]}, {"roles": "buyer"}, {"sid": ["s"]},
+     {"sid": 7}, {"exp": "soon"}],
+)  # fmt: skip
+def test_signed_claims_of_the_wrong_shape_are_401_not_500(client, jwt_keys, claims):
+    now = int(time.time())
+    token = jwt.encode(
+        {"sub": "u1", "roles": ["buyer"], "jti": "x", "iat": now, "exp": now + 60,
+         "iss": ISSUER, "aud": AUDIENCE, "type": "access", **claims},
+        jwt_keys.private_pem, algorithm="RS256", headers={"kid": jwt_keys.kid},
+    )  # fmt: skip
+    assert status(client, "me", token) == 401
 
 
 def test_a_token_is_verified_once_then_remembered_until_it_expires(

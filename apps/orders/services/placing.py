@@ -245,11 +245,11 @@ def _check_unpaid(session: Session, buyer_id: uuid.UUID, limit: int) -> None:
     """
     key = zlib.crc32(buyer_id.bytes) - 2**31  # into int4
     session.execute(sa.select(sa.func.pg_advisory_xact_lock(_UNPAID_LOCKS, key)))
-    held = session.scalar(
+    held = session.execute(
         sa.select(sa.func.count())
         .select_from(Order)
         .where(Order.buyer_id == buyer_id, Order.status.in_(UNPAID))
-    )
+    ).scalar_one()
     if held >= limit:
         raise TooManyUnpaidOrdersError(limit)
 
