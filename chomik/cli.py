@@ -102,6 +102,27 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """Send again every event the databases' outboxes sent since a moment."""
+    # Imported here, like `dlq`: importing messaging declares the kit's metrics.
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from chomik.messaging.outbox import republish
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=args.since)
+    names = migrating.DATABASES if args.name == "all" else (args.name,)
+    for name, url in _database_urls(names).items():
+        engine = sa.create_engine(url)
+        try:
+            count = republish(engine, since)
+        finally:
+            engine.dispose()
+        print(f"{name}: {count} event(s) to send again")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Audit every database (read-only) for the invariants between them; 1 if any fails."""
     # Imported here, like `dlq`: importing messaging declares the kit's metrics.
@@ -203,6 +224,23 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("revision", nargs="?")
     db.set_defaults(func=cmd_db)
     _add_dlq(sub)
+    outbox = sub.add_parser(
+        "outbox",
+        help="send again the events sent since a moment (a broker lost them)",
+        description="Make every event the outboxes sent in the last SECONDS pending "
+        "again: the relays send them again, in order, and each consumer group skips "
+        "those it applied. For a broker that lost what it held.",
+    )
+    outbox.add_argument("action", choices=["republish"])
+    outbox.add_argument(
+        "--since", type=float, required=True, metavar="SECONDS",
+        help="how far back (sent outbox rows are kept OUTBOX_RETENTION, a day)",
+    )  # fmt: skip
+    outbox.add_argument(
+        "--database", dest="name", default="all",
+        choices=["all", *migrating.DATABASES], help="one database (default: all)",
+    )  # fmt: skip
+    outbox.set_defaults(func=cmd_outbox)
     _add_check(sub)
     sub.add_parser("infra", help="run embedded PostgreSQL and Kafka").set_defaults(
         func=cmd_infra

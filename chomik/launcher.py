@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import secrets
 import select
@@ -16,6 +17,8 @@ from pathlib import Path
 from types import FrameType
 
 import requests
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from chomik import migrating, monitoring, watchdog
 from chomik.apps import APPS, AppSpec
@@ -110,6 +113,10 @@ class Launcher:
     restarts: Restarts = field(default_factory=Restarts)
     commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     broker: KafkaBroker | None = None  # the embedded one, started again if it dies
+    broker_started_at: dt.datetime = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC)
+    )
+    urls: dict[str, str] = field(default_factory=dict)  # each database's, once started
 
     @property
     def host(self) -> str:
@@ -157,10 +164,7 @@ class Launcher:
                 )
                 stack.callback(self.records.forget, "tansu")
                 stack.callback(broker.stop)
-                broker.start()
-                assert broker.process is not None
-                self.records.process("tansu", broker.process.pid)
-                self.broker = broker
+                self._start_broker(broker)
                 kafka = broker.bootstrap_servers
                 say(f"kafka      {kafka} (Tansu, in memory)")
             yield self.database_urls(pg_port), kafka
@@ -206,6 +210,7 @@ class Launcher:
 
     def start_apps(self, urls: Mapping[str, str], kafka: str) -> None:
         """Start every web process and worker of the APPS table."""
+        self.urls = dict(urls)
         base = self.child_env(urls, kafka)
         for spec in APPS:
             if not port_is_free(spec.port, self.host):
@@ -287,11 +292,13 @@ class Launcher:
                 self.children[index] = (label, self._start(label))
 
     def _restart_dead_broker(self, now: float) -> None:
-        """Start the embedded broker again if it died, then every worker.
+        """Start the embedded broker again if it died, and every worker with it.
 
-        It kept everything in memory: the messages not consumed yet are lost, and
-        so are its topics and the groups' offsets. A worker makes its topics and
-        joins its groups when it starts.
+        It kept everything in memory: its topics, the groups' offsets, the events.
+        The workers are stopped first (a consumer that reached the new broker and
+        died without leaving it would hold its group up); the events sent since
+        the dead broker started are made pending again (`republish`: each group
+        skips those it applied already); then the broker and the workers start.
         """
         broker = self.broker
         if broker is None or broker.process is None or broker.process.poll() is None:
@@ -302,12 +309,8 @@ class Launcher:
                 f"kafka exited {self.restarts.limit} times in "
                 f"{self.restarts.window:.0f}s (last code {code}), not restarting it"
             )
-        say(f"kafka exited with code {code}; starting it again, then every worker "
-            "(the messages it held in memory are lost)")  # fmt: skip
-        broker.process = None
-        broker.start()
-        assert broker.process is not None
-        self.records.process("tansu", broker.process.pid)
+        say(f"kafka exited with code {code}; stopping every worker, starting it "
+            "again, sending again what it held")  # fmt: skip
         workers = [
             (index, label, process)
             for index, (label, process) in enumerate(self.children)
@@ -316,9 +319,35 @@ class Launcher:
         for _index, _label, process in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-        for index, label, process in workers:
+        for _index, _label, process in workers:
             stop_process(process)
+        lost_since = self.broker_started_at
+        broker.process = None
+        self._start_broker(broker)
+        self._republish(lost_since)
+        for index, label, _process in workers:
             self.children[index] = (label, self._start(label))
+
+    def _start_broker(self, broker: KafkaBroker) -> None:
+        self.broker_started_at = dt.datetime.now(dt.UTC)
+        broker.start()
+        assert broker.process is not None
+        self.records.process("tansu", broker.process.pid)
+        self.broker = broker
+
+    def _republish(self, since: dt.datetime) -> None:
+        """Make the events every database sent since `since` pending again."""
+        # Imported here: importing messaging declares the kit's metrics (see cli).
+        from chomik.messaging.outbox import republish
+
+        for name, url in self.urls.items():
+            engine = sa.create_engine(url, poolclass=NullPool)
+            try:
+                count = republish(engine, since)
+            finally:
+                engine.dispose()
+            if count:
+                say(f"{name}: {count} event(s) to send again")
 
     def stop(self) -> None:
         """Stop every child: Ctrl-C for each, then SIGTERM to its group, SIGKILL.

@@ -342,7 +342,11 @@ def ensure_topics(
     names = sorted({t for topic in topics for t in (topic, dlq(topic))})
     if not names:
         return
-    admin = KafkaAdminClient(bootstrap_servers=split_servers(bootstrap_servers))
+    # A broker that does not answer is given 5 s (30 by default), so a worker
+    # starting while it is away begins its other work without that wait.
+    admin = KafkaAdminClient(
+        bootstrap_servers=split_servers(bootstrap_servers), bootstrap_timeout_ms=5000
+    )
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]

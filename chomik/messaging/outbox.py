@@ -197,6 +197,28 @@ def wake_relays(engine: Engine) -> None:
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
+def republish(engine: Engine, since: dt.datetime) -> int:
+    """Make every event sent since `since` pending again; how many (0: no outbox).
+
+    For a broker that lost what it had (the embedded one when it dies, a Kafka
+    cluster restored from an old state): the relays send those events again, in
+    their order, and each consumer group skips the ones it applied (its inbox).
+    Only events still kept (`OUTBOX_RETENTION`) can be sent again.
+    """
+    with engine.begin() as conn:
+        if conn.scalar(sa.select(sa.func.to_regclass("outbox_events"))) is None:
+            return 0
+        count = conn.execute(
+            sa.text(
+                "UPDATE outbox_events SET sent_at = NULL"
+                " WHERE sent_at >= :since AND parked_at IS NULL"
+            ),
+            {"since": since},
+        ).rowcount
+        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
+    return int(count)
+
+
 def prune_messages(
     session: Session, *, outbox_retention: dt.timedelta, inbox_retention: dt.timedelta
 ) -> tuple[int, int]:

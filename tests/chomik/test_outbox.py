@@ -17,6 +17,7 @@ from kafka.future import Future
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
+from chomik import cli
 from chomik.db import make_session_factory
 from chomik.infra import KafkaBroker, free_port
 from chomik.logs import request_id_var
@@ -26,6 +27,7 @@ from chomik.messaging.outbox import (
     RelayConfig,
     emit,
     prune_messages,
+    republish,
     wake_relays,
 )
 from tests.chomik.messaging_helpers import (
@@ -493,3 +495,38 @@ def test_record_checksums_are_computed_in_c():
     from kafka.record._crc32c import crc as pure_python
 
     assert util._crc32c is not pure_python
+
+
+def test_republish_makes_the_events_sent_since_a_moment_pending_again(
+    infra, monkeypatch, capsys
+):
+    engine = infra.engine("orders")
+    emit_pings(engine, "test.republish", ["a", "b"], 2)  # four events
+    with engine.begin() as conn:  # two sent an hour ago, one just now, one parked
+        conn.execute(
+            sa.text(
+                "UPDATE outbox_events SET sent_at = now() - interval '1 hour'"
+                " WHERE seq IN (SELECT seq FROM outbox_events ORDER BY seq LIMIT 2)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE outbox_events SET sent_at = now(), parked_at ="
+                " CASE WHEN seq = (SELECT max(seq) FROM outbox_events) THEN now() END"
+                " WHERE sent_at IS NULL"
+            )
+        )
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+
+    assert republish(engine, since) == 1
+
+    assert pending(engine) == 1
+    assert republish(infra.engine("txcoord"), since) == 0  # no outbox there
+    # The command does the same over the databases it is given.
+    monkeypatch.setenv("ORDERS_DATABASE_URL", str(engine.url.render_as_string(False)))
+    assert (
+        cli.main(["outbox", "republish", "--since", "7200", "--database", "orders"])
+        == 0
+    )
+    assert "orders: 2 event(s) to send again" in capsys.readouterr().out
+    assert pending(engine) == 3  # never the parked one
