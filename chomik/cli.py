@@ -1,9 +1,10 @@
-"""The `chomik` command line: web, worker, db, dlq, check, infra, run."""
+"""The `chomik` command line: web, worker, db, dlq, outbox, check, infra, run."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -105,18 +106,15 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def cmd_outbox(args: argparse.Namespace) -> int:
     """Send again every event the databases' outboxes sent since a moment."""
     # Imported here, like `dlq`: importing messaging declares the kit's metrics.
-    import datetime as dt
-
     import sqlalchemy as sa
 
     from chomik.messaging.outbox import republish
 
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=args.since)
     names = migrating.DATABASES if args.name == "all" else (args.name,)
     for name, url in _database_urls(names).items():
         engine = sa.create_engine(url)
         try:
-            count = republish(engine, since)
+            count = republish(engine, args.since)
         finally:
             engine.dispose()
         print(f"{name}: {count} event(s) to send again")
@@ -233,8 +231,9 @@ def parser() -> argparse.ArgumentParser:
     )
     outbox.add_argument("action", choices=["republish"])
     outbox.add_argument(
-        "--since", type=float, required=True, metavar="SECONDS",
-        help="how far back (sent outbox rows are kept OUTBOX_RETENTION, a day)",
+        "--since", type=_lookback, required=True, metavar="SECONDS",
+        help="how far back (sent outbox rows are kept OUTBOX_RETENTION, a day); at "
+        "most INBOX_RETENTION, past which a consumer no longer knows what it applied",
     )  # fmt: skip
     outbox.add_argument(
         "--database", dest="name", default="all",
@@ -273,6 +272,20 @@ def _add_dlq(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     replay.add_argument("refs", nargs="*", metavar="PARTITION:OFFSET")
     replay.add_argument("--all", action="store_true", help="every dead letter")
+
+
+def _lookback(text: str) -> float:
+    """Seconds back to republish: above 0, at most what the consumers' inboxes keep."""
+    limit = float(os.environ.get("INBOX_RETENTION") or 14 * 24 * 3600)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= limit:  # nan too
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: seconds above 0, at most INBOX_RETENTION ({limit:.0f})"
+        )
+    return seconds
 
 
 def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -351,3 +351,40 @@ class Listener:
         finally:
             self.listening.clear()
             connection.close()
+
+
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock wait past `lock_timeout`
+
+
+class LockWaitTimeoutError(Exception):
+    """A lock was not granted within the wait given to `lock_wait`."""
+
+
+# Set `lock_timeout` until the transaction ends and answer the value before, in
+# one round trip: the materialized CTE reads it before the projection sets it.
+_SWAP_LOCK_TIMEOUT = sa.text(
+    "WITH previous AS MATERIALIZED (SELECT current_setting('lock_timeout') AS value)"
+    " SELECT value, set_config('lock_timeout', :value, true) FROM previous"
+)
+
+
+@contextmanager
+def lock_wait(session: Session, seconds: float) -> Iterator[None]:
+    """Run the block in a savepoint where a lock is waited for `seconds` at most.
+
+    `LockWaitTimeoutError` when one takes longer: the block is undone, the
+    transaction goes on. The transaction's own `lock_timeout` is back after it.
+    """
+    try:
+        with session.begin_nested():
+            previous = session.execute(
+                _SWAP_LOCK_TIMEOUT, {"value": f"{max(1, round(seconds * 1000))}ms"}
+            ).scalar_one()
+            yield
+            session.execute(
+                sa.select(sa.func.set_config("lock_timeout", previous, sa.true()))
+            )
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise LockWaitTimeoutError(str(exc.orig)) from exc

@@ -49,11 +49,16 @@ from typing import Any, ParamSpec, TypeVar, cast
 import sqlalchemy as sa
 from flask import Response, after_this_request, current_app, g, request
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from chomik.auth import current_user
-from chomik.db import UTCDateTime, compiled_once, utcnow
+from chomik.db import (
+    LockWaitTimeoutError,
+    UTCDateTime,
+    compiled_once,
+    lock_wait,
+    utcnow,
+)
 from chomik.metrics import IDEMPOTENT_REPLAYS
 from chomik.problems import BadRequestError, ConflictError, Problem, ProblemSchema
 from chomik.web import db_session, runtime
@@ -65,7 +70,6 @@ IDEMPOTENCY_TABLE = "idempotency_keys"
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
-LOCK_NOT_AVAILABLE = "55P03"
 _OPERATION = re.compile(r"^[a-z0-9_.-]{1,100}$")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
 
@@ -183,15 +187,9 @@ def _insert_or_take_over(
         "now": now, "expires_at": now + ttl,
     }  # fmt: skip
     try:
-        with session.begin_nested():
-            previous = session.execute(
-                _SWAP_LOCK_TIMEOUT, {"value": f"{max(1, round(wait * 1000))}ms"}
-            ).scalar_one()
+        with lock_wait(session, wait):
             owned = session.execute(_CLAIM, values).first() is not None
-            _set_lock_timeout(session, previous)
-    except OperationalError as exc:
-        if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
-            raise
+    except LockWaitTimeoutError as exc:
         raise RequestInProgressError(_retry_after(wait)) from exc
     return owned
 
@@ -222,19 +220,6 @@ def _claim_statement() -> sa.Executable:
 
 
 _CLAIM = _claim_statement()
-
-
-# Set `lock_timeout` until the transaction ends and answer the value before, in
-# one round trip: the materialized CTE reads it before the projection sets it.
-_SWAP_LOCK_TIMEOUT = sa.text(
-    "WITH previous AS MATERIALIZED (SELECT current_setting('lock_timeout') AS value)"
-    " SELECT value, set_config('lock_timeout', :value, true) FROM previous"
-)
-
-
-def _set_lock_timeout(session: Session, value: str) -> None:
-    """Set `lock_timeout` until the transaction ends (SET LOCAL takes no parameter)."""
-    session.execute(sa.select(sa.func.set_config("lock_timeout", value, sa.true())))
 
 
 def _retry_after(wait: float) -> int:

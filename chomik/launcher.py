@@ -326,6 +326,7 @@ class Launcher:
         self._start_broker(broker)
         self._republish(lost_since)
         for index, label, _process in workers:
+            self.restarts.due.pop(label, None)  # one waiting to restart: now
             self.children[index] = (label, self._start(label))
 
     def _start_broker(self, broker: KafkaBroker) -> None:
@@ -340,10 +341,13 @@ class Launcher:
         # Imported here: importing messaging declares the kit's metrics (see cli).
         from chomik.messaging.outbox import republish
 
+        # A few seconds more than the dead broker lived, for the clocks' sake: an
+        # event sent twice is skipped by its consumers.
+        seconds = (dt.datetime.now(dt.UTC) - since).total_seconds() + 5
         for name, url in self.urls.items():
             engine = sa.create_engine(url, poolclass=NullPool)
             try:
-                count = republish(engine, since)
+                count = republish(engine, seconds)
             finally:
                 engine.dispose()
             if count:

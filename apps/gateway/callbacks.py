@@ -103,7 +103,10 @@ class CallbackPublisher:
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            producer.close(timeout=0)
+            try:
+                producer.close(timeout=0)
+            except KafkaError as exc:  # it did not stop in time: the 503 still holds
+                log.warning("callback producer not closed: %r", exc)
 
 
 def callback_sources(settings: GatewaySettings) -> dict[str, CallbackSource]:

@@ -7,6 +7,7 @@ Problem
 │   ├── InsufficientStockError      409 insufficient-stock (product_ids)
 │   ├── IdempotencyKeySpentError    409 idempotency-key-spent
 │   ├── TooManyUnpaidOrdersError    409 too-many-unpaid-orders (limit)
+│   ├── PlacementInProgressError    409 placement-in-progress (Retry-After)
 │   └── IllegalTransitionError      409 illegal-transition (clients.orders)
 ├── ValidationProblem               422
 │   ├── UnknownProductsError        422 unknown-products (product_ids)
@@ -32,6 +33,7 @@ __all__ = [
     "InsufficientStockError",
     "MixedCurrenciesError",
     "OrderNotFoundError",
+    "PlacementInProgressError",
     "TooManyUnpaidOrdersError",
     "TotalNotPayableError",
     "UnknownAddressError",
@@ -104,4 +106,16 @@ class TooManyUnpaidOrdersError(ConflictError):
             f"You have {limit} unpaid orders holding stock: pay, cancel or let one "
             "expire before placing another",
             limit=limit,
+        )
+
+
+class PlacementInProgressError(ConflictError):
+    """Another placement of the buyer's held its turn past the wait."""
+
+    type, title = "placement-in-progress", "Another placement is in progress"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "Another of your orders is being placed: try again shortly",
+            headers={"Retry-After": str(retry_after)},
         )

@@ -1,10 +1,11 @@
 """Scheduled jobs of the payment worker: `JOBS`, plus the ones that need the bank.
 
 * `poll_pending_payments` runs on every replica through the kit's claimed-job
-  runner: a run leases a batch of due payments (PENDING ones, and EXPIRED ones
-  still watched for a late success) and checks each at the bank; a replica
-  killed mid-batch loses nothing (its rows come due again when the lease ends) and
-  a result is applied once whoever gets it (`apply_bank_result`).
+  runner: a run leases a batch of due PENDING payments and checks each at the
+  bank; a replica killed mid-batch loses nothing (its rows come due again when
+  the lease ends) and a result is applied once whoever gets it
+  (`apply_bank_result`). `watch_expired_payments` does the same for the EXPIRED
+  payments still watched for a late success, apart from the PENDING ones.
 * `txcoord_recovery` runs on every replica (it is safe on several at once), at
   start and then periodically: in-doubt branches hold row locks.
 * `prune_txcoord_decisions` runs on one replica at a time.
@@ -30,6 +31,9 @@ from apps.payment.settings import PaymentSettings
 from chomik.jobs import Job, JobContext, claimed, exclusive
 
 __all__ = ["JOBS", "TXCOORD_PREFIX", "payment_jobs", "run_recovery"]
+
+# The payments the poller checks at the bank: pending, or expired and watched.
+WATCHED = (PaymentStatus.PENDING, PaymentStatus.EXPIRED)
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +103,17 @@ def payment_jobs(ports: Ports) -> list[Job]:
             # ends may be checked by another replica too, which changes nothing twice.
             seconds=max(1, settings.payment_poll_interval // 3),
             lease=dt.timedelta(seconds=settings.payment_poll_lease),
-            batch=50, jitter=1,
-            where=[Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.EXPIRED])],
+            batch=50, jitter=1, where=[Payment.status == PaymentStatus.PENDING],
+            idle_max=settings.payment_poll_interval,
+            # Expired by this job, a payment stays due: the next job watches it.
+            due_while=[Payment.status.in_(WATCHED)],
+        ),
+        # Apart, so that a backlog of expired payments never delays a PENDING one.
+        claimed(
+            "watch_expired_payments", Payment, poll_pending_payment,
+            seconds=settings.payment_poll_interval,
+            lease=dt.timedelta(seconds=settings.payment_poll_lease),
+            batch=50, jitter=1, where=[Payment.status == PaymentStatus.EXPIRED],
             idle_max=settings.payment_poll_interval,
         ),
         Job("txcoord_recovery", recover, settings.txcoord_recovery_interval, 1),

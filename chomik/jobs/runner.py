@@ -72,6 +72,7 @@ class ClaimedRun:
     due_column: str = "next_check_at"
     token_column: str = "claim_token"
     where: Sequence[sa.ColumnElement[bool]] = ()
+    due_while: Sequence[sa.ColumnElement[bool]] = ()
 
     def __call__(self, context: JobContext) -> dict[str, int]:
         """Handle every due row once; return the count of each outcome."""
@@ -110,6 +111,7 @@ class ClaimedRun:
                 complete_claim(
                     session, self.table, key, token, next_due=next_due,
                     due_column=self.due_column, token_column=self.token_column,
+                    still=self.due_while,
                 )  # fmt: skip
         except StaleClaimError:
             log.warning("job %s: row %s was taken over; its effect is undone",
@@ -154,8 +156,14 @@ def claimed(
     where: Sequence[sa.ColumnElement[bool]] = (),
     idle_max: float | None = None,
     wake_channel: str | None = None,
+    due_while: Sequence[sa.ColumnElement[bool]] | None = None,
 ) -> Job:
     """A job running `handle` on each due row of `table`, one transaction per row.
+
+    The handler's next due time is kept only while the row meets `due_while`
+    (default: `where`), checked as its claim completes: a row another writer moved
+    out of the job's hands meanwhile (a payment a callback settled) is never due
+    again.
 
     `lease` must outlast handling a whole batch: a row still being handled when it
     runs out may be handled by another replica too, and one of the two is undone.
@@ -165,7 +173,7 @@ def claimed(
     """
     run = ClaimedRun(
         name, table, handle, lease, batch, retry_after, due_column, token_column,
-        tuple(where),
+        tuple(where), tuple(where if due_while is None else due_while),
     )  # fmt: skip
     return Job(name, run, seconds, jitter, idle_max, wake_channel)
 

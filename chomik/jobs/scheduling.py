@@ -178,10 +178,13 @@ def complete_claim(
     token_column: str = "claim_token",
     due_column: str = "next_check_at",
     values: Mapping[str, Any] | None = None,
+    still: Sequence[sa.ColumnElement[bool]] = (),
 ) -> None:
     """Finish a claimed row in the caller's transaction, if the claim is still ours.
 
-    Sets the next due time (None: never again), clears the token and applies `values`;
+    Sets the next due time (None: never again; also None when the row no longer
+    meets `still`, the job's criteria, which another writer changed meanwhile),
+    clears the token and applies `values`;
     the row stays locked until the caller commits, so nobody re-claims it meanwhile.
     If the lease ran out and another replica re-claimed the row, the session is
     rolled back (the caller's effect with it) and `StaleClaimError` is raised. Call
@@ -190,10 +193,14 @@ def complete_claim(
     """
     target = table_of(table)
     (pk,) = target.primary_key.columns
+    due: Any = next_due
+    if next_due is not None and still:
+        value = sa.literal(next_due, target.c[due_column].type)
+        due = sa.case((sa.and_(*still), value), else_=None)
     result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
         sa.update(target)
         .where(pk == key, target.c[token_column] == token)
-        .values({due_column: next_due, token_column: None, **dict(values or {})})
+        .values({due_column: due, token_column: None, **dict(values or {})})
     )
     if not result.rowcount:
         session.rollback()

@@ -28,7 +28,8 @@ not yet applied are read again (seek back) after a capped exponential backoff
 (`outage_backoff` doubling up to `outage_backoff_max`), for as long as the outage
 lasts: the partitions wait, `consumer_lag` keeps growing and `consumer_outage_waits`
 counts the pauses, so an alert can fire. A broker that cannot be reached is an outage
-too: the Kafka consumer is made again after the same backoff, for as long as it lasts. While it waits the consumer keeps polling
+too, handled otherwise: the Kafka consumer is closed (it leaves its group) and made
+again after the same backoff, for as long as the outage lasts (`Consumer.run`). While it waits the consumer keeps polling
 with its partitions paused, so it stays in its group however long the outage is
 (kafka-python leaves the group when `poll` is not called within
 `max_poll_interval_ms`).
@@ -228,7 +229,7 @@ class Consumer:
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
-        self._polled = False  # the current Kafka consumer has polled once
+        self._joined = False  # the current Kafka consumer was given partitions
 
     @property
     def assigned(self) -> frozenset[TopicPartition]:
@@ -420,10 +421,12 @@ class Consumer:
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; then finish the current message, commit, leave.
 
-        A broker that cannot be reached (refused, gone, timing out) is waited out,
-        however long: the Kafka consumer is closed, and made again after a backoff.
-        Offsets follow the database, so what was applied and not yet committed is
-        read again and skipped by the inbox.
+        A broker that cannot be reached (refused, gone, timing out: kafka-python's
+        retriable errors) is waited out, however long: the Kafka consumer is
+        closed, and made again after a backoff that grows until one has joined its
+        group again. Offsets follow the database, so what was applied and not yet
+        committed is read again and skipped by the inbox. Any other Kafka error
+        (a corrupt record, a refused authorization) ends the loop, as a bug does.
         """
         failures = 0
         while not stop.is_set():
@@ -431,7 +434,9 @@ class Consumer:
                 self._consume(stop)
                 return
             except KafkaError as exc:
-                failures = 1 if self._polled else failures + 1
+                if not exc.retriable:
+                    raise
+                failures = 1 if self._joined else failures + 1
                 OUTAGE_WAITS.labels(self.group_id).inc()
                 delay = backoff_delay(
                     failures, self.outage_backoff, self.outage_backoff_max
@@ -442,7 +447,7 @@ class Consumer:
     def _consume(self, stop: threading.Event) -> None:
         """The loop of one Kafka consumer, until `stop` is set or the broker fails."""
         self._positions = {}
-        self._polled = False
+        self._joined = False
         consumer = make_consumer(
             self.bootstrap_servers, self.group_id, **self.consumer_options
         )
@@ -480,7 +485,7 @@ class Consumer:
             # Idle, one poll lasts the broker's whole wait.
             extra = 0 if idle_wait is None else int(idle_wait * 1000)
             batches = consumer.poll(timeout_ms=extra + POLL_MS)
-            self._polled = True
+            self._joined = self._joined or bool(consumer.assignment())
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             try:
                 self._process_batch(batches, stop, offsets)

@@ -16,16 +16,18 @@ import json
 import types
 import typing
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.net.compat import KafkaNetClient
 
 DLQ_SUFFIX = ".dlq"
 DEFAULT_PARTITIONS = 8
+T = TypeVar("T")
 
 
 def dlq(topic: str) -> str:
@@ -286,13 +288,14 @@ def make_producer(bootstrap_servers: str, **overrides: Any) -> KafkaProducer:
         "enable_idempotence": True,
         "linger_ms": 5,
         "max_block_ms": 5000,
+        "bootstrap_timeout_ms": 5000,  # making it blocks until a broker answers
         "request_timeout_ms": 5000,
         "delivery_timeout_ms": 10000,
         "reconnect_backoff_max_ms": 1000,
         "metrics_enabled": False,  # the client's own sensors: CPU on every send
     }
     config.update(overrides)
-    return KafkaProducer(**config)
+    return closed_on_failure(KafkaProducer, config)
 
 
 def make_consumer(
@@ -313,7 +316,29 @@ def make_consumer(
         "bootstrap_timeout_ms": 2000,
     }
     config.update(overrides)
-    return KafkaConsumer(**config)
+    return closed_on_failure(KafkaConsumer, config)
+
+
+def closed_on_failure(make: Callable[..., T], config: dict[str, Any]) -> T:
+    """`make(**config)` for a kafka-python client, whose network thread and sockets
+    are closed if making it fails.
+
+    kafka-python starts the network client's thread before it reaches the broker,
+    and a client that cannot bootstrap is never returned: nothing could close it,
+    and each attempt in an outage would leave a thread and its sockets behind.
+    """
+    made: list[KafkaNetClient] = []
+
+    def network_client(**configs: Any) -> KafkaNetClient:
+        made.append(KafkaNetClient(**configs))
+        return made[-1]
+
+    try:
+        return make(**config, kafka_client=network_client)
+    except BaseException:
+        for client in made:
+            client.close()
+        raise
 
 
 def fetch_wait(consumer: KafkaConsumer) -> float:
@@ -344,8 +369,12 @@ def ensure_topics(
         return
     # A broker that does not answer is given 5 s (30 by default), so a worker
     # starting while it is away begins its other work without that wait.
-    admin = KafkaAdminClient(
-        bootstrap_servers=split_servers(bootstrap_servers), bootstrap_timeout_ms=5000
+    admin = closed_on_failure(
+        KafkaAdminClient,
+        {
+            "bootstrap_servers": split_servers(bootstrap_servers),
+            "bootstrap_timeout_ms": 5000,
+        },
     )
     try:
         existing = set(admin.list_topics())

@@ -197,23 +197,35 @@ def wake_relays(engine: Engine) -> None:
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
-def republish(engine: Engine, since: dt.datetime) -> int:
-    """Make every event sent since `since` pending again; how many (0: no outbox).
+def republish(engine: Engine, seconds: float) -> int:
+    """Make every event sent in the last `seconds` pending again; how many (0: no
+    outbox in this database).
 
     For a broker that lost what it had (the embedded one when it dies, a Kafka
     cluster restored from an old state): the relays send those events again, in
     their order, and each consumer group skips the ones it applied (its inbox).
-    Only events still kept (`OUTBOX_RETENTION`) can be sent again.
+    Only events still kept (`OUTBOX_RETENTION`) can be sent again. It waits for
+    every relay batch of the database to end (their key shards' locks), so none
+    runs meanwhile; an event sent to the new broker before this runs goes before
+    the older ones, hence the workers are best stopped first.
     """
     with engine.begin() as conn:
         if conn.scalar(sa.select(sa.func.to_regclass("outbox_events"))) is None:
             return 0
+        conn.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(:ns, shard)"
+                " FROM generate_series(0, :shards - 1) AS shard"
+            ),
+            {"ns": _SHARD_LOCK_NAMESPACE, "shards": RelayConfig().shards},
+        )
         count = conn.execute(
             sa.text(
                 "UPDATE outbox_events SET sent_at = NULL"
-                " WHERE sent_at >= :since AND parked_at IS NULL"
+                " WHERE sent_at >= now() - make_interval(secs => :seconds)"
+                " AND parked_at IS NULL"
             ),
-            {"since": since},
+            {"seconds": seconds},
         ).rowcount
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
     return int(count)

@@ -676,3 +676,48 @@ def test_each_kafka_error_of_the_consumer_is_waited_out(
         wait_until(lambda: effects(engine) == [("k", 1)], 30)
         assert made == {"n": 4, "refused": 1}
         assert metric("consumer_outage_waits_total", group=consumer.group_id) == 3
+
+
+def test_a_kafka_error_that_is_no_outage_ends_the_loop(
+    infra, engine, topic, monkeypatch
+):
+    from kafka.errors import CorruptRecordError
+
+    real_make = consuming_module.make_consumer
+
+    def make_consumer(*args, **kwargs):
+        consumer = real_make(*args, **kwargs)
+
+        def poll(*args, **kwargs):
+            raise CorruptRecordError("bad CRC")
+
+        consumer.poll = poll
+        return consumer
+
+    monkeypatch.setattr(consuming_module, "make_consumer", make_consumer)
+    consumer = Consumer(
+        group_id=f"test-{uuid.uuid4().hex[:8]}", bootstrap_servers=infra.kafka,
+        sessions=make_session_factory(engine), consumers={Ping.type: record_effect},
+        topics=[topic], consumer_options=FAST_GROUP, event_types={Ping.type: Ping},
+    )  # fmt: skip
+    with pytest.raises(CorruptRecordError):  # the worker stops: a bug, not an outage
+        consumer.run(threading.Event())
+
+
+# kafka-python starts a client's network thread before it reaches the broker.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_clients_that_cannot_reach_the_broker_leave_no_thread_behind(caplog):
+    from kafka.errors import KafkaTimeoutError
+
+    from chomik.messaging.kafka import make_consumer
+
+    caplog.set_level(logging.CRITICAL, logger="kafka")
+    nowhere = f"127.0.0.1:{free_port()}"
+    threads = threading.active_count()
+    for _ in range(3):
+        with pytest.raises(KafkaTimeoutError):
+            make_consumer(nowhere, "g", bootstrap_timeout_ms=300)
+        with pytest.raises(KafkaTimeoutError):
+            ensure_topics(nowhere, ["t"])
+    assert threading.active_count() == threads
+    gc.collect()  # the refused sockets, within the test (see the filter above)

@@ -516,12 +516,10 @@ def test_republish_makes_the_events_sent_since_a_moment_pending_again(
                 " WHERE sent_at IS NULL"
             )
         )
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-
-    assert republish(engine, since) == 1
+    assert republish(engine, 300) == 1  # the last five minutes
 
     assert pending(engine) == 1
-    assert republish(infra.engine("txcoord"), since) == 0  # no outbox there
+    assert republish(infra.engine("txcoord"), 300) == 0  # no outbox there
     # The command does the same over the databases it is given.
     monkeypatch.setenv("ORDERS_DATABASE_URL", str(engine.url.render_as_string(False)))
     assert (
@@ -530,3 +528,7 @@ def test_republish_makes_the_events_sent_since_a_moment_pending_again(
     )
     assert "orders: 2 event(s) to send again" in capsys.readouterr().out
     assert pending(engine) == 3  # never the parked one
+    for bad in ("0", "-5", "nan", "1e12", "soon"):
+        with pytest.raises(SystemExit):
+            cli.main(["outbox", "republish", "--since", bad])
+    assert "at most INBOX_RETENTION" in capsys.readouterr().err

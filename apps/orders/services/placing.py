@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import math
 import time
 import uuid
 import zlib
@@ -44,6 +45,7 @@ from apps.orders.errors import (
     IdempotencyKeySpentError,
     InsufficientStockError,
     MixedCurrenciesError,
+    PlacementInProgressError,
     TooManyUnpaidOrdersError,
     TotalNotPayableError,
     UnknownAddressError,
@@ -53,7 +55,13 @@ from apps.orders.metrics import PLACEMENT_SECONDS
 from apps.orders.models import Order, OrderItem, OrderStatusChange, PlacementAttempt
 from apps.orders.services.reading import OrderView, view_of
 from chomik.auth import Principal, user_uuid
-from chomik.db import UTCDateTime, compiled_once, utcnow
+from chomik.db import (
+    LockWaitTimeoutError,
+    UTCDateTime,
+    compiled_once,
+    lock_wait,
+    utcnow,
+)
 from chomik.messaging.outbox import emit
 from clients import payment
 from clients import storage as stock
@@ -73,6 +81,7 @@ UNPAID = (
     OrderStatus.PAYMENT_FAILED,
 )
 _UNPAID_LOCKS = 0x0C42  # advisory-lock namespace of a buyer's placements
+PLACEMENT_WAIT = 5.0  # seconds a placement waits for the buyer's one before it
 
 
 class AddressCheck(Protocol):
@@ -241,10 +250,17 @@ def _check_unpaid(session: Session, buyer_id: uuid.UUID, limit: int) -> None:
     """409 when the buyer has `limit` orders holding stock unpaid already.
 
     The buyer's placements wait for each other here (a lock held until the
-    transaction ends), so two at once cannot both take the last place.
+    transaction ends), so two at once cannot both take the last place; at most
+    `PLACEMENT_WAIT` seconds, then 409 placement-in-progress with Retry-After.
     """
     key = zlib.crc32(buyer_id.bytes) - 2**31  # into int4
-    session.execute(sa.select(sa.func.pg_advisory_xact_lock(_UNPAID_LOCKS, key)))
+    try:
+        with lock_wait(session, PLACEMENT_WAIT):
+            session.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(_UNPAID_LOCKS, key))
+            )
+    except LockWaitTimeoutError as exc:
+        raise PlacementInProgressError(math.ceil(PLACEMENT_WAIT)) from exc
     held = session.execute(
         sa.select(sa.func.count())
         .select_from(Order)

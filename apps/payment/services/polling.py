@@ -41,7 +41,9 @@ def poll_payment(ports: Ports, payment: Any) -> dt.datetime | None:
     expires_at = payment.created_at + dt.timedelta(seconds=settings.payment_ttl)
     if now < expires_at:
         return now + interval
-    if payment.status == PaymentStatus.PENDING and expire_payment(ports, payment.id):
+    if payment.status == PaymentStatus.PENDING:
+        if not expire_payment(ports, payment.id):
+            return None  # settled meanwhile, by a callback
         EXPIRED.inc()
     return late_check(now, expires_at, interval, settings.payment_late_watch)
 

@@ -2,7 +2,8 @@
 
 The poller now checks an expired payment's transaction for PAYMENT_LATE_WATCH
 (a week by default) and refunds a success it finds; payments that expired before
-are made due once, so a late success whose callback was lost is found too.
+are made due once, within the next hour, so a late success whose callback was lost
+is found too.
 
 Revision ID: 0007
 Revises: 0006
@@ -19,7 +20,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(
-        "UPDATE payments SET next_check_at = now()"
+        # Spread over an hour, so that a backlog comes due a little at a time.
+        "UPDATE payments SET next_check_at = now() + random() * interval '1 hour'"
         " WHERE status = 'EXPIRED' AND refunded_at IS NULL"
         " AND next_check_at IS NULL AND created_at > now() - interval '7 days'"
     )

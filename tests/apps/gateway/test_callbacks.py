@@ -252,6 +252,31 @@ def test_a_callback_that_cannot_be_queued_is_503_with_retry_after(edge_app, capl
     gc.collect()  # the leaked sockets are closed here, under this test's filter
 
 
+def test_a_producer_that_fails_to_close_still_gives_the_503():
+    from kafka.errors import KafkaTimeoutError
+
+    from apps.gateway.callbacks import CallbackPublisher
+    from apps.gateway.errors import NotQueuedError
+    from chomik.messaging.kafka import Envelope
+
+    class Failing:  # as kafka-python's producer does after its broker died
+        def send(self, *args, **kwargs):
+            raise KafkaTimeoutError("Failed to update metadata")
+
+        def close(self, timeout=None):
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+    publisher = CallbackPublisher("nowhere:9092", timeout=1.0, factory=Failing)
+    envelope = Envelope.from_json(
+        b'{"id": "5c7f0d5e-1c2b-4f0e-9a57-2f9a4c1e0b6d", "type": "t", "key": "k",'
+        b' "occurred_at": "2026-12-01T00:00:00+00:00", "data": {}}'
+    )
+    with pytest.raises(NotQueuedError):
+        publisher.publish(envelope, BANK_CALLBACKS)
+    with pytest.raises(NotQueuedError):  # a new producer is made for the next one
+        publisher.publish(envelope, BANK_CALLBACKS)
+
+
 @pytest.mark.parametrize("name", sorted(EDGES))
 def test_a_replay_of_a_queued_callback_is_202_and_not_queued_again(client, infra, name):
     topic, id_field, secret = EDGES[name]

@@ -154,7 +154,7 @@ def test_unknown_and_archived_products_are_named(place, as_buyer, storage_sessio
     assert stock_of(storage_session, listed) == (5, 0, 0)
 
 
-def test_an_order_of_the_most_lines_asks_the_catalog_once(
+def test_an_order_of_the_most_lines_asks_the_catalog_twice(
     make_app, storage_app, addresses, as_buyer, storage_session, monkeypatch
 ):
     listed = ProductFactory(quantity=5)
@@ -177,7 +177,7 @@ def test_an_order_of_the_most_lines_asks_the_catalog_once(
 
     assert response.status_code == 422
     assert len(response.json["product_ids"]) == MAX_LINES - 1
-    assert calls == [("GET", "/api/v1/products")]  # not one call per line
+    assert calls == [("GET", "/api/v1/products")] * 2  # a call per 50, not per line
     assert stock_of(storage_session, listed) == (5, 0, 0)
 
 
@@ -410,3 +410,23 @@ def test_a_buyer_holds_at_most_the_unpaid_orders_allowed(
     )
     assert cancelled.status_code == 200
     assert place(as_buyer, (product, 1)).status_code == 201
+
+
+def test_a_placement_waits_for_the_buyers_other_one_a_bounded_time(
+    place, as_buyer, infra, storage_session, monkeypatch
+):
+    import zlib
+
+    from apps.orders.services import placing
+
+    monkeypatch.setattr(placing, "PLACEMENT_WAIT", 0.2)
+    product = ProductFactory(quantity=5)
+    key = zlib.crc32(as_buyer.id.bytes) - 2**31
+    with infra.engine("orders").connect() as other, other.begin():  # a long one
+        other.execute(sa.select(sa.func.pg_advisory_xact_lock(0x0C42, key)))
+        busy = place(as_buyer, (product, 1))
+    assert busy.status_code == 409
+    assert busy.json["type"] == "placement-in-progress"
+    assert busy.headers["Retry-After"] == "1"
+    assert stock_of(storage_session, product) == (5, 0, 0)
+    assert place(as_buyer, (product, 1)).status_code == 201  # its turn came

@@ -51,13 +51,17 @@ def job(ports, name):
     return found
 
 
-def poll(ports, infra, settings):
+def poll(ports, infra, settings, name="poll_pending_payments"):
     context = JobContext(
         settings=settings,
         sessions=make_session_factory(infra.engine("payment")),
         replica_id=f"test-{uuid.uuid4().hex[:6]}",
     )
-    return job(ports, "poll_pending_payments").func(context)
+    return job(ports, name).func(context)
+
+
+def watch(ports, infra, settings):
+    return poll(ports, infra, settings, "watch_expired_payments")
 
 
 def make_due(infra, *, age_seconds=0):
@@ -194,7 +198,8 @@ def test_a_late_success_whose_callback_is_lost_is_refunded_by_the_poller(
     refunds = counted("payment_late_refunds_total")
     make_due(infra, age_seconds=settings.payment_ttl + 3600)
 
-    assert poll(ports, infra, settings)["done"] == 1
+    assert poll(ports, infra, settings)["done"] == 0  # not the PENDING ones' job
+    assert watch(ports, infra, settings)["done"] == 1
 
     assert bank.get_transaction(transaction.id).status == "REFUNDED"
     (payment,) = payments_of(infra, order_id)
@@ -202,7 +207,7 @@ def test_a_late_success_whose_callback_is_lost_is_refunded_by_the_poller(
     assert payment.refunded_at is not None
     assert order_status(infra, order_id) is OrderStatus.PAYMENT_FAILED
     assert counted("payment_late_refunds_total") == refunds + 1
-    assert poll(ports, infra, settings)["done"] == 0  # never due again
+    assert watch(ports, infra, settings)["done"] == 0  # never due again
 
 
 def test_an_expired_payment_is_watched_until_the_late_watch_ends(
@@ -213,7 +218,7 @@ def test_an_expired_payment_is_watched_until_the_late_watch_ends(
     poll(ports, infra, settings)
     make_due(infra, age_seconds=settings.payment_ttl + settings.payment_late_watch)
 
-    assert poll(ports, infra, settings)["done"] == 1
+    assert watch(ports, infra, settings)["done"] == 1
 
     (payment,) = payments_of(infra, order_id)
     assert (payment.status, payment.next_check_at) == ("EXPIRED", None)
@@ -280,8 +285,8 @@ def test_every_payment_worker_recovers_at_start_and_periodically(
     try:
         assert worker.topics == [BANK_CALLBACKS]
         names = {j.name for j in worker.jobs}
-        assert {"poll_pending_payments", "txcoord_recovery",
-                "prune_txcoord_decisions"} <= names  # fmt: skip
+        assert {"poll_pending_payments", "watch_expired_payments",
+                "txcoord_recovery", "prune_txcoord_decisions"} <= names  # fmt: skip
         # Started without its Kafka parts and jobs: only what start adds is run.
         worker.consumers, worker.topics, worker.jobs = {}, [], []
         worker.with_relay = False
@@ -325,3 +330,29 @@ def test_a_late_success_the_bank_cannot_refund_yet_is_taken_again_later(
     assert bank.get_transaction(transaction.id).status == "REFUNDED"
     (payment,) = payments_of(infra, order_id)
     assert payment.refunded_at is not None
+
+
+def test_a_payment_settled_while_the_poller_held_it_is_never_due_again(
+    ports, settings, started, bank, infra, monkeypatch
+):
+    from apps.payment.services import polling
+
+    order_id, transaction = started()
+    make_due(infra)  # not expiring: the poller would check it again later
+    asked = polling._ask_bank
+
+    def settled_meanwhile(ports_, payment):
+        answer = asked(ports_, payment)  # CREATED; then the callback comes
+        pay_at_bank(bank, transaction.id)
+        handler = consumers(ports)[BankCallbackReceived.type]
+        envelope = queued_callback(callback_body(bank.get_transaction(transaction.id)))
+        assert handler(inbox_entry(envelope), envelope) is True
+        return answer
+
+    monkeypatch.setattr(polling, "_ask_bank", settled_meanwhile)
+
+    assert poll(ports, infra, settings)["done"] == 1
+
+    (payment,) = payments_of(infra, order_id)
+    assert (payment.status, payment.next_check_at) == ("SUCCEEDED", None)
+    assert order_status(infra, order_id) is OrderStatus.PAID
