@@ -303,6 +303,19 @@ def test_the_broker_stopped_for_15_seconds(system, table):
     under_traffic(system, table, "broker stopped 15 s", inject, seconds=12)
 
 
+def test_the_broker_killed(system, table):
+    # SIGKILL: the embedded Tansu comes back empty, on the same port. `chomik run`
+    # stops the workers, starts it, makes what the outboxes sent since the dead one
+    # started pending again, and starts the workers; consumers skip what they had.
+    def inject():
+        time.sleep(2.0)
+        broker = system.pid("tansu")
+        os.kill(broker, signal.SIGKILL)
+        system.restarted("tansu", broker)
+
+    under_traffic(system, table, "broker SIGKILL", inject, seconds=10)
+
+
 def test_the_bank_drops_duplicates_and_reorders_callbacks(system, table):
     def inject():
         faults(system, "bank", drop=0.3, duplicate=0.3, reorder=0.3)
