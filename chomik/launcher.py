@@ -95,6 +95,7 @@ class Restarts:
 
 
 WORKER_LABEL = "-worker-"  # in the label of each worker process: `orders-worker-1`
+BROKER_STARTED = "tansu.started"  # in the run records: when the embedded broker began
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Launcher:
         default_factory=lambda: dt.datetime.now(dt.UTC)
     )
     urls: dict[str, str] = field(default_factory=dict)  # each database's, once started
+    lost_since: dt.datetime | None = None  # the last run's broker's start, if embedded
 
     @property
     def host(self) -> str:
@@ -164,6 +166,7 @@ class Launcher:
                 )
                 stack.callback(self.records.forget, "tansu")
                 stack.callback(broker.stop)
+                self.lost_since = self._previous_broker_start()
                 self._start_broker(broker)
                 kafka = broker.bootstrap_servers
                 say(f"kafka      {kafka} (Tansu, in memory)")
@@ -334,7 +337,25 @@ class Launcher:
         broker.start()
         assert broker.process is not None
         self.records.process("tansu", broker.process.pid)
+        (self.records.directory / BROKER_STARTED).write_text(
+            self.broker_started_at.isoformat()
+        )
         self.broker = broker
+
+    def _previous_broker_start(self) -> dt.datetime | None:
+        """When the embedded broker of the last run started, if one did."""
+        try:
+            text = (self.records.directory / BROKER_STARTED).read_text().strip()
+            return dt.datetime.fromisoformat(text)
+        except (OSError, ValueError):
+            return None
+
+    def resend_lost(self, urls: Mapping[str, str]) -> None:
+        """Before the workers start: the events the last run's embedded broker got
+        were lost with it, those not consumed yet too; send them again."""
+        if self.lost_since is not None:
+            self.urls = dict(urls)
+            self._republish(self.lost_since)
 
     def _republish(self, since: dt.datetime) -> None:
         """Make the events every database sent since `since` pending again."""
@@ -490,6 +511,7 @@ def run(environ: Mapping[str, str], *, ready_timeout: float | None = None) -> in
         with owning(base_dir), launcher.infrastructure() as (urls, kafka):
             try:
                 launcher.migrate(urls)
+                launcher.resend_lost(urls)
                 launcher.start_apps(urls, kafka)
                 launcher.wait_ready(ready_timeout)
                 monitor.enter_context(monitoring.watching(launcher, say=say))

@@ -3,6 +3,7 @@ dead embedded broker is started again, and every worker after it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import sys
@@ -155,3 +156,46 @@ def test_a_dead_embedded_broker_is_started_again_with_every_worker_and_its_event
         assert any(str(broker.process.pid) in p.read_text() for p in recorded)
     finally:
         broker.stop()
+
+
+def test_a_new_run_sends_again_what_the_last_runs_broker_held(
+    tmp_path, capsys, committed_db
+):
+    from sqlalchemy.orm import Session
+
+    from chomik.launcher import BROKER_STARTED
+    from chomik.messaging.outbox import emit
+    from tests.chomik.messaging_helpers import Ping
+
+    orders = committed_db.engine("orders")
+    with Session(orders) as session, session.begin():  # two events, sent long apart
+        emit(session, Ping("k", 1), topic="test.lost")
+        emit(session, Ping("k", 2), topic="test.lost")
+    with orders.begin() as conn:
+        conn.execute(sa.text("UPDATE outbox_events SET sent_at = now()"))
+        conn.execute(
+            sa.text(
+                "UPDATE outbox_events SET sent_at = now() - interval '2 hours'"
+                " WHERE seq = (SELECT min(seq) FROM outbox_events)"
+            )
+        )
+    last_run = Launcher(environ={}, base_dir=tmp_path)
+    last_run.records.directory.mkdir(parents=True)
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    (last_run.records.directory / BROKER_STARTED).write_text(started.isoformat())
+    launcher = Launcher(environ={}, base_dir=tmp_path)
+    launcher.lost_since = launcher._previous_broker_start()
+    urls = {"orders": orders.url.render_as_string(hide_password=False)}
+
+    launcher.resend_lost(urls)
+
+    with orders.connect() as conn:  # the one sent to the last run's broker
+        assert (
+            conn.scalar(
+                sa.text("SELECT count(*) FROM outbox_events WHERE sent_at IS NULL")
+            )
+            == 1
+        )
+    assert "orders: 1 event(s) to send again" in capsys.readouterr().out
+    Launcher(environ={}, base_dir=tmp_path / "first").resend_lost(urls)  # a first run
+    assert capsys.readouterr().out == ""
