@@ -106,17 +106,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def cmd_outbox(args: argparse.Namespace) -> int:
     """Send again every event the databases' outboxes sent since a moment."""
     # Imported here, like `dlq`: importing messaging declares the kit's metrics.
-    import sqlalchemy as sa
-
-    from chomik.messaging.outbox import republish
+    from chomik.messaging.outbox import republish_all
 
     names = migrating.DATABASES if args.name == "all" else (args.name,)
-    for name, url in _database_urls(names).items():
-        engine = sa.create_engine(url)
-        try:
-            count = republish(engine, args.since)
-        finally:
-            engine.dispose()
+    for name, count in republish_all(_database_urls(names), args.since).items():
         print(f"{name}: {count} event(s) to send again")
     return 0
 

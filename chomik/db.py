@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -388,3 +389,8 @@ def lock_wait(session: Session, seconds: float) -> Iterator[None]:
         if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
             raise
         raise LockWaitTimeoutError(str(exc.orig)) from exc
+
+
+def lock_key(data: bytes) -> int:
+    """An advisory lock's int4 key for `data`, the same in every process."""
+    return zlib.crc32(data) - 2**31

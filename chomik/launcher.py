@@ -17,8 +17,6 @@ from pathlib import Path
 from types import FrameType
 
 import requests
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from chomik import migrating, monitoring, watchdog
 from chomik.apps import APPS, AppSpec
@@ -360,17 +358,12 @@ class Launcher:
     def _republish(self, since: dt.datetime) -> None:
         """Make the events every database sent since `since` pending again."""
         # Imported here: importing messaging declares the kit's metrics (see cli).
-        from chomik.messaging.outbox import republish
+        from chomik.messaging.outbox import republish_all
 
         # A few seconds more than the dead broker lived, for the clocks' sake: an
         # event sent twice is skipped by its consumers.
         seconds = (dt.datetime.now(dt.UTC) - since).total_seconds() + 5
-        for name, url in self.urls.items():
-            engine = sa.create_engine(url, poolclass=NullPool)
-            try:
-                count = republish(engine, seconds)
-            finally:
-                engine.dispose()
+        for name, count in republish_all(self.urls, seconds).items():
             if count:
                 say(f"{name}: {count} event(s) to send again")
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from chomik.db import utcnow
+from chomik.db import lock_key, utcnow
 from chomik.jobs.scheduling import (
     Job,
     JobContext,
@@ -217,7 +216,7 @@ def exclusive(
 
 def try_lock(session: Session, name: str) -> bool:
     """Take the transaction-level advisory lock of a job name, if it is free."""
-    key = zlib.crc32(name.encode()) - 2**31  # into int4, the same in every process
+    key = lock_key(name.encode())
     locked = session.scalar(
         sa.select(sa.func.pg_try_advisory_xact_lock(_EXCLUSIVE_LOCK_NAMESPACE, key))
     )

@@ -35,7 +35,7 @@ import random
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,7 @@ from kafka.errors import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from chomik.db import Listener, UTCDateTime, in_two_phase
 from chomik.logs import current_request_id
@@ -229,6 +230,18 @@ def republish(engine: Engine, seconds: float) -> int:
         ).rowcount
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
     return int(count)
+
+
+def republish_all(urls: Mapping[str, str], seconds: float) -> dict[str, int]:
+    """`republish` on each database (by name: URL); how many events each."""
+    counts = {}
+    for name, url in urls.items():
+        engine = sa.create_engine(url, poolclass=NullPool)
+        try:
+            counts[name] = republish(engine, seconds)
+        finally:
+            engine.dispose()
+    return counts
 
 
 def prune_messages(

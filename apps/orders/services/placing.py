@@ -29,7 +29,6 @@ import logging
 import math
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from chomik.db import (
     LockWaitTimeoutError,
     UTCDateTime,
     compiled_once,
+    lock_key,
     lock_wait,
     utcnow,
 )
@@ -253,7 +253,7 @@ def _check_unpaid(session: Session, buyer_id: uuid.UUID, limit: int) -> None:
     transaction ends), so two at once cannot both take the last place; at most
     `PLACEMENT_WAIT` seconds, then 409 placement-in-progress with Retry-After.
     """
-    key = zlib.crc32(buyer_id.bytes) - 2**31  # into int4
+    key = lock_key(buyer_id.bytes)
     try:
         with lock_wait(session, PLACEMENT_WAIT):
             session.execute(
