@@ -1,4 +1,4 @@
-"""The floor of the gateway's stack: Flask and the gateway's own urllib3 layer.
+"""The floor of the gateway's stack: Flask and the gateway's own forwarding.
 
 One route forwards a GET to `UPSTREAM_URL` with the client's end-to-end headers
 and streams the answer back, through `apps.gateway.proxy` as the gateway does, and
@@ -14,7 +14,7 @@ import os
 
 from flask import Flask, Response, request
 
-from apps.gateway.proxy import Forwarder, end_to_end, relay
+from apps.gateway.proxy import Forwarder, end_to_end
 
 app = Flask(__name__)
 # The gateway's defaults (apps.gateway.settings).
@@ -44,11 +44,11 @@ def forward(path: str) -> Response:
     )
     headers = [
         (name, value)
-        for name, value in end_to_end(upstream.headers.items())
+        for name, value in end_to_end(upstream.headers)
         if name.lower() not in _DROPPED
     ]
     return Response(
-        relay(upstream), status=upstream.status, headers=headers,
+        upstream.body(), status=upstream.status, headers=headers,
         direct_passthrough=True,
     )  # fmt: skip
 

@@ -18,6 +18,9 @@ keepalive = 5
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+# The C parser (the gunicorn_h1c package, a dependency), which enforces the same
+# bounds; a process without it does not start rather than run slower unnoticed.
+http_parser = "fast"
 accesslog = None  # the app logs every request as a JSON line
 control_socket_disable = (
     True  # several gunicorns share a host: no shared control socket

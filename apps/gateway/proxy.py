@@ -7,18 +7,21 @@ not in the table (internal endpoints such as reservations) are never routed.
 from __future__ import annotations
 
 import re
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-
-import urllib3
-from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool
-from urllib3.connection import HTTPConnection
-from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
-from urllib3.exceptions import TimeoutError as UpstreamTimeout
-from urllib3.util import parse_url
+from http.client import (
+    BadStatusLine,
+    HTTPConnection,
+    HTTPException,
+    HTTPResponse,
+    HTTPSConnection,
+)
 
 from apps.gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from chomik.db import readable
 from chomik.web import check_body_length, reading_body
 
 # RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
@@ -40,6 +43,9 @@ CHUNK_SIZE = 64 * 1024
 # Sent a second time when the service dropped the connection without an answer:
 # methods that change nothing, without a body (nothing of it has been read away).
 RESENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Kept as they are in a query passed on (RFC 3986: query characters, and `%` of the
+# escapes already there).
+_QUERY_SAFE = "!$&'()*+,;=:@/?%"
 
 
 @dataclass(frozen=True)
@@ -134,52 +140,114 @@ def chunks(stream: object, length: int | None = None) -> Iterator[bytes]:
     check_body_length(received, length)
 
 
-class _RecentConnections:
-    """A pool that opens anew a connection idle longer than `idle_reuse` seconds.
+class _Pool:
+    """Kept-alive connections to one service, the most recently used first.
 
     A service closes a kept-alive connection idle for its keep-alive (gunicorn: 5 s).
     One closed just as the pool hands it out loses the request sent on it: a 502
-    the client must resend. Reusing only connections idle for less than that, the
-    proxy is always the one to close.
+    the client must resend. The pool hands out only connections idle for less than
+    `idle_reuse` seconds, so the proxy is always the one to close, and none the
+    service has already closed (restarted, say): those are readable at EOF.
     """
 
-    idle_reuse: float
+    def __init__(
+        self, url: str, *, connect_timeout: float, read_timeout: float,
+        idle_reuse: float, size: int,
+    ) -> None:  # fmt: skip
+        parts = urllib.parse.urlsplit(url)
+        if not parts.hostname:
+            raise ValueError(f"the URL {url!r} has no host")
+        self._kind = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+        self._address = (parts.hostname, parts.port)
+        self.prefix = parts.path.rstrip("/")
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._idle_reuse = idle_reuse
+        self._size = size
+        self._idle: list[tuple[float, HTTPConnection]] = []  # oldest first
+        self._lock = threading.Lock()
 
-    def _get_conn(self, timeout: float | None = None) -> HTTPConnection:
-        conn: HTTPConnection = super()._get_conn(timeout)  # type: ignore[misc]
-        idle_since = getattr(conn, "idle_since", None)
-        if idle_since is not None and time.monotonic() - idle_since > self.idle_reuse:
-            conn.close()  # connected again when the request is sent
-        return conn
+    def get(self) -> tuple[HTTPConnection, bool]:
+        """A connection, and whether it carried a request before."""
+        fresh_since = time.monotonic() - self._idle_reuse
+        with self._lock:
+            while self._idle:
+                idle_since, conn = self._idle.pop()
+                if idle_since < fresh_since:  # and so is every older one
+                    stale, self._idle = [conn, *(c for _, c in self._idle)], []
+                    for old in stale:
+                        old.close()
+                    break
+                if conn.sock is not None and not readable(conn.sock, 0):
+                    return conn, True
+                conn.close()  # closed by the service, or sent what nobody asked
+        return self._kind(*self._address, timeout=self._connect_timeout), False
 
-    def _put_conn(self, conn: HTTPConnection | None) -> None:
-        if conn is not None:
-            conn.idle_since = time.monotonic()  # type: ignore[attr-defined]
-        super()._put_conn(conn)  # type: ignore[misc]
+    def connect(self, conn: HTTPConnection) -> None:
+        """Open a new connection within the connect timeout; then reads get theirs."""
+        conn.connect()
+        conn.sock.settimeout(self._read_timeout)
+
+    def put(self, conn: HTTPConnection) -> None:
+        """Keep a connection whose last answer was read whole, if there is room."""
+        with self._lock:
+            if len(self._idle) < self._size:
+                self._idle.append((time.monotonic(), conn))
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _, conn in idle:
+            conn.close()
 
 
-def _recent_pools(idle_reuse: float) -> dict[str, type[HTTPConnectionPool]]:
-    return {
-        scheme: type(
-            f"Recent{base.__name__}",
-            (_RecentConnections, base),
-            {"idle_reuse": idle_reuse},
-        )
-        for scheme, base in (
-            ("http", HTTPConnectionPool),
-            ("https", HTTPSConnectionPool),
-        )
-    }
+class Upstream:
+    """A service's answer: status and headers read, the body still on the wire.
+
+    Read whole, the connection goes back to the pool; closed before that (the
+    client went away), it is closed, since the rest of the body is still on it.
+    """
+
+    def __init__(self, pool: _Pool, conn: HTTPConnection, response: HTTPResponse):
+        self._pool, self._response = pool, response
+        self._conn: HTTPConnection | None = conn
+        self.status = response.status
+        self.headers: list[tuple[str, str]] = response.getheaders()
+
+    def body(self) -> Iterator[bytes]:
+        """The body as it arrives, still encoded (gzip stays gzip)."""
+        try:
+            while chunk := self._response.read1(CHUNK_SIZE):
+                yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        response = self._response
+        # Nothing left of the body (http.client counts it down; a chunked one is
+        # closed at its last chunk; HEAD, 204 and 304 answers have none).
+        whole = response.isclosed() or response.length == 0
+        response.close()
+        if whole and not response.will_close:
+            self._pool.put(conn)
+        else:
+            conn.close()
 
 
 class Forwarder:
-    """A pool of connections to each service, with connect and read timeouts.
+    """A pool of kept-alive connections to each service, with connect and read
+    timeouts, over the standard library's `http.client`.
 
-    urllib3 itself, which `requests` is built on: a proxy passes bytes and
-    headers through as they are, so it needs none of what `requests` adds
-    (cookies, redirects, environment settings, hooks), which cost more CPU than
-    the call. Each service's pool is made on its first request, and called
-    straight with the path: no URL to parse and no pool to look up per request.
+    A proxy passes bytes and headers through as they are: it needs none of what
+    urllib3 or `requests` add above `http.client` (retries, redirects, header
+    containers, cookies), which cost more CPU than the call itself. Each
+    service's pool is made on its first request, and called straight with the
+    path: no URL to parse and no pool to look up per request.
     """
 
     def __init__(
@@ -192,36 +260,33 @@ class Forwarder:
         pool_size: int = 32,
     ) -> None:
         self.upstreams = dict(upstreams)
-        self._classes = _recent_pools(idle_reuse)
-        # urllib3 itself retries nothing: a GET that timed out would be sent
-        # again, as slow (`send` resends a safe request that got no answer at
-        # all, once). No proxy or .netrc from the environment: the services'
-        # addresses are the settings'.
-        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._idle_reuse = idle_reuse
         self._pool_size = pool_size
-        # service -> (its base URL, the pool to it, the base URL's path)
-        self._pools: dict[str, tuple[str, HTTPConnectionPool, str]] = {}
+        # service -> (its base URL, the pool to it)
+        self._pools: dict[str, tuple[str, _Pool]] = {}
 
-    def _pool(self, service: str) -> tuple[HTTPConnectionPool, str]:
-        """The service's pool and path prefix (a new pool when its URL changed)."""
+    def _pool(self, service: str) -> _Pool:
+        """The service's pool (a new pool when its URL changed)."""
         base = self.upstreams[service]
         known = self._pools.get(service)
         if known is not None and known[0] == base:
-            return known[1], known[2]
-        url = parse_url(base)
-        if url.host is None:
-            raise ValueError(f"the {service} service's URL {base!r} has no host")
-        pool = self._classes[url.scheme or "http"](
-            url.host,
-            url.port,
-            maxsize=self._pool_size,
-            retries=False,
-            timeout=self._timeout,
-        )
-        self._pools[service] = (base, pool, (url.path or "").rstrip("/"))
+            return known[1]
+        try:
+            pool = _Pool(
+                base,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                idle_reuse=self._idle_reuse,
+                size=self._pool_size,
+            )
+        except ValueError as exc:
+            raise ValueError(f"the {service} service's URL: {exc}") from exc
+        self._pools[service] = (base, pool)
         if known is not None:
             known[1].close()
-        return pool, self._pools[service][2]
+        return pool
 
     def send(
         self,
@@ -232,73 +297,63 @@ class Forwarder:
         query: str,
         headers: list[tuple[str, str]],
         body: Body | Iterator[bytes] | None,
-    ) -> urllib3.BaseHTTPResponse:
-        """Send a request to a service and return its streaming response.
+    ) -> Upstream:
+        """Send a request to a service and return its answer, the body unread.
 
         A body of unknown length goes chunked.
         """
-        pool, prefix = self._pool(service)
-        url = f"{prefix}{path}?{query}" if query else f"{prefix}{path}"
-        fields = HTTPHeaderDict(headers)
+        pool = self._pool(service)
+        url = f"{pool.prefix}{path}"
+        if query:  # as sent, but with what a request line cannot hold escaped
+            url += "?" + urllib.parse.quote(query, _QUERY_SAFE, encoding="latin-1")
         if isinstance(body, Body):
-            fields["Content-Length"] = str(len(body))
+            headers = [*headers, ("Content-Length", str(len(body)))]
+        elif body is not None:
+            headers = [*headers, ("Transfer-Encoding", "chunked")]
         try:
+            conn, reused = pool.get()
             try:
-                return self._open(pool, method, url, fields, body)
-            except ProtocolError:
-                # Dropped without an answer: mostly a kept-alive connection the
-                # service closed (its keep-alive timeout) just as the pool handed
-                # it out. A request that changes nothing goes once more, on the
-                # pool's next connection (urllib3 skips those found closed); any
-                # other is the client's to send again.
-                if body is not None or method not in RESENT_METHODS:
+                return self._exchange(pool, conn, method, url, headers, body)
+            except (ConnectionError, BadStatusLine):
+                # Dropped without an answer: a kept-alive connection the service
+                # closed (its keep-alive timeout) just as it was sent on. A
+                # request that changes nothing goes once more, on a new
+                # connection; any other is the client's to send again.
+                if not reused or body is not None or method not in RESENT_METHODS:
                     raise
-                return self._open(pool, method, url, fields, body)
-        except NewConnectionError as exc:  # before TimeoutError: it is one too
-            raise UpstreamUnavailableError(
-                service, f"The {service} service cannot be reached"
-            ) from exc
-        except UpstreamTimeout as exc:
+                conn = pool.get()[0]
+                return self._exchange(pool, conn, method, url, headers, body)
+        except TimeoutError as exc:
             raise UpstreamTimeoutError(
                 service, f"The {service} service did not answer in time"
             ) from exc
-        except HTTPError as exc:
+        except (OSError, HTTPException) as exc:
             raise UpstreamUnavailableError(
                 service, f"The {service} service cannot be reached"
             ) from exc
 
     @staticmethod
-    def _open(
-        pool: HTTPConnectionPool,
+    def _exchange(
+        pool: _Pool,
+        conn: HTTPConnection,
         method: str,
         url: str,
-        headers: HTTPHeaderDict,
+        headers: list[tuple[str, str]],
         body: Body | Iterator[bytes] | None,
-    ) -> urllib3.BaseHTTPResponse:
-        return pool.urlopen(
-            method,
-            url,
-            headers=headers,
-            body=body,
-            preload_content=False,
-            decode_content=False,
-            redirect=False,
-            assert_same_host=False,
-        )
+    ) -> Upstream:
+        try:
+            if conn.sock is None:
+                pool.connect(conn)
+            conn.putrequest(method, url, skip_accept_encoding=True)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.endheaders(body, encode_chunked=not isinstance(body, Body | None))
+            return Upstream(pool, conn, conn.getresponse())
+        except BaseException:
+            conn.close()  # mid-request: nothing else may go on it
+            raise
 
     def close(self) -> None:
         """Close every pooled connection."""
-        for _, pool, _ in self._pools.values():
+        for _, pool in self._pools.values():
             pool.close()
-
-
-def relay(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """The upstream body as it arrives, still encoded (gzip stays gzip).
-
-    Read whole, the connection goes back to the pool; cut short (the client
-    went away), it is closed, since the rest of the body is still on it.
-    """
-    try:
-        yield from response.stream(CHUNK_SIZE, decode_content=False)
-    finally:
-        response.close()

@@ -11,7 +11,7 @@ from werkzeug.routing import PathConverter
 
 from apps.gateway.context import gateway
 from apps.gateway.errors import UnknownRouteError
-from apps.gateway.proxy import Body, chunks, end_to_end, relay, route
+from apps.gateway.proxy import Body, chunks, end_to_end, route
 from chomik.auth import optional_user
 from chomik.logs import REQUEST_ID_HEADER
 from chomik.web import streams_body
@@ -66,11 +66,11 @@ def forward(path: str) -> Response:
     )
     headers = [
         (name, value)
-        for name, value in end_to_end(upstream.headers.items())
+        for name, value in end_to_end(upstream.headers)
         if name.lower() not in _SERVER_OWN
     ]
     response = Response(
-        relay(upstream), status=upstream.status, headers=headers,
+        upstream.body(), status=upstream.status, headers=headers,
         direct_passthrough=True,
     )  # fmt: skip
     if not any(name.lower() == "content-type" for name, _ in headers):

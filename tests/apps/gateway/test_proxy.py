@@ -83,6 +83,18 @@ def test_request_body_reaches_the_service_whole(client):
     assert seen["path"] == "/api/v1/products/echo?x=1&y=%C3%A9"
 
 
+def test_a_query_is_passed_on_as_sent_with_raw_bytes_escaped(client):
+    # As a WSGI server puts raw bytes of the request line: one character each.
+    raw = "q=a%20b&raw=\xff\xe9&x=[1]|`"
+    response = client.get(
+        "/api/v1/products/echo", environ_overrides={"QUERY_STRING": raw}
+    )
+    assert response.status_code == 200
+    assert response.get_json()["path"] == (
+        "/api/v1/products/echo?q=a%20b&raw=%FF%E9&x=%5B1%5D%7C%60"
+    )
+
+
 def test_chunked_request_body_is_streamed_through(client):
     body = b"0123456789abcdef" * 5000
     response = client.post(
@@ -198,6 +210,49 @@ def test_a_safe_request_on_a_connection_closed_unanswered_is_sent_again(
         assert refused.status_code == 502
         assert refused.get_json()["type"] == "bad-gateway"
         assert client.post("/api/v1/products").status_code == 200  # a new one
+
+
+def answering_once_then_closing() -> contextlib.AbstractContextManager[str]:
+    """A service that closes each connection right after its first answer, as a
+    service restarted between two requests does."""
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(KEPT_ALIVE_ANSWER)
+
+    return raw_service(serve)
+
+
+def test_a_connection_the_service_closed_is_never_sent_on(make_gateway):
+    with answering_once_then_closing() as url:
+        client = make_gateway(storage_url=url).test_client()
+        for _ in range(3):  # a POST is not sent twice: each must find a live one
+            assert client.post("/api/v1/products").status_code == 200
+            time.sleep(0.1)  # the close has arrived
+
+
+def test_head_and_no_content_answers_leave_their_connection_reusable(make_gateway):
+    carried: list[int] = []
+
+    def serve(conn: socket.socket) -> None:
+        carried.append(0)
+        n = len(carried) - 1
+        with conn:
+            while request := conn.recv(65536):
+                carried[n] += 1
+                if request.startswith(b"HEAD"):
+                    conn.sendall(KEPT_ALIVE_ANSWER.removesuffix(b"{}"))
+                else:
+                    conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    with raw_service(serve) as url:
+        client = make_gateway(storage_url=url).test_client()
+        for method, status in (("HEAD", 200), ("DELETE", 204), ("HEAD", 200)):
+            # Closed as a WSGI server closes an answer it has sent.
+            with client.open("/api/v1/products/1", method=method) as response:
+                assert response.status_code == status
+        assert carried == [3]
 
 
 @contextlib.contextmanager
