@@ -310,9 +310,7 @@ def _manager() -> JWTManager:
     manager.encode_key_loader(lambda _identity: _signing().private_pem)
     manager.additional_headers_loader(lambda _identity: {"kid": _signing().kid})
     manager.token_in_blocklist_loader(_in_blocklist)
-    manager.token_verification_loader(
-        lambda _header, claims: all(claims.get(name) for name in REQUIRED_CLAIMS)
-    )
+    manager.token_verification_loader(lambda _header, claims: _has_required(claims))
     manager.unauthorized_loader(
         lambda _reason: _refusal("A bearer access token is required")
     )
@@ -478,12 +476,37 @@ def optional_user() -> Principal | None:
             raise UnauthorizedError(
                 "The Authorization header must hold one token, as `Bearer <token>`"
             )
-        if one is not None:  # flask-jwt-extended matches the scheme's case exactly
-            request.environ["HTTP_AUTHORIZATION"] = f"Bearer {one.group(1)}"
-        found = verify_jwt_in_request(optional=True)
-        g.chomik_user = None if found is None else _principal(get_jwt())
+        if one is not None and (known := _known_access_token(one.group(1))):
+            g.chomik_user = _principal(known)
+        else:
+            if one is not None:  # flask-jwt-extended matches the scheme exactly
+                request.environ["HTTP_AUTHORIZATION"] = f"Bearer {one.group(1)}"
+            found = verify_jwt_in_request(optional=True)
+            g.chomik_user = None if found is None else _principal(get_jwt())
     user: Principal | None = g.chomik_user
     return user
+
+
+def _known_access_token(token: str) -> dict[str, Any] | None:
+    """The claims of an access token verified before, if it is one and not revoked.
+
+    What flask-jwt-extended checks of a token besides its signature and expiry
+    (its type, the claims required) depends on the token's bytes alone, and
+    these were verified before: only revocation is asked again. Parsing the
+    token's header anew, which PyJWT does character by character, cost the
+    gateway a tenth of its CPU per request. Anything else (an unknown token, a
+    refresh token, a claim missing) takes flask-jwt-extended's whole way.
+    """
+    claims = authority().verified.get(token)
+    if claims is None or _kind(claims) != "access" or not _has_required(claims):
+        return None
+    if _in_blocklist({}, claims):
+        raise UnauthorizedError("The access token has been revoked")
+    return claims
+
+
+def _has_required(claims: Mapping[str, Any]) -> bool:
+    return all(claims.get(name) for name in REQUIRED_CLAIMS)
 
 
 def current_user() -> Principal:
