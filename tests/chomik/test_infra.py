@@ -1,6 +1,7 @@
 """The embedded infrastructure the launcher and the tests run on."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -96,6 +97,26 @@ def test_the_broker_is_stopped_with_its_quick_stop(tmp_path, monkeypatch):
     assert time.monotonic() - started < 3.0
     assert process.returncode == 0
     assert (tmp_path / "tansu.signal").read_text() == "SIGINT"
+
+
+def test_a_broker_that_lingers_on_sigint_is_killed_soon(tmp_path, monkeypatch):
+    # After events have flowed Tansu may wait its 5 s on SIGINT too: a Ctrl-C of
+    # `chomik run` took 10.6 s (2 s of SIGINT, then 5 of SIGTERM). It keeps nothing.
+    fake = tmp_path / "tansu"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        + _SLOW_ON_SIGTERM.replace("signal.signal(signal.SIGINT, quick)",
+                                   "signal.signal(signal.SIGINT, slow)")
+    )  # fmt: skip
+    fake.chmod(0o755)
+    monkeypatch.setattr("chomik.infra.tansu_binary", lambda: str(fake))
+    broker = KafkaBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    process = broker.process
+    started = time.monotonic()
+    broker.stop()
+    assert time.monotonic() - started < 2.5
+    assert process.returncode == -signal.SIGKILL
 
 
 def _alive(pid):
