@@ -86,6 +86,13 @@ def test_a_running_worker_is_live_at_once_and_ready_once_assigned(settings, star
     metrics_status, text = get(port, "/metrics")
     assert metrics_status == 200
     assert "consumer_lag" in text
+    # Not gzipped even when asked: a scrape every 15 s, on a private port.
+    asking = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Accept-Encoding": "gzip"}
+    )
+    with urllib.request.urlopen(asking, timeout=5) as answer:
+        assert answer.headers.get("Content-Encoding") is None
+        assert b"consumer_lag" in answer.read()
     assert get(port, "/health/other")[0] == 404
 
 
