@@ -81,12 +81,10 @@ while True:
 """
 
 
-def test_the_broker_is_stopped_with_its_quick_stop(tmp_path, monkeypatch):
-    # On SIGTERM Tansu waits up to 5 s before exiting when a consumer left a group
-    # while its join was pending (measured: 5.0 s); on SIGINT it exits at once.
-    # The launcher stops it after the apps, so that wait was added to a Ctrl-C.
+def stop_fake_broker(tmp_path, monkeypatch, script):
+    """Start a fake Tansu running `script`, stop it; (its process, seconds taken)."""
     fake = tmp_path / "tansu"
-    fake.write_text(f"#!{sys.executable}\n{_SLOW_ON_SIGTERM}")
+    fake.write_text(f"#!{sys.executable}\n{script}")
     fake.chmod(0o755)
     monkeypatch.setattr("chomik.infra.tansu_binary", lambda: str(fake))
     broker = KafkaBroker(port=free_port(), log_path=tmp_path / "tansu.log")
@@ -94,7 +92,15 @@ def test_the_broker_is_stopped_with_its_quick_stop(tmp_path, monkeypatch):
     process = broker.process
     started = time.monotonic()
     broker.stop()
-    assert time.monotonic() - started < 3.0
+    return process, time.monotonic() - started
+
+
+def test_the_broker_is_stopped_with_its_quick_stop(tmp_path, monkeypatch):
+    # On SIGTERM Tansu waits up to 5 s before exiting when a consumer left a group
+    # while its join was pending (measured: 5.0 s); on SIGINT it exits at once.
+    # The launcher stops it after the apps, so that wait was added to a Ctrl-C.
+    process, took = stop_fake_broker(tmp_path, monkeypatch, _SLOW_ON_SIGTERM)
+    assert took < 3.0
     assert process.returncode == 0
     assert (tmp_path / "tansu.signal").read_text() == "SIGINT"
 
@@ -102,20 +108,11 @@ def test_the_broker_is_stopped_with_its_quick_stop(tmp_path, monkeypatch):
 def test_a_broker_that_lingers_on_sigint_is_killed_soon(tmp_path, monkeypatch):
     # After events have flowed Tansu may wait its 5 s on SIGINT too: a Ctrl-C of
     # `chomik run` took 10.6 s (2 s of SIGINT, then 5 of SIGTERM). It keeps nothing.
-    fake = tmp_path / "tansu"
-    fake.write_text(
-        f"#!{sys.executable}\n"
-        + _SLOW_ON_SIGTERM.replace("signal.signal(signal.SIGINT, quick)",
-                                   "signal.signal(signal.SIGINT, slow)")
-    )  # fmt: skip
-    fake.chmod(0o755)
-    monkeypatch.setattr("chomik.infra.tansu_binary", lambda: str(fake))
-    broker = KafkaBroker(port=free_port(), log_path=tmp_path / "tansu.log")
-    broker.start()
-    process = broker.process
-    started = time.monotonic()
-    broker.stop()
-    assert time.monotonic() - started < 2.5
+    lingering = _SLOW_ON_SIGTERM.replace(
+        "signal.signal(signal.SIGINT, quick)", "signal.signal(signal.SIGINT, slow)"
+    )
+    process, took = stop_fake_broker(tmp_path, monkeypatch, lingering)
+    assert took < 2.5
     assert process.returncode == -signal.SIGKILL
 
 
