@@ -311,11 +311,6 @@ def make_consumer(
         "fetch_max_wait_ms": 50,
         "reconnect_backoff_max_ms": 1000,
         "metrics_enabled": False,  # the client's own sensors: CPU on every fetch
-        # A heartbeat every 10 s, not 3, within the 45 s session: an idle consumer
-        # cost half as much CPU, its broker a third less (benchmarks/results,
-        # 2026-12-01). A member learns of a rebalance at its next heartbeat, so a
-        # group takes up to 10 s to admit a worker that (re)started.
-        "heartbeat_interval_ms": 10000,
         # Making the consumer blocks until the broker answers (30 s by default),
         # and a stop waits for it: the consumer loop tries again after a backoff.
         "bootstrap_timeout_ms": 2000,
