@@ -362,6 +362,7 @@ class Apps:
         state = app.extensions["chomik.gateway"]
         self.closers += [
             state.forwarder.close,
+            state.publisher.close,
             lambda: reset_rate_limits(self.infra),
         ]
         return app
@@ -654,6 +655,7 @@ def served_routes(settings_for, jwt_keys) -> set[tuple[str, str, str]]:
         gateway = app.extensions.get("chomik.gateway")
         if gateway is not None:
             gateway.forwarder.close()
+            gateway.publisher.close()
         app.extensions["chomik"].engine.dispose()
     return routes
 

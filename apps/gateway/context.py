@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from apps.gateway.callbacks import CallbackSource, callback_sources
+from apps.gateway.callbacks import CallbackPublisher, CallbackSource, callback_sources
 from apps.gateway.keys import SigningKeys
 from apps.gateway.openapi import ServiceDocuments
 from apps.gateway.passwords import Passwords
@@ -31,6 +31,7 @@ class Gateway:
     forwarder: Forwarder
     documents: ServiceDocuments
     callbacks: dict[str, CallbackSource]
+    publisher: CallbackPublisher
     revocations: Revocations
 
 
@@ -67,6 +68,10 @@ def build_gateway(settings: GatewaySettings, keys: SigningKeys) -> Gateway:
             timeout=settings.proxy_connect_timeout,
         ),
         callbacks=callback_sources(settings),
+        publisher=CallbackPublisher(
+            settings.kafka_bootstrap_servers,
+            timeout=settings.callback_publish_timeout,
+        ),
         revocations=Revocations(
             # Autocommit: no BEGIN and ROLLBACK round trips around a database read.
             make_engine(

@@ -8,7 +8,8 @@ Problem
 ├── UnknownRouteError          404 not-found
 ├── UpstreamUnavailableError   502 bad-gateway
 ├── UpstreamTimeoutError       504 gateway-timeout
-└── InvalidSignatureError      401 invalid-signature
+├── InvalidSignatureError      401 invalid-signature
+└── NotQueuedError             503 unavailable (with Retry-After)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from chomik.problems import (
     NotFoundError,
     Problem,
     UnauthorizedError,
+    UnavailableError,
 )
 
 
@@ -65,3 +67,10 @@ class InvalidSignatureError(Problem):
     def __init__(self, detail: str) -> None:
         # 401 requires a challenge; the scheme is our signature header, not a token.
         super().__init__(detail, headers={"WWW-Authenticate": "X-Signature"})
+
+
+class NotQueuedError(UnavailableError):
+    title = "Callback not queued"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})

@@ -1,8 +1,7 @@
 """Database models of the gateway (database `chomik_gateway`).
 
 Accounts, refresh-token families (rotation and reuse detection), the deny-list of
-revoked access tokens, the rate-limit counters every worker shares, and the outbox
-the callback edges write to.
+revoked access tokens, and the rate-limit counters every worker shares.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from chomik.db import (
     new_metadata,
     utcnow,
 )
-from chomik.messaging.outbox import install_messaging
 from chomik.signing import install_signatures
 
 
@@ -32,7 +30,6 @@ class Base(DeclarativeBase):
 
 # Signed callbacks already queued: a replay is answered 202 and not published again.
 install_signatures(Base.metadata)
-install_messaging(Base.metadata)  # the callback edges' outbox
 
 
 class Role(enum.StrEnum):

@@ -130,6 +130,11 @@ class GatewaySettings(Settings):
         doc="HMAC keys of carrier callbacks, comma-separated: the first signs, "
         "all verify",
     )
+    callback_publish_timeout: float = env(
+        "CALLBACK_PUBLISH_TIMEOUT",
+        5.0,
+        doc="seconds a callback edge waits for Kafka's ack before answering 503",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,4 +1,4 @@
-"""The gateway worker: the outbox relay (the callbacks) and scheduled jobs, no consumers."""
+"""The gateway worker: scheduled jobs only (no outbox relay, no consumers)."""
 
 from __future__ import annotations
 
@@ -9,4 +9,6 @@ from chomik.worker import Worker
 
 def build_worker(settings: GatewaySettings | None = None) -> Worker:
     """Build the gateway worker process (`chomik worker gateway`)."""
-    return Worker("gateway", settings or GatewaySettings.from_env(), jobs=JOBS)
+    return Worker(
+        "gateway", settings or GatewaySettings.from_env(), jobs=JOBS, relay=False
+    )

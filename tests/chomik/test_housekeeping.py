@@ -21,13 +21,13 @@ pytestmark = pytest.mark.usefixtures("committed_db")
 
 def test_the_message_prune_skips_a_database_without_messaging_tables(infra):
     (prune,) = [job for job in KIT_JOBS if job.name == "prune_messages"]
-    bank = JobContext(
-        Settings(), make_session_factory(infra.engine("bank")), "bank-test"
+    gateway = JobContext(
+        Settings(), make_session_factory(infra.engine("gateway")), "gateway-test"
     )
     orders = JobContext(
         Settings(), make_session_factory(infra.engine("orders")), "orders-test"
     )
-    assert prune.func(bank) is None
+    assert prune.func(gateway) is None
     assert prune.func(orders) == (0, 0)
 
 

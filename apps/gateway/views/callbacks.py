@@ -1,4 +1,4 @@
-"""The callback edges: signed calls from the bank and the carrier, queued in the outbox.
+"""The callback edges: signed calls from the bank and the carrier, queued on Kafka.
 
 No token here: the HMAC signature is the authentication. The gateway refuses bad,
 old and future signatures and answers a replay of a message it already queued with
@@ -16,7 +16,6 @@ from flask_smorest import Blueprint
 from apps.gateway.callbacks import MAX_CALLBACK_BYTES, receive_callback
 from apps.gateway.context import gateway
 from apps.gateway.settings import GatewaySettings
-from chomik.messaging.outbox import emit_envelope
 from chomik.problems import ProblemSchema
 from chomik.signing import HEADER, remember_signature
 from chomik.web import db_session, read_body, settings_of, streams_body
@@ -64,14 +63,12 @@ def _documented(id_field: str) -> Any:
             (401, "Missing, malformed, wrong, old or future signature"),
             (413, f"The body is over {MAX_CALLBACK_BYTES} bytes"),
             (422, f"The body has no `{id_field}`"),
-            (503, "Not queued (the database is away): retry after Retry-After"),
+            (503, "Not queued (the broker is away): retry after Retry-After"),
         ):
             view = blp.alt_response(
                 status, schema=ProblemSchema, description=description
             )(view)
-        view = blp.response(
-            202, description="Queued: committed to the gateway's outbox"
-        )(view)
+        view = blp.response(202, description="Queued: the broker acknowledged it")(view)
         return blp.doc(
             parameters=[SIGNATURE_PARAMETER], requestBody=_body_of(id_field)
         )(view)
@@ -80,16 +77,13 @@ def _documented(id_field: str) -> Any:
 
 
 def _accept(name: str) -> Response:
-    """Verify the callback, write it to the outbox, then answer 202.
+    """Verify the callback, publish it and wait for the ack, then answer 202.
 
-    The signature is remembered in the request's transaction, the one that writes
-    the callback to the gateway's outbox and commits before the 202: a replay of
-    a queued message is answered 202 and not queued again, and a concurrent copy
-    waits on the first's row and then sees it. A message that could not be
-    committed (503, the database away) is not remembered, so the sender's retry
-    goes through. The gateway worker's relay puts it on its topic, waiting out a
-    broker outage; a broker that loses it gets it again (`chomik outbox
-    republish`).
+    The signature is remembered in the request's transaction, which commits only
+    after the broker's ack: a replay of a queued message is answered 202 and not
+    published again, and a concurrent copy waits on the first's row and then sees
+    it. A message that could not be queued (503) is not remembered, so the
+    sender's retry goes through.
     """
     request.max_content_length = MAX_CALLBACK_BYTES
     read_body()  # past the limit: 413, not a body cut short
@@ -103,11 +97,10 @@ def _accept(name: str) -> Response:
         request_id=g.get("request_id"),
     )
     signature = received.signature
-    session = db_session()
     if remember_signature(
-        session, signature.replay_key, expires_at=signature.expires_at
+        db_session(), signature.replay_key, expires_at=signature.expires_at
     ):
-        emit_envelope(session, received.envelope, topic=source.topic)
+        state.publisher.publish(received.envelope, source.topic)
     return Response(status=202)
 
 
@@ -118,8 +111,7 @@ def bank() -> Response:
     """Receive a bank callback
 
     Signed with the bank's callback secret; answered 202 only once the callback
-    is committed to the gateway's outbox, which the gateway worker relays to the
-    `bank.callbacks` topic, so a 503 (or no answer) means: send again.
+    is on the `bank.callbacks` topic, so a 503 (or no answer) means: send again.
     """
     return _accept("bank")
 
@@ -131,7 +123,6 @@ def carrier() -> Response:
     """Receive a carrier callback
 
     Signed with the carrier's callback secret; answered 202 only once the
-    callback is committed to the gateway's outbox, which the gateway worker
-    relays to the `carrier.callbacks` topic, so a 503 means: send again.
+    callback is on the `carrier.callbacks` topic, so a 503 means: send again.
     """
     return _accept("carrier")

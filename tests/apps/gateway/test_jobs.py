@@ -74,13 +74,12 @@ def test_prune_keeps_what_can_still_serve_and_drops_the_rest(dbs, settings_for):
     assert deleted == 5  # 1 revoked family, 2 expired tokens, 1 empty family, 1 jti
 
 
-def test_the_gateway_worker_relays_the_callbacks_and_runs_jobs(settings_for):
+def test_the_gateway_worker_runs_jobs_only(settings_for):
     worker = build_worker(settings_for(GatewaySettings))
     try:
-        assert worker.with_relay  # the callback edges' outbox
+        assert not worker.with_relay
         assert worker.consumers == {}
         names = {job.name for job in worker.jobs}
         assert {"prune_refresh_tokens", "drop_stale_jobstores"} <= names
-        assert "prune_messages" in names
     finally:
         worker.engine.dispose()

@@ -41,13 +41,12 @@ def test_a_buyer_pays_an_order_and_it_becomes_paid_once(
     committed_db, ports, settings, settings_for, jwt_keys, client, buyer,
     place_order, bank,
 ):  # fmt: skip
-    gateway_settings = settings_for(
-        GatewaySettings, bank_callback_secrets=SECRET,
-        jwt_private_key_file=str(jwt_keys.public_file.parent / "jwt-private.pem"),
+    gateway = create_gateway(
+        settings_for(
+            GatewaySettings, bank_callback_secrets=SECRET,
+            jwt_private_key_file=str(jwt_keys.public_file.parent / "jwt-private.pem"),
+        )
     )  # fmt: skip
-    gateway = create_gateway(gateway_settings)
-    # The edge writes the callback to the gateway's outbox; its worker relays it.
-    relay = Worker(f"gateway-{uuid.uuid4().hex[:6]}", gateway_settings, kit_jobs=False)
     worker = Worker(
         f"payment-{uuid.uuid4().hex[:6]}", settings, consumers=consumers(ports),
         topics=[BANK_CALLBACKS], relay=False, kit_jobs=False,
@@ -55,7 +54,6 @@ def test_a_buyer_pays_an_order_and_it_becomes_paid_once(
     )  # fmt: skip
     order_id = place_order(buyer.id, total="99.90")
     worker.start()
-    relay.start()
     try:
         started = client.post(
             f"/api/v1/orders/{order_id}/payment", headers=buyer.headers
@@ -76,9 +74,9 @@ def test_a_buyer_pays_an_order_and_it_becomes_paid_once(
             lambda: order_status(committed_db, order_id) is OrderStatus.PAID, 60
         )
     finally:
-        for running in (worker, relay):
-            running.stop()
-            running.join(15)
+        worker.stop()
+        worker.join(15)
+        gateway.extensions["chomik.gateway"].publisher.close()
         gateway.extensions["chomik.gateway"].forwarder.close()
         gateway.extensions["chomik"].engine.dispose()
 
