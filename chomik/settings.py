@@ -16,6 +16,10 @@ from typing import Any, ClassVar, Self
 DEV_SECRET = "dev-only-service-secret-change-me-please"
 EMBEDDED_PG_PORT = 17432
 EMBEDDED_KAFKA_PORT = 17092
+# Partitions of the topics workers create: the most replicas of one worker sharing
+# its consumption. Each costs an idle consumer's every fetch some work (the embedded
+# broker looks at every partition again and again while it holds a fetch).
+DEFAULT_PARTITIONS = 4
 
 
 def env(
@@ -68,6 +72,12 @@ class Settings:
         "KAFKA_BOOTSTRAP_SERVERS",
         f"127.0.0.1:{EMBEDDED_KAFKA_PORT}",
         doc="Kafka brokers",
+    )
+    topic_partitions: int = env(
+        "TOPIC_PARTITIONS",
+        DEFAULT_PARTITIONS,
+        doc="partitions of each topic a worker creates (existing topics are left "
+        "alone): the most replicas of one worker that share its consumption",
     )
     log_level: str = env("LOG_LEVEL", "INFO", doc="logging level")
     jwt_public_key_file: str = env(

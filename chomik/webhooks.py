@@ -93,10 +93,11 @@ class SenderConfig:
     reorder_hold: float = 10.0
     reorder_step: float = 0.2
     # While nothing is due, runs back off from the job's interval to this many
-    # seconds apart. A callback queued meanwhile wakes the sender at once
-    # (`CALLBACK_CHANNEL`); one that comes due later (a retry, a held one) waits
-    # at most that long past its time.
-    idle_max: float = 5.0
+    # seconds apart, and never past the time the next callback comes due (a retry,
+    # a held one). A callback queued meanwhile wakes the sender at once
+    # (`CALLBACK_CHANNEL`); a wake-up lost with the listener's connection delays
+    # it at most this long.
+    idle_max: float = 60.0
 
 
 def install_callbacks(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:

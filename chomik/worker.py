@@ -113,6 +113,7 @@ class Worker:
                 ensure_topics(
                     self.settings.kafka_bootstrap_servers,
                     [*self.topics, *self.produces],
+                    partitions=self.settings.topic_partitions,
                 )
             except KafkaError as exc:
                 log.warning(
@@ -248,8 +249,7 @@ class Worker:
             len(self.jobs),
         )
         self.start()
-        while not self.stop_event.wait(0.5):
-            pass
+        self.stop_event.wait()  # a signal, or a part that crashed, sets it
         log.info("worker %s stopping", self.app)
         self.join()
         log.info("worker %s stopped", self.app)

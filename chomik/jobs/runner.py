@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from chomik.db import lock_key, utcnow
 from chomik.jobs.scheduling import (
+    Counts,
     Job,
     JobContext,
     StaleClaimError,
@@ -73,9 +74,10 @@ class ClaimedRun:
     where: Sequence[sa.ColumnElement[bool]] = ()
     due_while: Sequence[sa.ColumnElement[bool]] = ()
 
-    def __call__(self, context: JobContext) -> dict[str, int]:
-        """Handle every due row once; return the count of each outcome."""
-        counts = {"done": 0, "stale": 0, "failed": 0, "given_back": 0}
+    def __call__(self, context: JobContext) -> Counts:
+        """Handle every due row once; return the count of each outcome (with, when
+        there was none, the time the earliest row comes due)."""
+        counts = Counts(done=0, stale=0, failed=0, given_back=0)
         # Only rows due when the run started: one the handler makes due again at
         # once waits for the next run instead of keeping this one going forever.
         due_by_start = table_of(self.table).c[self.due_column] <= utcnow()
@@ -96,7 +98,17 @@ class ClaimedRun:
                 JOB_ROWS.labels(self.name, outcome).inc()
             if len(rows) < self.batch:
                 break
+        if not any(counts.values()):
+            counts.next_due = self._next_due(context)
         return counts
+
+    def _next_due(self, context: JobContext) -> dt.datetime | None:
+        due = table_of(self.table).c[self.due_column]
+        with context.sessions() as session:
+            found: dt.datetime | None = session.scalar(
+                sa.select(sa.func.min(due)).where(*self.where)
+            )
+        return found
 
     def _key(self, row: sa.Row[Any]) -> tuple[Any, Any]:
         (pk,) = table_of(self.table).primary_key.columns

@@ -64,7 +64,9 @@ class Job:
 
     With `wake_channel`, a job put off runs at once when its database notifies
     that channel (`notify_job` in the transaction that gives it work), so it may
-    back off far without its work waiting for it.
+    back off far without its work waiting for it. A run that knows when its next
+    work comes due (a timer, a retry) says so in its result (`Counts.next_due`),
+    and the job is put off no later than that.
     """
 
     name: str
@@ -80,6 +82,13 @@ class Job:
             return self.seconds
         longer = min(self.idle_max, self.seconds * 2 ** min(idle_runs, 30))
         return float(max(self.seconds, longer))
+
+
+class Counts(dict[str, int]):
+    """A run's count of each outcome; `next_due`, when the run found nothing to do:
+    the time its earliest row comes due (None: no row is waiting)."""
+
+    next_due: dt.datetime | None = None
 
 
 def found_nothing(result: Any) -> bool:
@@ -253,7 +262,8 @@ def _run_job(replica_id: str, name: str) -> None:
         scheduler.mark_running(name, False)
     JOB_RUNS.labels(name, "ok").inc()
     if job.idle_max:
-        scheduler.back_off(job, idle=found_nothing(result))
+        next_due = result.next_due if isinstance(result, Counts) else None
+        scheduler.back_off(job, idle=found_nothing(result), next_due=next_due)
 
 
 class Scheduler:
@@ -289,8 +299,13 @@ class Scheduler:
         with self._lock:
             (self._running.add if running else self._running.discard)(name)
 
-    def back_off(self, job: Job, *, idle: bool) -> None:
+    def back_off(
+        self, job: Job, *, idle: bool, next_due: dt.datetime | None = None
+    ) -> None:
         """Put the job's next run off after an idle run; back to its interval after work.
+
+        Never past `next_due`, when the run's next work comes due then (nor sooner
+        than the interval).
 
         Called in the job's own thread, which never waits for APScheduler: its
         shutdown holds the job-store lock while it waits for running jobs, so the
@@ -307,9 +322,10 @@ class Scheduler:
                 self._idle_runs.get(job.name, 0) + 1 if idle and not woken else 0
             )
             if runs:  # else the interval trigger has set the next run already
-                later = dt.datetime.now(dt.UTC) + dt.timedelta(
-                    seconds=job.idle_delay(runs)
-                )
+                now = dt.datetime.now(dt.UTC)
+                later = now + dt.timedelta(seconds=job.idle_delay(runs))
+                if next_due is not None and next_due < later:
+                    later = max(next_due, now + dt.timedelta(seconds=job.seconds))
                 self._moves.put((job.name, later))
 
     def wake(self, channel: str) -> None:

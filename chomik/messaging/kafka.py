@@ -25,8 +25,9 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.net.compat import KafkaNetClient
 
+from chomik.settings import DEFAULT_PARTITIONS
+
 DLQ_SUFFIX = ".dlq"
-DEFAULT_PARTITIONS = 8
 T = TypeVar("T")
 
 

@@ -13,6 +13,8 @@ from mocks.carrier import services
 from mocks.carrier.models import Shipment
 from mocks.carrier.settings import CarrierSettings
 
+IDLE_MAX = 60.0  # seconds; a missed wake-up delays a step no longer than this
+
 
 def advance_due_shipments(step: dt.timedelta) -> Job:
     """The timer: every shipment whose step is due moves one status on."""
@@ -25,7 +27,9 @@ def advance_due_shipments(step: dt.timedelta) -> Job:
         Shipment,
         advance,
         seconds=min(1.0, step.total_seconds()),
-        idle_max=step.total_seconds(),  # a new shipment's first step is late by < 1 step
+        # Idle, it sleeps until the next step is due; a new timer wakes it.
+        idle_max=IDLE_MAX,
+        wake_channel=services.TIMER_CHANNEL,
         lease=dt.timedelta(seconds=30),
         due_column="next_step_at",
     )

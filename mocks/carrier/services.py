@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from chomik.db import utcnow
+from chomik.jobs import notify_job
 from chomik.webhooks import Faults, current_faults, enqueue_callback
 from mocks.carrier.errors import (
     CarrierUnavailableError,
@@ -30,6 +31,8 @@ from mocks.carrier.errors import (
 from mocks.carrier.models import NEXT_STATUS, Shipment, ShipmentStatus
 
 EVENT_NAMESPACE = uuid.UUID("c4a7e0f2-61b3-4d8e-9f20-3a5b7c9d1e42")
+# Wakes the status timer (`mocks.carrier.jobs`) when a shipment's timer starts.
+TIMER_CHANNEL = "carrier_shipment_timers"
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ def create_shipment(
         .on_conflict_do_nothing(constraint="uq_shipments_merchant_reference")
         .returning(Shipment.id)
     )
+    if inserted is not None and step is not None:
+        notify_job(session, TIMER_CHANNEL)
     shipment = find_shipment(
         session, merchant=request.merchant, reference=request.reference
     )
@@ -144,6 +149,8 @@ def advance_shipment(
         )
     shipment.claim_token = None  # a timer run holding it now must not step it too
     _step(session, shipment, step)
+    if shipment.next_step_at is not None:
+        notify_job(session, TIMER_CHANNEL)
     return shipment
 
 

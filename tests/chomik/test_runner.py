@@ -50,12 +50,25 @@ def test_runner_runs_each_due_row_once(engine, context):
     counts = job.func(context)
     assert counts["done"] == 12
     assert sorted(runs(engine)) == list(range(1, 13))
-    assert job.func(context)["done"] == 0, "nothing is due any more"
+    idle = job.func(context)
+    assert idle["done"] == 0, "nothing is due any more"
     rows = due_rows(engine)
+    assert idle.next_due == min(row.next_check_at for row in rows.values())
     assert all(rows[i].claim_token is None for i in rows)
     assert all(
         rows[i].next_check_at > utcnow() + dt.timedelta(minutes=59) for i in rows
     )
+
+
+def test_a_run_that_finds_no_row_waiting_says_no_work_is_coming(engine, context):
+    job = claimed("sweep", DUE_ITEMS, record_run, seconds=1, lease=LEASE)
+    counts = job.func(context)
+    assert (dict(counts), counts.next_due) == (
+        {"done": 0, "stale": 0, "failed": 0, "given_back": 0},
+        None,
+    )
+    add_items(engine, 1)
+    assert job.func(context).next_due is None, "a run that found work gives no time"
 
 
 def test_a_run_handles_only_rows_due_when_it_started(engine, context):

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from chomik import migrating
 from chomik.db import make_session_factory, utcnow
 from chomik.jobs.scheduling import (
+    Counts,
     Job,
     Scheduler,
     StaleClaimError,
@@ -286,6 +287,27 @@ def test_idle_runs_back_off_to_idle_max_and_work_brings_the_interval_back(infra)
             b - a for a, b in zip(runs[busy_from:], runs[busy_from + 1 :], strict=False)
         ]
         assert statistics.median(busy) < 0.5, busy  # back to every 0.1 s
+    finally:
+        scheduler.shutdown()
+        engine.dispose()
+
+
+def test_an_idle_job_is_put_off_no_later_than_its_next_due_row(infra):
+    runs: list[float] = []
+
+    def tick(context):
+        runs.append(time.monotonic())
+        counts = Counts(done=0)
+        counts.next_due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.5)
+        return counts
+
+    scheduler, engine = scheduler_of(infra, Job("tick", tick, seconds=0.1, idle_max=30))
+    scheduler.start()
+    try:
+        wait_until(lambda: len(runs) >= 8, 20, 0.05)
+        gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
+        # 0.2, 0.4, then 0.5 (the row's time) where 0.8, 1.6, 3.2... would follow.
+        assert all(0.4 < gap < 1.0 for gap in gaps[2:]), gaps
     finally:
         scheduler.shutdown()
         engine.dispose()

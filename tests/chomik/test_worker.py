@@ -129,7 +129,9 @@ def test_worker_creates_the_topics_it_consumes_and_produces_with_their_dlqs(infr
     suffix = uuid.uuid4().hex[:8]
     consumed, produced = f"test.in.{suffix}", f"test.out.{suffix}"
     settings = Settings(
-        database_url=infra.urls["orders"], kafka_bootstrap_servers=infra.kafka
+        database_url=infra.urls["orders"],
+        kafka_bootstrap_servers=infra.kafka,
+        topic_partitions=3,
     )
     worker = Worker(
         "topics", settings, topics=[consumed], produces=[produced], relay=False
@@ -137,10 +139,12 @@ def test_worker_creates_the_topics_it_consumes_and_produces_with_their_dlqs(infr
     worker.start()
     worker.stop()
     worker.join()
+    expected = {consumed, f"{consumed}.dlq", produced, f"{produced}.dlq"}
     admin = KafkaAdminClient(bootstrap_servers=infra.kafka)
     try:
         existing = set(admin.list_topics())
+        described = admin.describe_topics(sorted(expected & existing))
     finally:
         admin.close()
-    expected = {consumed, f"{consumed}.dlq", produced, f"{produced}.dlq"}
     assert expected <= existing
+    assert {len(topic["partitions"]) for topic in described} == {3}

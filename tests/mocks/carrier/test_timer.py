@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 
+import psycopg2
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
@@ -15,6 +16,7 @@ from chomik.signing import HEADER, split_secrets, verify
 from mocks.carrier import create_app
 from mocks.carrier.jobs import advance_due_shipments
 from mocks.carrier.models import Shipment
+from mocks.carrier.services import TIMER_CHANNEL
 from mocks.carrier.worker import build_worker
 from tests.mocks.carrier.conftest import new_shipment
 from tests.receiver import Receiver
@@ -151,3 +153,33 @@ def test_advancing_by_hand_takes_the_timer_claim_so_no_step_is_taken_twice(
     counts = dataclasses.replace(job.func, handle=hand_first)(context)
     assert counts["stale"] == 1
     assert status(client, merchant, shipment["id"]) == "IN_TRANSIT"
+
+
+def test_a_new_timer_or_a_step_by_hand_wakes_the_idle_timer(
+    client, merchant, committed_db
+):
+    job = advance_due_shipments(dt.timedelta(seconds=5))
+    assert job.wake_channel == TIMER_CHANNEL
+    listener = psycopg2.connect(
+        committed_db.urls["carrier"].replace("postgresql+psycopg2", "postgresql")
+    )
+    listener.autocommit = True
+    try:
+        listener.cursor().execute(f'LISTEN "{TIMER_CHANNEL}"')
+
+        def woken() -> int:
+            listener.poll()
+            count = len(listener.notifies)
+            listener.notifies.clear()
+            return count
+
+        shipment = new_shipment(client, merchant, reference="order-90").json
+        assert woken() == 1, "a new shipment starts its timer"
+        new_shipment(client, merchant, reference="order-90")
+        assert woken() == 0, "the same shipment again starts nothing"
+        client.post(f"/api/v1/shipments/{shipment['id']}/advance")
+        assert woken() == 1, "IN_TRANSIT: the timer runs on to DELIVERED"
+        client.post(f"/api/v1/shipments/{shipment['id']}/advance")
+        assert woken() == 0, "DELIVERED: no timer left"
+    finally:
+        listener.close()
