@@ -39,5 +39,8 @@ def delivery_jobs(settings: DeliverySettings, carrier: CarrierClient) -> list[Jo
             "poll_shipments", Shipment, poll_shipment,
             seconds=settings.shipment_poll_interval, lease=LEASE, batch=50,
             jitter=settings.shipment_poll_interval / 5,
+            # Idle, it sleeps until the next shipment comes due; one made
+            # meanwhile is asked about at most one poll age late.
+            idle_max=max(settings.shipment_poll_interval, settings.shipment_poll_age),
         ),
     ]  # fmt: skip

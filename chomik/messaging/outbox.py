@@ -284,7 +284,7 @@ class RelayConfig:
     backoff_base: float = 0.2
     backoff_max: float = 5.0
     flush_timeout: float = 15.0
-    housekeeping_interval: float = 5.0
+    housekeeping_interval: float = 15.0  # the gauges' refresh: Prometheus's scrape
     max_refusals: int = 5
 
 

@@ -111,6 +111,8 @@ def test_a_carrier_that_is_down_leaves_the_shipment_due_again_later(
 
 
 def test_the_poll_interval_comes_from_the_settings(settings_for, carrier):
-    settings = settings_for(DeliverySettings, shipment_poll_interval=7.0)
+    settings = settings_for(
+        DeliverySettings, shipment_poll_interval=7.0, shipment_poll_age=90
+    )
     (job,) = delivery_jobs(settings, carrier)
-    assert (job.name, job.seconds) == ("poll_shipments", 7.0)
+    assert (job.name, job.seconds, job.idle_max) == ("poll_shipments", 7.0, 90)
