@@ -6,7 +6,8 @@
   over has its effect rolled back (`StaleClaimError`: counted, not an error). A
   handler that raises is rolled back, and its row released: due again after
   `retry_after` (logged, counted). The run stops between rows when the worker stops,
-  giving back the rows it claimed but did not reach, and otherwise claims batches
+  giving back the rows it claimed but did not reach (and waking the
+  job's other replicas, with a `wake_channel`), and otherwise claims batches
   until none is due. The handler must not delete its row. Only what it writes
   through its session is undone with a stale claim: an effect committed elsewhere
   (a txcoord transaction, a remote call) must be idempotent.
@@ -37,6 +38,7 @@ from chomik.jobs.scheduling import (
     StaleClaimError,
     claim_due,
     complete_claim,
+    notify_job,
     release_claim,
     table_of,
 )
@@ -73,6 +75,7 @@ class ClaimedRun:
     token_column: str = "claim_token"
     where: Sequence[sa.ColumnElement[bool]] = ()
     due_while: Sequence[sa.ColumnElement[bool]] = ()
+    wake_channel: str | None = None
 
     def __call__(self, context: JobContext) -> Counts:
         """Handle every due row once; return the count of each outcome (with, when
@@ -141,7 +144,8 @@ class ClaimedRun:
         return "done"
 
     def _give_back(self, context: JobContext, rows: Sequence[sa.Row[Any]]) -> int:
-        """Make rows claimed but not reached due now, for another replica."""
+        """Make rows claimed but not reached due now, for another replica (woken,
+        when the job has a wake channel: it may have backed off far)."""
         with context.sessions.begin() as session:
             for row in rows:
                 key, token = self._key(row)
@@ -149,6 +153,8 @@ class ClaimedRun:
                     session, self.table, key, token,
                     due_column=self.due_column, token_column=self.token_column,
                 )  # fmt: skip
+            if self.wake_channel and rows:
+                notify_job(session, self.wake_channel)
         return len(rows)
 
 
@@ -184,7 +190,7 @@ def claimed(
     """
     run = ClaimedRun(
         name, table, handle, lease, batch, retry_after, due_column, token_column,
-        tuple(where), tuple(where if due_while is None else due_while),
+        tuple(where), tuple(where if due_while is None else due_while), wake_channel,
     )  # fmt: skip
     return Job(name, run, seconds, jitter, idle_max, wake_channel)
 

@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 import time
 
+import psycopg2
 import pytest
 import sqlalchemy as sa
 
@@ -122,8 +123,21 @@ def test_runner_stops_between_rows_and_gives_the_rest_back(engine, context):
         context.stopping.set()  # the worker is told to stop while this row runs
         return record_run(session, row)
 
-    job = claimed("sweep", DUE_ITEMS, handle, seconds=1, lease=LEASE, batch=10)
-    counts = job.func(context)
+    job = claimed(
+        "sweep", DUE_ITEMS, handle, seconds=1, lease=LEASE, batch=10,
+        wake_channel="test_sweep",
+    )  # fmt: skip
+    url = engine.url.set(drivername="postgresql")
+    listener = psycopg2.connect(url.render_as_string(hide_password=False))
+    try:
+        listener.autocommit = True
+        listener.cursor().execute('LISTEN "test_sweep"')
+        counts = job.func(context)
+        listener.poll()
+        woken = len(listener.notifies)
+    finally:
+        listener.close()
+    assert woken == 1, "the other replicas' jobs are woken for the rows given back"
     assert (counts["done"], counts["given_back"]) == (1, 5)
     assert runs(engine) == [1]
     rows = due_rows(engine)
