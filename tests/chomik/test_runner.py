@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import select
 import threading
 import time
 
@@ -133,7 +134,10 @@ def test_runner_stops_between_rows_and_gives_the_rest_back(engine, context):
         listener.autocommit = True
         listener.cursor().execute('LISTEN "test_sweep"')
         counts = job.func(context)
-        listener.poll()
+        deadline = time.monotonic() + 10  # delivered after the commit, not with it
+        while not listener.notifies and time.monotonic() < deadline:
+            select.select([listener], [], [], 0.5)
+            listener.poll()
         woken = len(listener.notifies)
     finally:
         listener.close()

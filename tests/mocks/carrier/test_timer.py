@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import json
+import select
 import time
 import uuid
 
@@ -168,7 +169,11 @@ def test_a_new_timer_or_a_step_by_hand_wakes_the_idle_timer(
         listener.cursor().execute(f'LISTEN "{TIMER_CHANNEL}"')
 
         def woken() -> int:
-            listener.poll()
+            # A notification arrives after the commit, not with it: wait a while.
+            deadline = time.monotonic() + 2
+            while not listener.notifies and time.monotonic() < deadline:
+                select.select([listener], [], [], 0.2)
+                listener.poll()
             count = len(listener.notifies)
             listener.notifies.clear()
             return count
