@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import queue
 
 import sqlalchemy as sa
 
-from chomik.db import utcnow
+from chomik.db import Listener, utcnow
 from tests.chomik.messaging_helpers import DUE_ITEMS
 
 LEASE = dt.timedelta(seconds=30)
@@ -51,3 +53,29 @@ def add_items(engine, count, *, due=True):
             ),
             {"n": count},
         )
+
+
+@contextlib.contextmanager
+def wake_ups(engine, channel):
+    """Listen on `channel` with the kit's `Listener`; yield `woken()`, which waits up
+    to 2 s for a wake-up (a notification arrives after its commit, not with it) and
+    says how many came."""
+    calls = queue.SimpleQueue()
+    listener = Listener(engine, {channel}, calls.put)
+    listener.start()
+    try:
+        calls.get(timeout=10)  # the wake-up every start of listening gives
+
+        def woken():
+            count = 0
+            with contextlib.suppress(queue.Empty):
+                calls.get(timeout=2)
+                count = 1
+                while True:
+                    calls.get_nowait()
+                    count += 1
+            return count
+
+        yield woken
+    finally:
+        listener.stop()

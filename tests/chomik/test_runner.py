@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import select
 import threading
 import time
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
 
@@ -21,6 +19,7 @@ from tests.chomik.jobs_helpers import (
     due_rows,
     record_run,
     runs,
+    wake_ups,
 )
 from tests.chomik.messaging_helpers import DUE_ITEMS
 
@@ -128,19 +127,9 @@ def test_runner_stops_between_rows_and_gives_the_rest_back(engine, context):
         "sweep", DUE_ITEMS, handle, seconds=1, lease=LEASE, batch=10,
         wake_channel="test_sweep",
     )  # fmt: skip
-    url = engine.url.set(drivername="postgresql")
-    listener = psycopg2.connect(url.render_as_string(hide_password=False))
-    try:
-        listener.autocommit = True
-        listener.cursor().execute('LISTEN "test_sweep"')
+    with wake_ups(engine, "test_sweep") as woken_by:
         counts = job.func(context)
-        deadline = time.monotonic() + 10  # delivered after the commit, not with it
-        while not listener.notifies and time.monotonic() < deadline:
-            select.select([listener], [], [], 0.5)
-            listener.poll()
-        woken = len(listener.notifies)
-    finally:
-        listener.close()
+        woken = woken_by()
     assert woken == 1, "the other replicas' jobs are woken for the rows given back"
     assert (counts["done"], counts["given_back"]) == (1, 5)
     assert runs(engine) == [1]

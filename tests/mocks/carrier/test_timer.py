@@ -3,11 +3,9 @@
 import dataclasses
 import datetime as dt
 import json
-import select
 import time
 import uuid
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
@@ -19,6 +17,7 @@ from mocks.carrier.jobs import advance_due_shipments
 from mocks.carrier.models import Shipment
 from mocks.carrier.services import TIMER_CHANNEL
 from mocks.carrier.worker import build_worker
+from tests.chomik.jobs_helpers import wake_ups
 from tests.mocks.carrier.conftest import new_shipment
 from tests.receiver import Receiver
 
@@ -161,23 +160,7 @@ def test_a_new_timer_or_a_step_by_hand_wakes_the_idle_timer(
 ):
     job = advance_due_shipments(dt.timedelta(seconds=5))
     assert job.wake_channel == TIMER_CHANNEL
-    listener = psycopg2.connect(
-        committed_db.urls["carrier"].replace("postgresql+psycopg2", "postgresql")
-    )
-    listener.autocommit = True
-    try:
-        listener.cursor().execute(f'LISTEN "{TIMER_CHANNEL}"')
-
-        def woken() -> int:
-            # A notification arrives after the commit, not with it: wait a while.
-            deadline = time.monotonic() + 2
-            while not listener.notifies and time.monotonic() < deadline:
-                select.select([listener], [], [], 0.2)
-                listener.poll()
-            count = len(listener.notifies)
-            listener.notifies.clear()
-            return count
-
+    with wake_ups(committed_db.engine("carrier"), TIMER_CHANNEL) as woken:
         shipment = new_shipment(client, merchant, reference="order-90").json
         assert woken() == 1, "a new shipment starts its timer"
         new_shipment(client, merchant, reference="order-90")
@@ -186,5 +169,3 @@ def test_a_new_timer_or_a_step_by_hand_wakes_the_idle_timer(
         assert woken() == 1, "IN_TRANSIT: the timer runs on to DELIVERED"
         client.post(f"/api/v1/shipments/{shipment['id']}/advance")
         assert woken() == 0, "DELIVERED: no timer left"
-    finally:
-        listener.close()
