@@ -248,7 +248,17 @@ class Worker:
             self.topics,
             len(self.jobs),
         )
-        self.start()
+        # Only the main thread takes the stop signals: its threads (and theirs)
+        # start with them blocked. A signal delivered to another thread would not
+        # end the main thread's wait below, and SIGTERM right after SIGINT (as
+        # `chomik run` stops its children) goes to another thread while the
+        # first is still pending in the main one.
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            self.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         self.stop_event.wait()  # a signal, or a part that crashed, sets it
         log.info("worker %s stopping", self.app)
         self.join()

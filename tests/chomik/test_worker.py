@@ -15,6 +15,7 @@ from chomik.messaging.kafka import ensure_topics
 from chomik.messaging.outbox import emit
 from tests.chomik.messaging_helpers import (
     EFFECTS_DDL,
+    SCHEDULE_DDL,
     Ping,
     scratch_tables,
     spawn,
@@ -118,6 +119,30 @@ def test_worker_relays_consumes_and_stops_gracefully_on_sigterm(
     assert dead
     assert dead[0]["request_id"] == "req-poison"
     assert sum("stopped" in line["message"] for line in lines) == 2
+
+
+def test_a_worker_stops_on_sigint_then_sigterm_at_once(infra, tmp_path):
+    """`chomik run` stops a child with SIGINT and then, at once, SIGTERM. The second
+    signal, arriving while the first is still pending in the main thread, goes to
+    another thread; it must still end the main thread's wait (it did not, about one
+    stop in two, when every thread could take the signals)."""
+    with scratch_tables(infra.engine("orders"), SCHEDULE_DDL):
+        env = {"DATABASE_URL": infra.urls["orders"]}
+        logs = [tmp_path / f"worker-{n}.log" for n in range(6)]
+        workers = [
+            spawn("tests.chomik.worker_child", env, log, "scheduler") for log in logs
+        ]
+        try:
+            for log in logs:
+                wait_until(lambda log=log: "Resumed scheduler" in log.read_text(), 30)
+            for worker in workers:
+                worker.send_signal(signal.SIGINT)
+                worker.send_signal(signal.SIGTERM)
+            codes = [wait_or_kill(worker, 8) for worker in workers]
+        finally:
+            for worker in workers:
+                wait_or_kill(worker, 0.1)
+    assert codes == [0] * len(workers)
 
 
 def test_worker_creates_the_topics_it_consumes_and_produces_with_their_dlqs(infra):
