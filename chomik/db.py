@@ -368,6 +368,8 @@ _SWAP_LOCK_TIMEOUT = sa.text(
     " SELECT value, set_config('lock_timeout', :value, true) FROM previous"
 )
 
+_RESTORE_LOCK_TIMEOUT = sa.text("SELECT set_config('lock_timeout', :value, true)")
+
 
 @contextmanager
 def lock_wait(session: Session, seconds: float) -> Iterator[None]:
@@ -382,13 +384,30 @@ def lock_wait(session: Session, seconds: float) -> Iterator[None]:
                 _SWAP_LOCK_TIMEOUT, {"value": f"{max(1, round(seconds * 1000))}ms"}
             ).scalar_one()
             yield
-            session.execute(
-                sa.select(sa.func.set_config("lock_timeout", previous, sa.true()))
-            )
+            session.execute(_RESTORE_LOCK_TIMEOUT, {"value": previous})
     except sa.exc.OperationalError as exc:
         if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
             raise
         raise LockWaitTimeoutError(str(exc.orig)) from exc
+
+
+_TRY_ADVISORY_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:namespace, :key)")
+_ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)")
+
+
+def advisory_xact_lock(
+    session: Session, namespace: int, key: int, *, wait: float
+) -> None:
+    """Take a transaction-level advisory lock, waiting `wait` seconds at most.
+
+    One round trip when the lock is free; `LockWaitTimeoutError` when it is
+    not granted in time (the transaction goes on without it).
+    """
+    keys = {"namespace": namespace, "key": key}
+    if session.execute(_TRY_ADVISORY_LOCK, keys).scalar_one():
+        return
+    with lock_wait(session, wait):
+        session.execute(_ADVISORY_LOCK, keys)
 
 
 def lock_key(data: bytes) -> int:

@@ -3,6 +3,7 @@
 import datetime as dt
 import enum
 import os
+import threading
 import time
 import uuid
 
@@ -14,7 +15,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from chomik.db import (
     TYPE_ANNOTATION_MAP,
     Listener,
+    LockWaitTimeoutError,
     UTCDateTime,
+    advisory_xact_lock,
     compiled_once,
     enum_by_value,
     make_engine,
@@ -239,3 +242,71 @@ def test_a_listener_whose_backend_was_terminated_listens_again(infra):
         wait_until(lambda: woken == ["test_db_listener"], 10)
     finally:
         listener.stop()
+
+
+# -- advisory_xact_lock ----------------------------------------------------------------
+
+
+def _statements(session) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(
+        session.connection(),
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *rest: seen.append(statement),
+    )
+    return seen
+
+
+def _held(connection, key: int) -> bool:
+    return (
+        connection.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid = 7 AND objid = :objid AND granted"
+            ),
+            {"objid": key},
+        ).scalar_one()
+        == 1
+    )
+
+
+def test_a_free_advisory_lock_is_taken_in_one_round_trip_until_the_end(infra):
+    engine = make_engine(infra.urls["gateway"])
+    with sa.orm.Session(engine) as session, engine.connect() as watcher:
+        statements = _statements(session)
+        advisory_xact_lock(session, 7, 1234, wait=0.2)
+        assert len(statements) == 1
+        assert _held(watcher, 1234)
+        session.commit()
+        assert not _held(watcher, 1234)
+    engine.dispose()
+
+
+def test_a_held_advisory_lock_is_waited_for_then_refused_and_the_transaction_goes_on(
+    infra,
+):
+    engine = make_engine(infra.urls["gateway"])
+    with engine.connect() as other, other.begin():
+        other.execute(sa.text("SELECT pg_advisory_xact_lock(7, 1235)"))
+        with sa.orm.Session(engine) as session:
+            started = time.monotonic()
+            with pytest.raises(LockWaitTimeoutError):
+                advisory_xact_lock(session, 7, 1235, wait=0.2)
+            assert time.monotonic() - started >= 0.2
+            timeout = session.execute(sa.text("SHOW lock_timeout")).scalar_one()
+            assert timeout == "0"  # the transaction's own, back
+            session.rollback()
+    engine.dispose()
+
+
+def test_an_advisory_lock_let_go_within_the_wait_is_taken(infra):
+    engine = make_engine(infra.urls["gateway"])
+    with sa.orm.Session(engine) as session, engine.connect() as watcher:
+        with engine.connect() as other:
+            other.begin()
+            other.execute(sa.text("SELECT pg_advisory_xact_lock(7, 1236)"))
+            threading.Timer(0.2, other.rollback).start()
+            advisory_xact_lock(session, 7, 1236, wait=5)
+        assert _held(watcher, 1236)
+        session.rollback()
+    engine.dispose()

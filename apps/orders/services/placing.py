@@ -57,9 +57,9 @@ from chomik.auth import Principal, user_uuid
 from chomik.db import (
     LockWaitTimeoutError,
     UTCDateTime,
+    advisory_xact_lock,
     compiled_once,
     lock_key,
-    lock_wait,
     utcnow,
 )
 from chomik.messaging.outbox import emit
@@ -255,10 +255,7 @@ def _check_unpaid(session: Session, buyer_id: uuid.UUID, limit: int) -> None:
     """
     key = lock_key(buyer_id.bytes)
     try:
-        with lock_wait(session, PLACEMENT_WAIT):
-            session.execute(
-                sa.select(sa.func.pg_advisory_xact_lock(_UNPAID_LOCKS, key))
-            )
+        advisory_xact_lock(session, _UNPAID_LOCKS, key, wait=PLACEMENT_WAIT)
     except LockWaitTimeoutError as exc:
         raise PlacementInProgressError(math.ceil(PLACEMENT_WAIT)) from exc
     held = session.execute(
