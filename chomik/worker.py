@@ -253,12 +253,11 @@ class Worker:
         # end the main thread's wait below, and SIGTERM right after SIGINT (as
         # `chomik run` stops its children) goes to another thread while the
         # first is still pending in the main one.
-        stop_signals = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             self.start()
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.stop_event.wait()  # a signal, or a part that crashed, sets it
         log.info("worker %s stopping", self.app)
         self.join()

@@ -262,7 +262,9 @@ def _held(connection, key: int) -> bool:
         connection.execute(
             sa.text(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND classid = 7 AND objid = :objid AND granted"
+                " AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"
+                " AND classid = 7 AND objid = :objid AND objsubid = 2 AND granted"
             ),
             {"objid": key},
         ).scalar_one()
@@ -289,12 +291,13 @@ def test_a_held_advisory_lock_is_waited_for_then_refused_and_the_transaction_goe
     with engine.connect() as other, other.begin():
         other.execute(sa.text("SELECT pg_advisory_xact_lock(7, 1235)"))
         with sa.orm.Session(engine) as session:
+            session.execute(sa.text("SET LOCAL lock_timeout = '7s'"))
             started = time.monotonic()
             with pytest.raises(LockWaitTimeoutError):
                 advisory_xact_lock(session, 7, 1235, wait=0.2)
             assert time.monotonic() - started >= 0.2
             timeout = session.execute(sa.text("SHOW lock_timeout")).scalar_one()
-            assert timeout == "0"  # the transaction's own, back
+            assert timeout == "7s"  # the transaction's own, back
             session.rollback()
     engine.dispose()
 
@@ -305,8 +308,10 @@ def test_an_advisory_lock_let_go_within_the_wait_is_taken(infra):
         with engine.connect() as other:
             other.begin()
             other.execute(sa.text("SELECT pg_advisory_xact_lock(7, 1236)"))
-            threading.Timer(0.2, other.rollback).start()
+            letting_go = threading.Timer(0.2, other.rollback)
+            letting_go.start()
             advisory_xact_lock(session, 7, 1236, wait=5)
+            letting_go.join()
         assert _held(watcher, 1236)
         session.rollback()
     engine.dispose()
