@@ -403,11 +403,16 @@ def advisory_xact_lock(
     One round trip when the lock is free; `LockWaitTimeoutError` when it is
     not granted in time (the transaction goes on without it).
     """
-    keys = {"namespace": namespace, "key": key}
-    if session.execute(_TRY_ADVISORY_LOCK, keys).scalar_one():
+    if try_advisory_xact_lock(session, namespace, key):
         return
     with lock_wait(session, wait):
-        session.execute(_ADVISORY_LOCK, keys)
+        session.execute(_ADVISORY_LOCK, {"namespace": namespace, "key": key})
+
+
+def try_advisory_xact_lock(session: Session, namespace: int, key: int) -> bool:
+    """Take a transaction-level advisory lock if it is free; False if it is not."""
+    keys = {"namespace": namespace, "key": key}
+    return bool(session.execute(_TRY_ADVISORY_LOCK, keys).scalar_one())
 
 
 def lock_key(data: bytes) -> int:

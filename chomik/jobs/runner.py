@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from chomik.db import lock_key, utcnow
+from chomik.db import lock_key, try_advisory_xact_lock, utcnow
 from chomik.jobs.scheduling import (
     Counts,
     Job,
@@ -234,11 +234,9 @@ def exclusive(
 
 def try_lock(session: Session, name: str) -> bool:
     """Take the transaction-level advisory lock of a job name, if it is free."""
-    key = lock_key(name.encode())
-    locked = session.scalar(
-        sa.select(sa.func.pg_try_advisory_xact_lock(_EXCLUSIVE_LOCK_NAMESPACE, key))
+    return try_advisory_xact_lock(
+        session, _EXCLUSIVE_LOCK_NAMESPACE, lock_key(name.encode())
     )
-    return bool(locked)
 
 
 def has_table(session: Session, name: str) -> bool:
