@@ -1,4 +1,4 @@
-"""Shared mechanics of the typed HTTP clients: one session, timeouts, retries, errors.
+"""Shared mechanics of the typed HTTP clients: one pool, timeouts, retries, errors.
 
 Every call has a timeout. Only idempotent calls are retried (GET, PUT, DELETE, or a
 POST the remote side makes idempotent, such as a reservation keyed by order id),
@@ -27,13 +27,16 @@ Each client maps the remote problem `type`s it knows to subclasses of these.
 
 from __future__ import annotations
 
+import json as jsonlib
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
-
-import requests
+from dataclasses import dataclass
+from http.client import HTTPException, HTTPMessage
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from chomik.auth import issue_service_token
+from chomik.connections import ConnectionPool
 from chomik.logs import REQUEST_ID_HEADER, current_request_id
 from chomik.transient import TransientError
 
@@ -47,15 +50,23 @@ __all__ = [
     "HttpClient",
     "MalformedResponseError",
     "NotFoundError",
+    "PooledTransport",
+    "Response",
     "ResponseError",
     "ServerError",
     "TooManyRequestsError",
+    "Transport",
     "TransportError",
     "UnauthorizedError",
 ]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # a length even when empty
+# A kept-alive connection idle longer than this is closed, not reused: well under
+# the services' keep-alive (gunicorn's, 5 s), so the client is the one to close.
+IDLE_REUSE = 2.0
+POOL_SIZE = 16
 
 T = TypeVar("T")
 
@@ -122,8 +133,66 @@ _BY_STATUS: dict[int, type[ResponseError]] = {
 }
 
 
+@dataclass(frozen=True)
+class Response:
+    """A service's answer, read whole."""
+
+    method: str
+    url: str
+    status_code: int
+    headers: HTTPMessage | Mapping[str, str]  # looked up by any case of the name
+    content: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError if it is not."""
+        return jsonlib.loads(self.content)
+
+
+class Transport(Protocol):
+    """Sends one request to one service and returns its answer read whole.
+
+    `target` is the path with its query. A failure to get an answer raises
+    `OSError` or `http.client.HTTPException`.
+    """
+
+    def __call__(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+class PooledTransport:
+    """The transport of every client: the kit's pool of kept-alive connections."""
+
+    def __init__(self, base_url: str, *, timeout: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.pool = ConnectionPool(
+            self.base_url,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            idle_reuse=IDLE_REUSE,
+            size=POOL_SIZE,
+        )
+
+    def __call__(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Response:
+        conn, answer = self.pool.exchange(method, target, headers.items(), body)
+        try:
+            content = answer.read()
+        finally:
+            self.pool.release(conn, answer)  # closed unless read whole
+        return Response(
+            method, f"{self.base_url}{target}", answer.status, answer.headers, content
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 class HttpClient:
-    """One `requests.Session` to one service, with the rules above."""
+    """One pooled transport to one service, with the rules above."""
 
     def __init__(
         self,
@@ -132,15 +201,14 @@ class HttpClient:
         timeout: float = 5.0,
         retries: int = 2,
         backoff: float = 0.1,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
         problem_types: Mapping[str, type[ResponseError]] | None = None,
         token: Callable[[], str] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.session = session or requests.Session()
+        self.transport = transport or PooledTransport(base_url, timeout=timeout)
         self.problem_types = dict(problem_types or {})
         self.token = token
 
@@ -154,44 +222,47 @@ class HttpClient:
         idempotent: bool | None = None,
         authenticated: bool = True,
         headers: Mapping[str, str] | None = None,
-    ) -> requests.Response:
+    ) -> Response:
         """Send one call (retrying if idempotent) and return a successful answer.
 
         `headers` are added to (and override) the client's own, e.g. a user's
-        `Authorization` instead of the service token.
+        `Authorization` instead of the service token. `params` become the query
+        (a list value repeats its name).
         """
         retry = (
             method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
         )
         attempts = 1 + (self.retries if retry else 0)
+        target = path
+        if params:
+            target += "?" + urllib.parse.urlencode(params, doseq=True)
+        sent = {**self._headers(authenticated), **dict(headers or {})}
+        body = None
+        if json is not None:
+            body = jsonlib.dumps(json, allow_nan=False).encode()
+            sent["Content-Type"] = "application/json"
+        if body is not None or method.upper() in BODY_METHODS:
+            sent["Content-Length"] = str(len(body or b""))
         for attempt in range(1, attempts + 1):
             try:
-                response = self.session.request(
-                    method,
-                    f"{self.base_url}{path}",
-                    json=json,
-                    params=params,
-                    headers={**self._headers(authenticated), **dict(headers or {})},
-                    timeout=self.timeout,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                response = self.transport(method, target, sent, body)
+            except (OSError, HTTPException) as exc:
                 if attempt == attempts:
-                    raise TransportError(f"{method} {path}: {exc}") from exc
+                    raise TransportError(f"{method} {path}: {exc!r}") from exc
             else:
                 if response.status_code not in RETRY_STATUSES or attempt == attempts:
                     return self._checked(response)
-                response.close()
             time.sleep(self.backoff * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def decode(self, response: requests.Response, build: Callable[[Any], T]) -> T:
+    def decode(self, response: Response, build: Callable[[Any], T]) -> T:
         """Map a success answer's JSON body with `build`; MalformedResponseError if
         the body is not JSON or not the shape `build` expects."""
         try:
             return build(response.json())
         except (ValueError, KeyError, IndexError, TypeError, AttributeError,
                 ArithmeticError) as exc:  # fmt: skip
-            detail = f"unexpected answer to {response.request.method} {response.url}"
+            detail = f"unexpected answer to {response.method} {response.url}"
             raise MalformedResponseError(
                 response.status_code,
                 {"type": "malformed-response", "detail": f"{detail}: {exc!r}"},
@@ -206,7 +277,7 @@ class HttpClient:
             headers["Authorization"] = f"Bearer {self.token()}"
         return headers
 
-    def _checked(self, response: requests.Response) -> requests.Response:
+    def _checked(self, response: Response) -> Response:
         if response.status_code < 400:
             return response
         try:
@@ -225,7 +296,7 @@ class HttpClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self.session.close()
+        self.transport.close()
 
 
 class ServiceToken:
@@ -258,13 +329,13 @@ class Client:
         token: Callable[[], str] | None = None,
         timeout: float = 5.0,
         retries: int = 2,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.http = HttpClient(
             base_url,
             timeout=timeout,
             retries=retries,
-            session=session,
+            transport=transport,
             problem_types=self.PROBLEM_TYPES,
             token=token,
         )
@@ -285,17 +356,12 @@ class ServiceClient(Client):
         caller: str,
         timeout: float = 5.0,
         retries: int = 2,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        if session is None:
-            # Our services' addresses come from the settings: no proxy or .netrc
-            # from the environment, which requests would look up on every call.
-            session = requests.Session()
-            session.trust_env = False
         super().__init__(
             base_url,
             token=ServiceToken(service_secret, caller),
             timeout=timeout,
             retries=retries,
-            session=session,
+            transport=transport,
         )

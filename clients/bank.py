@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import requests
-
 from clients._http import (
     BadRequestError,
     Client,
@@ -40,6 +38,7 @@ from clients._http import (
     NotFoundError,
     ResponseError,
     ServerError,
+    Transport,
     TransportError,
     UnauthorizedError,
 )
@@ -201,7 +200,7 @@ class BankClient(Client):
         merchant_account_id: uuid.UUID,
         timeout: float = 5.0,
         retries: int = 2,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.merchant_account_id = merchant_account_id
         super().__init__(
@@ -209,7 +208,7 @@ class BankClient(Client):
             token=lambda: merchant_token,
             timeout=timeout,
             retries=retries,
-            session=session,
+            transport=transport,
         )
 
     def create_transaction(

@@ -25,8 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from clients._http import (
     BadRequestError,
     Client,
@@ -35,6 +33,7 @@ from clients._http import (
     NotFoundError,
     ResponseError,
     ServerError,
+    Transport,
     TransportError,
     UnauthorizedError,
 )
@@ -174,14 +173,14 @@ class CarrierClient(Client):
         merchant_token: str,
         timeout: float = 5.0,
         retries: int = 2,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
     ) -> None:
         super().__init__(
             base_url,
             token=lambda: merchant_token,
             timeout=timeout,
             retries=retries,
-            session=session,
+            transport=transport,
         )
 
     def create_shipment(self, *, reference: str, address: ShipmentAddress) -> Shipment:

@@ -376,11 +376,11 @@ class Apps:
     def _orders(self) -> Flask:
         storage = StorageClient(
             STORAGE, service_secret=TEST_SERVICE_SECRET, caller="orders",
-            session=mounted(self.get("storage"), STORAGE),
+            transport=mounted(self.get("storage"), STORAGE),
         )  # fmt: skip
         addresses = DeliveryClient(
             DELIVERY, service_secret=TEST_SERVICE_SECRET, caller="orders",
-            session=mounted(self.get("delivery"), DELIVERY),
+            transport=mounted(self.get("delivery"), DELIVERY),
         )  # fmt: skip
         self.closers += [storage.close, addresses.close]
         settings = self.settings_for(

@@ -7,21 +7,13 @@ not in the table (internal endpoints such as reservations) are never routed.
 from __future__ import annotations
 
 import re
-import threading
-import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.client import (
-    BadStatusLine,
-    HTTPConnection,
-    HTTPException,
-    HTTPResponse,
-    HTTPSConnection,
-)
+from http.client import HTTPConnection, HTTPException, HTTPResponse
 
 from apps.gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
-from chomik.db import readable
+from chomik.connections import ConnectionPool
 from chomik.web import check_body_length, reading_body
 
 # RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
@@ -40,9 +32,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 CHUNK_SIZE = 64 * 1024
-# Sent a second time when the service dropped the connection without an answer:
-# methods that change nothing, without a body (nothing of it has been read away).
-RESENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Kept as they are in a query passed on (RFC 3986: query characters, and `%` of the
 # escapes already there).
 _QUERY_SAFE = "!$&'()*+,;=:@/?%"
@@ -140,69 +129,6 @@ def chunks(stream: object, length: int | None = None) -> Iterator[bytes]:
     check_body_length(received, length)
 
 
-class _Pool:
-    """Kept-alive connections to one service, the most recently used first.
-
-    A service closes a kept-alive connection idle for its keep-alive (gunicorn: 5 s).
-    One closed just as the pool hands it out loses the request sent on it: a 502
-    the client must resend. The pool hands out only connections idle for less than
-    `idle_reuse` seconds, so the proxy is always the one to close, and none the
-    service has already closed (restarted, say): those are readable at EOF.
-    """
-
-    def __init__(
-        self, url: str, *, connect_timeout: float, read_timeout: float,
-        idle_reuse: float, size: int,
-    ) -> None:  # fmt: skip
-        parts = urllib.parse.urlsplit(url)
-        if not parts.hostname:
-            raise ValueError(f"the URL {url!r} has no host")
-        self._kind = HTTPSConnection if parts.scheme == "https" else HTTPConnection
-        self._address = (parts.hostname, parts.port)
-        self.prefix = parts.path.rstrip("/")
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._idle_reuse = idle_reuse
-        self._size = size
-        self._idle: list[tuple[float, HTTPConnection]] = []  # oldest first
-        self._lock = threading.Lock()
-
-    def get(self) -> tuple[HTTPConnection, bool]:
-        """A connection, and whether it carried a request before."""
-        fresh_since = time.monotonic() - self._idle_reuse
-        with self._lock:
-            while self._idle:
-                idle_since, conn = self._idle.pop()
-                if idle_since < fresh_since:  # and so is every older one
-                    stale, self._idle = [conn, *(c for _, c in self._idle)], []
-                    for old in stale:
-                        old.close()
-                    break
-                if conn.sock is not None and not readable(conn.sock, 0):
-                    return conn, True
-                conn.close()  # closed by the service, or sent what nobody asked
-        return self._kind(*self._address, timeout=self._connect_timeout), False
-
-    def connect(self, conn: HTTPConnection) -> None:
-        """Open a new connection within the connect timeout; then reads get theirs."""
-        conn.connect()
-        conn.sock.settimeout(self._read_timeout)
-
-    def put(self, conn: HTTPConnection) -> None:
-        """Keep a connection whose last answer was read whole, if there is room."""
-        with self._lock:
-            if len(self._idle) < self._size:
-                self._idle.append((time.monotonic(), conn))
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for _, conn in idle:
-            conn.close()
-
-
 class Upstream:
     """A service's answer: status and headers read, the body still on the wire.
 
@@ -210,7 +136,9 @@ class Upstream:
     client went away), it is closed, since the rest of the body is still on it.
     """
 
-    def __init__(self, pool: _Pool, conn: HTTPConnection, response: HTTPResponse):
+    def __init__(
+        self, pool: ConnectionPool, conn: HTTPConnection, response: HTTPResponse
+    ) -> None:
         self._pool, self._response = pool, response
         self._conn: HTTPConnection | None = conn
         self.status = response.status
@@ -226,28 +154,16 @@ class Upstream:
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        response = self._response
-        # Nothing left of the body (http.client counts it down; a chunked one is
-        # closed at its last chunk; HEAD, 204 and 304 answers have none).
-        whole = response.isclosed() or response.length == 0
-        response.close()
-        if whole and not response.will_close:
-            self._pool.put(conn)
-        else:
-            conn.close()
+        if conn is not None:
+            self._pool.release(conn, self._response)
 
 
 class Forwarder:
-    """A pool of kept-alive connections to each service, with connect and read
-    timeouts, over the standard library's `http.client`.
+    """The kit's pool of kept-alive connections to each service, with connect and
+    read timeouts: a proxy passes bytes and headers through as they are.
 
-    A proxy passes bytes and headers through as they are: it needs none of what
-    urllib3 or `requests` add above `http.client` (retries, redirects, header
-    containers, cookies), which cost more CPU than the call itself. Each
-    service's pool is made on its first request, and called straight with the
-    path: no URL to parse and no pool to look up per request.
+    Each service's pool is made on its first request, and called straight with
+    the path: no URL to parse and no pool to look up per request.
     """
 
     def __init__(
@@ -265,16 +181,16 @@ class Forwarder:
         self._idle_reuse = idle_reuse
         self._pool_size = pool_size
         # service -> (its base URL, the pool to it)
-        self._pools: dict[str, tuple[str, _Pool]] = {}
+        self._pools: dict[str, tuple[str, ConnectionPool]] = {}
 
-    def _pool(self, service: str) -> _Pool:
+    def _pool(self, service: str) -> ConnectionPool:
         """The service's pool (a new pool when its URL changed)."""
         base = self.upstreams[service]
         known = self._pools.get(service)
         if known is not None and known[0] == base:
             return known[1]
         try:
-            pool = _Pool(
+            pool = ConnectionPool(
                 base,
                 connect_timeout=self._connect_timeout,
                 read_timeout=self._read_timeout,
@@ -303,7 +219,7 @@ class Forwarder:
         A body of unknown length goes chunked.
         """
         pool = self._pool(service)
-        url = f"{pool.prefix}{path}"
+        url = path
         if query:  # as sent, but with what a request line cannot hold escaped
             url += "?" + urllib.parse.quote(query, _QUERY_SAFE, encoding="latin-1")
         if isinstance(body, Body):
@@ -311,18 +227,9 @@ class Forwarder:
         elif body is not None:
             headers = [*headers, ("Transfer-Encoding", "chunked")]
         try:
-            conn, reused = pool.get()
-            try:
-                return self._exchange(pool, conn, method, url, headers, body)
-            except (ConnectionError, BadStatusLine):
-                # Dropped without an answer: a kept-alive connection the service
-                # closed (its keep-alive timeout) just as it was sent on. A
-                # request that changes nothing goes once more, on a new
-                # connection; any other is the client's to send again.
-                if not reused or body is not None or method not in RESENT_METHODS:
-                    raise
-                conn = pool.get()[0]
-                return self._exchange(pool, conn, method, url, headers, body)
+            conn, response = pool.exchange(
+                method, url, headers, body, chunked=not isinstance(body, Body | None)
+            )
         except TimeoutError as exc:
             raise UpstreamTimeoutError(
                 service, f"The {service} service did not answer in time"
@@ -331,27 +238,7 @@ class Forwarder:
             raise UpstreamUnavailableError(
                 service, f"The {service} service cannot be reached"
             ) from exc
-
-    @staticmethod
-    def _exchange(
-        pool: _Pool,
-        conn: HTTPConnection,
-        method: str,
-        url: str,
-        headers: list[tuple[str, str]],
-        body: Body | Iterator[bytes] | None,
-    ) -> Upstream:
-        try:
-            if conn.sock is None:
-                pool.connect(conn)
-            conn.putrequest(method, url, skip_accept_encoding=True)
-            for name, value in headers:
-                conn.putheader(name, value)
-            conn.endheaders(body, encode_chunked=not isinstance(body, Body | None))
-            return Upstream(pool, conn, conn.getresponse())
-        except BaseException:
-            conn.close()  # mid-request: nothing else may go on it
-            raise
+        return Upstream(pool, conn, response)
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -6,9 +6,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
-import requests
 import sqlalchemy as sa
-from wsgiadapter import WSGIAdapter
 
 from clients._http import MalformedResponseError
 from clients.bank import (
@@ -28,7 +26,7 @@ from clients.bank import (
 )
 from mocks.bank import create_app
 from mocks.bank.settings import BankSettings
-from tests.clients.wsgi import dropping, string_content_length
+from tests.clients.wsgi import dropping, mounted
 
 BASE = "http://bank.test"
 TOKEN = "client-test-merchant"
@@ -47,10 +45,8 @@ def app(dbs, settings_for):
 
 
 def client_for(app, token=TOKEN, account=MERCHANT):
-    session = requests.Session()
-    session.mount(BASE, WSGIAdapter(string_content_length(app)))
     return BankClient(
-        BASE, merchant_token=token, merchant_account_id=account, session=session,
+        BASE, merchant_token=token, merchant_account_id=account, transport=mounted(app, BASE),
         retries=0,
     )  # fmt: skip
 

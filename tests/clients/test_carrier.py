@@ -4,9 +4,7 @@ import json
 import uuid
 
 import pytest
-import requests
 import sqlalchemy as sa
-from wsgiadapter import WSGIAdapter
 
 from clients._http import MalformedResponseError
 from clients.carrier import (
@@ -23,7 +21,7 @@ from clients.carrier import (
 )
 from mocks.carrier import create_app
 from mocks.carrier.settings import CarrierSettings
-from tests.clients.wsgi import dropping, string_content_length
+from tests.clients.wsgi import dropping, mounted
 
 BASE = "http://carrier.test"
 TOKEN = "client-test-carrier-merchant"
@@ -46,9 +44,9 @@ def app(dbs, settings_for):
 
 
 def client_for(app, token=TOKEN):
-    session = requests.Session()
-    session.mount(BASE, WSGIAdapter(string_content_length(app)))
-    return CarrierClient(BASE, merchant_token=token, session=session, retries=0)
+    return CarrierClient(
+        BASE, merchant_token=token, transport=mounted(app, BASE), retries=0
+    )
 
 
 @pytest.fixture

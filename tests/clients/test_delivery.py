@@ -4,8 +4,6 @@ import datetime as dt
 import uuid
 
 import pytest
-import requests
-from wsgiadapter import WSGIAdapter
 
 from apps.delivery import create_app
 from apps.delivery.settings import DeliverySettings
@@ -13,7 +11,7 @@ from chomik.db import utcnow
 from chomik.logs import request_id_var
 from clients._http import ClientError, MalformedResponseError, UnauthorizedError
 from clients.delivery import Address, DeliveryClient, NotFoundError, TransportError
-from tests.clients.wsgi import dropping, string_content_length
+from tests.clients.wsgi import dropping, mounted
 from tests.conftest import TEST_SERVICE_SECRET
 from tests.factories import delivery as factories
 from tests.factories.delivery import AddressFactory
@@ -22,9 +20,9 @@ BASE = "http://delivery.test"
 
 
 def client_for(app, secret=TEST_SERVICE_SECRET, base=BASE):
-    session = requests.Session()
-    session.mount(BASE, WSGIAdapter(string_content_length(app)))
-    return DeliveryClient(base, service_secret=secret, caller="orders", session=session)
+    return DeliveryClient(
+        base, service_secret=secret, caller="orders", transport=mounted(app, base)
+    )
 
 
 @pytest.fixture

@@ -1,12 +1,15 @@
 """The shared client mechanics: retries only when idempotent, timeouts, error mapping."""
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
-import requests
-from wsgiadapter import WSGIAdapter
 
-from chomik.infra import free_port
+from chomik.infra import free_port, stop_process, wait_for_port
+from chomik.logs import request_id_var
 from chomik.transient import is_transient
 from clients._http import (
     BadRequestError,
@@ -20,9 +23,10 @@ from clients._http import (
     TooManyRequestsError,
     TransportError,
 )
-from tests.clients.wsgi import string_content_length
+from tests.clients.wsgi import mounted
 
 BASE = "http://remote.test"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 class Scripted:
@@ -41,9 +45,7 @@ class Scripted:
 
 
 def client_for(app, **kwargs):
-    session = requests.Session()
-    session.mount(BASE, WSGIAdapter(string_content_length(app)))
-    return HttpClient(BASE, session=session, backoff=0, **kwargs)
+    return HttpClient(BASE, transport=mounted(app, BASE), backoff=0, **kwargs)
 
 
 def test_an_idempotent_call_is_retried_after_503():
@@ -153,3 +155,94 @@ def test_decode_returns_what_the_mapping_builds():
     client = client_for(app)
     assert client.decode(client.request("GET", "/x"), lambda d: int(d["count"])) == 3
     assert not issubclass(BadRequestError, MalformedResponseError)
+
+
+# The transport every client uses: the kit's pool of kept-alive connections, over
+# real HTTP to a server on 127.0.0.1.
+
+
+@pytest.fixture(scope="module")
+def echo_service():
+    """The echo app under gunicorn's threaded workers, as our services run, with a
+    keep-alive of 1 s; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
+         "--threads", "4", "--keep-alive", "1", "--bind", f"127.0.0.1:{port}",
+         "tests.clients.echo:app"],
+        cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert wait_for_port(port, timeout=30), "gunicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture
+def over_http():
+    """Make HttpClients with their real transport; closed after the test."""
+    made = []
+
+    def make(url, **kwargs):
+        made.append(HttpClient(url, **kwargs))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def test_a_call_over_http_sends_the_query_body_and_headers(echo_service, over_http):
+    url = echo_service
+    client = over_http(f"{url}/base", token=lambda: "t0ken")
+    token = request_id_var.set("req-1")
+    try:
+        response = client.request(
+            "POST", "/x", json={"a": [1, "ż"]}, params={"id": ["1", "2"], "q": "a b&c"}
+        )
+    finally:
+        request_id_var.reset(token)
+    echo = response.json()
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.url == f"{url}/base/x?id=1&id=2&q=a+b%26c"
+    assert echo["method"] == "POST"
+    assert echo["path"] == "/base/x"
+    assert echo["query"] == "id=1&id=2&q=a+b%26c"
+    assert echo["type"] == "application/json"
+    assert json.loads(echo["body"]) == {"a": [1, "ż"]}
+    assert int(echo["length"]) == len(echo["body"].encode())
+    assert echo["request_id"] == "req-1"
+    assert echo["authorization"] == "Bearer t0ken"
+
+
+def test_a_post_without_a_body_says_its_length_is_nought(echo_service, over_http):
+    echo = over_http(echo_service).request("POST", "/x").json()
+    assert echo["length"] == "0"
+    assert echo["body"] == ""
+
+
+def test_calls_reuse_one_kept_alive_connection(echo_service, over_http):
+    client = over_http(echo_service)
+    ports = {client.request("GET", "/x").json()["port"] for _ in range(3)}
+    assert len(ports) == 1
+
+
+def test_a_connection_the_service_closed_is_not_sent_on(echo_service, over_http):
+    client = over_http(echo_service, retries=0)
+    first = client.request("POST", "/x").json()["port"]
+    time.sleep(1.5)  # past the service's keep-alive: it closed the connection
+    # A POST is never sent twice: sent on the closed connection, it would fail.
+    assert client.request("POST", "/x").json()["port"] != first
+
+
+def test_a_service_too_slow_to_answer_is_a_transient_transport_error(
+    echo_service, over_http
+):
+    client = over_http(echo_service, timeout=0.3, retries=0)
+    with pytest.raises(TransportError) as caught:
+        client.request("GET", "/x", params={"delay": 1})
+    assert is_transient(caught.value)
+    assert client.request("GET", "/x").status_code == 200  # a new connection

@@ -53,7 +53,7 @@ def orders_app(dbs, settings_for, addresses):
     )
     storage = StorageClient(
         STORAGE, service_secret=TEST_SERVICE_SECRET, caller="orders",
-        session=mounted(storage_app, STORAGE),
+        transport=mounted(storage_app, STORAGE),
     )  # fmt: skip
     app = create_app(
         settings_for(OrdersSettings), ports=Ports(storage=storage, addresses=addresses)
@@ -65,7 +65,7 @@ def orders_app(dbs, settings_for, addresses):
 def orders(orders_app):
     client = OrdersClient(
         BASE, service_secret=TEST_SERVICE_SECRET, caller="payment",
-        session=mounted(orders_app, BASE),
+        transport=mounted(orders_app, BASE),
     )  # fmt: skip
     yield client
     client.close()
@@ -160,7 +160,7 @@ def test_the_internal_read_needs_the_service_secret_and_users_need_their_role(
 ):
     wrong = OrdersClient(
         BASE, service_secret="not-the-secret-0123456789abcdef0123456789",
-        caller="payment", session=mounted(orders_app, BASE),
+        caller="payment", transport=mounted(orders_app, BASE),
     )  # fmt: skip
     with pytest.raises(UnauthorizedError):
         wrong.get_order(uuid.uuid4())
@@ -177,7 +177,7 @@ def test_an_answer_missing_a_field_is_a_malformed_response(orders_app, buyer):
     product = ProductFactory(quantity=5)
     broken = OrdersClient(
         BASE, service_secret=TEST_SERVICE_SECRET, caller="payment",
-        session=mounted(dropping(orders_app, ["items", "*", "unit_price"]), BASE),
+        transport=mounted(dropping(orders_app, ["items", "*", "unit_price"]), BASE),
     )  # fmt: skip
     with pytest.raises(MalformedResponseError):
         broken.place_order(

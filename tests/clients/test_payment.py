@@ -32,7 +32,7 @@ BASE = "http://payment.test"
 
 
 def client_for(app):
-    return PaymentClient(BASE, session=mounted(app, BASE), retries=0)
+    return PaymentClient(BASE, transport=mounted(app, BASE), retries=0)
 
 
 @pytest.fixture

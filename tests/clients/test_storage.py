@@ -4,8 +4,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-import requests
-from wsgiadapter import WSGIAdapter
 
 from apps.storage import create_app
 from apps.storage.settings import StorageSettings
@@ -24,7 +22,7 @@ from clients.storage import (
     StockItem,
     StorageClient,
 )
-from tests.clients.wsgi import dropping, string_content_length
+from tests.clients.wsgi import dropping, mounted
 from tests.conftest import TEST_SERVICE_SECRET
 from tests.factories import storage as factories
 from tests.factories.storage import ProductFactory
@@ -33,9 +31,9 @@ BASE = "http://storage.test"
 
 
 def client_for(app, secret=TEST_SERVICE_SECRET):
-    session = requests.Session()
-    session.mount(BASE, WSGIAdapter(string_content_length(app)))
-    return StorageClient(BASE, service_secret=secret, caller="orders", session=session)
+    return StorageClient(
+        BASE, service_secret=secret, caller="orders", transport=mounted(app, BASE)
+    )
 
 
 @pytest.fixture

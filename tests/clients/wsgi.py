@@ -1,27 +1,58 @@
-"""Run a client against a real app in-process (no network)."""
+"""Run a client against a real app in-process (no network), or over real HTTP."""
 
+import contextlib
 import json
+import threading
+import urllib.parse
+
+from werkzeug.serving import make_server
+from werkzeug.test import Client
+
+from clients._http import Response
 
 
-def string_content_length(app):
-    """wsgiadapter puts an int in CONTENT_LENGTH; WSGI (and werkzeug) want a str."""
+class WsgiTransport:
+    """A client transport that hands each request to a WSGI app in-process."""
 
-    def wrapped(environ, start_response):
-        if "CONTENT_LENGTH" in environ:
-            environ["CONTENT_LENGTH"] = str(environ["CONTENT_LENGTH"])
-        return app(environ, start_response)
+    def __init__(self, app, base_url):
+        self.app = app
+        self.base_url = base_url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.base_url)
+        self.host, self.prefix = f"{parts.scheme}://{parts.netloc}", parts.path
+        self.closed = False
 
-    return wrapped
+    def __call__(self, method, target, headers, body):
+        answer = Client(self.app).open(
+            f"{self.prefix}{target}", base_url=self.host, method=method,
+            headers=dict(headers), data=body,
+        )  # fmt: skip
+        return Response(
+            method, f"{self.base_url}{target}", answer.status_code, answer.headers,
+            answer.get_data(),
+        )  # fmt: skip
+
+    def close(self):
+        self.closed = True
 
 
 def mounted(app, base_url):
-    """A requests session whose calls to `base_url` go to `app` in-process."""
-    import requests
-    from wsgiadapter import WSGIAdapter
+    """A client transport whose calls go to `app` in-process, as if at `base_url`."""
+    return WsgiTransport(app, base_url)
 
-    session = requests.Session()
-    session.mount(base_url, WSGIAdapter(string_content_length(app)))
-    return session
+
+@contextlib.contextmanager
+def serving(app, port=0):
+    """Serve `app` over HTTP on 127.0.0.1 (`port`, or a free one) in a thread;
+    yields its base URL."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def dropping(app, path):

@@ -114,7 +114,7 @@ def carrier(carrier_app):
     client = CarrierClient(
         CARRIER_BASE,
         merchant_token=CARRIER_TOKEN,
-        session=mounted(carrier_app, CARRIER_BASE),
+        transport=mounted(carrier_app, CARRIER_BASE),
         retries=0,
     )
     yield client

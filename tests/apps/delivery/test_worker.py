@@ -1,15 +1,15 @@
 """The delivery worker: paid orders and carrier callbacks from Kafka, through the
 kit's consumer loop, with the carrier away for a while."""
 
+import contextlib
 import json
 import time
 import uuid
 from types import SimpleNamespace
 
-import requests
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from wsgiadapter import WSGIAdapter
 
 from apps.delivery.consumers import consumers
 from apps.delivery.models import Shipment, ShipmentEvent, ShipmentStatus
@@ -35,7 +35,7 @@ from clients.events import (
 from mocks.carrier import create_app as create_carrier_app
 from tests.apps.delivery.conftest import CARRIER_SECRET, CARRIER_TOKEN
 from tests.chomik.messaging_helpers import metric, read_topic, wait_until
-from tests.clients.wsgi import string_content_length
+from tests.clients.wsgi import serving
 from tests.factories.delivery import AddressFactory
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
@@ -100,8 +100,15 @@ def dead_letters(bootstrap, topic=CARRIER_CALLBACKS):
     return {r.key.decode() for r in read_topic(bootstrap, dlq(topic)) if r.key}
 
 
+@pytest.fixture
+def later():
+    """Contexts entered during a test, left at its end."""
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
 def test_an_order_paid_while_the_carrier_is_down_ships_once_it_is_back_and_moves_on(
-    committed_db, delivery_settings, carrier_settings
+    committed_db, delivery_settings, carrier_settings, later
 ):
     engine = committed_db.engine("delivery")
     address = AddressFactory.build()
@@ -116,11 +123,10 @@ def test_an_order_paid_while_the_carrier_is_down_ships_once_it_is_back_and_moves
             (OrderItem(str(uuid.uuid4()), 1),),
         )
     )
-    # The carrier is away: nothing listens on its port until the adapter is mounted.
-    base = f"http://127.0.0.1:{free_port()}"
-    http = requests.Session()
+    # The carrier is away: nothing listens on its port until it is served.
+    port = free_port()
     carrier = CarrierClient(
-        base, merchant_token=CARRIER_TOKEN, session=http, retries=0, timeout=1
+        f"http://127.0.0.1:{port}", merchant_token=CARRIER_TOKEN, retries=0, timeout=1
     )
     app = f"delivery-{uuid.uuid4().hex[:6]}"  # a group of its own
     worker = Worker(
@@ -134,8 +140,7 @@ def test_an_order_paid_while_the_carrier_is_down_ships_once_it_is_back_and_moves
         waits = f"chomik-{app}"
         wait_until(lambda: metric("consumer_outage_waits_total", group=waits) >= 2, 60)
         assert shipments_of(engine, order_id) == []
-        http.mount(base, WSGIAdapter(string_content_length(
-            create_carrier_app(carrier_settings))))  # fmt: skip
+        later.enter_context(serving(create_carrier_app(carrier_settings), port))
         (shipment,) = wait_until(lambda: shipments_of(engine, order_id), 60)
         assert shipment.status == ShipmentStatus.CREATED
 

@@ -73,7 +73,7 @@ def storage_client(storage_app, kind=StorageClient):
         STORAGE,
         service_secret=TEST_SERVICE_SECRET,
         caller="orders",
-        session=mounted(storage_app, STORAGE),
+        transport=mounted(storage_app, STORAGE),
     )
 
 

@@ -53,7 +53,7 @@ def ports_of(args: dict[str, Any]) -> Ports:
     bank = BankClient(
         BANK, merchant_token=settings.bank_merchant_token,
         merchant_account_id=uuid.UUID(settings.bank_merchant_account_id),
-        session=mounted(bank_app, BANK), retries=0,
+        transport=mounted(bank_app, BANK), retries=0,
     )  # fmt: skip
     return build_ports(settings, bank=bank, check_servers=True)
 

@@ -56,7 +56,15 @@ ORDERS = define_order_tables(new_metadata()).orders
 def bank_client(bank_app, *, retries=0):
     return BankClient(
         BANK, merchant_token=TOKEN, merchant_account_id=MERCHANT,
-        session=mounted(bank_app, BANK), retries=retries,
+        transport=mounted(bank_app, BANK), retries=retries,
+    )  # fmt: skip
+
+
+def away_bank_client():
+    """A bank client over real HTTP to an address nothing listens on."""
+    return BankClient(
+        "http://127.0.0.1:9", merchant_token=TOKEN, merchant_account_id=MERCHANT,
+        retries=0,
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from chomik.jobs import JobContext
 from clients.events import BANK_CALLBACKS, BankCallbackReceived
 from clients.orders import OrderStatus, move_order
 from tests.apps.payment.conftest import (
+    away_bank_client,
     bank_transactions,
     callback_body,
     counted,
@@ -243,14 +244,11 @@ def test_an_expired_payment_is_checked_less_and_less_often():
 
 
 def test_a_bank_outage_leaves_the_payment_due_again(
-    make_ports, settings, started, infra, bank_app
+    make_ports, settings, started, infra
 ):
-    from tests.apps.payment.conftest import bank_client
-
     order_id, _ = started()
     make_due(infra)
-    away = bank_client(bank_app)
-    away.http.base_url = "http://127.0.0.1:9"  # nothing listens there
+    away = away_bank_client()
     errors = counted("payment_bank_errors_total", operation="get")
 
     counts = poll(make_ports(away), infra, settings)
@@ -303,18 +301,16 @@ def test_every_payment_worker_recovers_at_start_and_periodically(
 
 
 def test_a_late_success_the_bank_cannot_refund_yet_is_taken_again_later(
-    ports, make_ports, settings, started, bank, bank_app, infra
+    ports, make_ports, settings, started, bank, infra
 ):
     from chomik.transient import TransientError
-    from tests.apps.payment.conftest import bank_client
 
     order_id, transaction = started()
     make_due(infra, age_seconds=settings.payment_ttl + 1)
     poll(ports, infra, settings)
     pay_at_bank(bank, transaction.id)
     envelope = queued_callback(callback_body(bank.get_transaction(transaction.id)))
-    away = bank_client(bank_app)
-    away.http.base_url = "http://127.0.0.1:9"  # nothing listens there
+    away = away_bank_client()
 
     with pytest.raises(TransientError):  # the consumer waits the outage out
         consumers(make_ports(away))[BankCallbackReceived.type](

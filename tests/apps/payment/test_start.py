@@ -289,7 +289,7 @@ def bank_doing_meanwhile(bank_app, meanwhile, *, calls=1):
 
     return Bank(
         BANK, merchant_token=TOKEN, merchant_account_id=MERCHANT,
-        session=mounted(bank_app, BANK), retries=0,
+        transport=mounted(bank_app, BANK), retries=0,
     )  # fmt: skip
 
 
@@ -346,7 +346,7 @@ def test_a_bank_refusing_our_merchant_is_a_500_and_leaves_no_claim(
 ):
     refused = BankClient(
         "http://bank.test", merchant_token="not-ours", merchant_account_id=uuid.uuid4(),
-        session=mounted(bank_app, "http://bank.test"), retries=0,
+        transport=mounted(bank_app, "http://bank.test"), retries=0,
     )  # fmt: skip
     app = create_app(settings, ports=make_ports(refused))
     order_id = place_order(buyer.id)
