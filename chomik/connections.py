@@ -35,7 +35,8 @@ class ConnectionPool:
     """Kept-alive connections to the service at `url`, the most recently used first.
 
     `exchange` and `release` raise what `http.client` and the socket raise:
-    `OSError` (`TimeoutError`, `ConnectionError`) or `http.client.HTTPException`.
+    `OSError` (`TimeoutError`, `ConnectionError`) or `http.client.HTTPException`
+    when no answer comes, `ValueError` for a request that cannot go on the wire.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class ConnectionPool:
         self._size = size
         self._idle: list[tuple[float, HTTPConnection]] = []  # oldest first
         self._lock = threading.Lock()
+        self._closed = False
 
     def exchange(
         self,
@@ -89,14 +91,15 @@ class ConnectionPool:
         response.close()
         if whole and not response.will_close:
             with self._lock:
-                if len(self._idle) < self._size:
+                if not self._closed and len(self._idle) < self._size:
                     self._idle.append((time.monotonic(), conn))
                     return
         conn.close()
 
     def close(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection, and each in use as it is given back."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for _, conn in idle:
             conn.close()

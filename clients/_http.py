@@ -63,6 +63,8 @@ __all__ = [
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # a length even when empty
+# Kept as they are in a path (RFC 3986: path characters, and `%` of escapes).
+_PATH_SAFE = "/!$&'()*+,;=:@~%"
 # A kept-alive connection idle longer than this is closed, not reused: well under
 # the services' keep-alive (gunicorn's, 5 s), so the client is the one to close.
 IDLE_REUSE = 2.0
@@ -225,23 +227,24 @@ class HttpClient:
     ) -> Response:
         """Send one call (retrying if idempotent) and return a successful answer.
 
-        `headers` are added to (and override) the client's own, e.g. a user's
-        `Authorization` instead of the service token. `params` become the query
-        (a list value repeats its name).
+        `headers` are added to (and override, whatever their case) the client's
+        own, e.g. a user's `Authorization` instead of the service token. `params`
+        become the query (a list value repeats its name; None leaves it out).
         """
-        retry = (
-            method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        )
+        method = method.upper()
+        retry = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         attempts = 1 + (self.retries if retry else 0)
-        target = path
-        if params:
-            target += "?" + urllib.parse.urlencode(params, doseq=True)
-        sent = {**self._headers(authenticated), **dict(headers or {})}
+        target = urllib.parse.quote(path, safe=_PATH_SAFE)
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        if query:
+            target += "?" + urllib.parse.urlencode(query, doseq=True)
+        sent = self._headers(authenticated)
+        sent.update((name.title(), value) for name, value in (headers or {}).items())
         body = None
         if json is not None:
             body = jsonlib.dumps(json, allow_nan=False).encode()
             sent["Content-Type"] = "application/json"
-        if body is not None or method.upper() in BODY_METHODS:
+        if body is not None or method in BODY_METHODS:
             sent["Content-Length"] = str(len(body or b""))
         for attempt in range(1, attempts + 1):
             try:

@@ -218,6 +218,18 @@ def test_a_call_over_http_sends_the_query_body_and_headers(echo_service, over_ht
     assert echo["authorization"] == "Bearer t0ken"
 
 
+def test_a_call_is_sent_as_requests_sent_it(echo_service, over_http):
+    client = over_http(echo_service, token=lambda: "service")
+    echo = client.request(
+        "post", "/a b/ż", params={"q": "x", "none": None},
+        headers={"authorization": "Bearer user"},
+    ).json()  # fmt: skip
+    assert echo["method"] == "POST"
+    assert echo["path"] == "/a b/ż".encode().decode("latin-1")  # WSGI's PATH_INFO
+    assert echo["query"] == "q=x"
+    assert echo["authorization"] == "Bearer user"  # one header, the caller's
+
+
 def test_a_post_without_a_body_says_its_length_is_nought(echo_service, over_http):
     echo = over_http(echo_service).request("POST", "/x").json()
     assert echo["length"] == "0"
