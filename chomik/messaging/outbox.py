@@ -171,21 +171,31 @@ def emit(session: Session, event: Event, *, topic: str | None = None) -> Envelop
 
 def emit_envelope(session: Session, envelope: Envelope, *, topic: str) -> None:
     """Write a ready envelope to the outbox (for forwarding messages as they are)."""
-    insert = sa.insert(_outbox).values(
-        id=envelope.id,
-        topic=topic,
-        key=envelope.key,
-        type=envelope.type,
-        payload=envelope.to_json(),
-    )
+    values = {
+        "id": envelope.id,
+        "topic": topic,
+        "key": envelope.key,
+        "type": envelope.type,
+        "payload": envelope.to_json(),
+    }
     if in_two_phase(session):
-        session.execute(insert)
-        return
-    # One round trip: the INSERT, and the notification delivered at commit.
-    emitted = insert.returning(_outbox.c.seq).cte("emitted")
-    session.execute(
-        sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")).select_from(emitted)
+        session.execute(_INSERT, values)
+    else:  # one round trip: the INSERT, and the notification delivered at commit
+        session.execute(_INSERT_NOTIFYING, values)
+
+
+def _emit_statements() -> tuple[sa.Executable, sa.Executable]:
+    """The outbox INSERT, and the same INSERT notifying the relays: built once
+    (every event goes through them), their values bound per call."""
+    insert = sa.insert(_outbox).values(
+        {name: sa.bindparam(name) for name in ("id", "topic", "key", "type", "payload")}
     )
+    emitted = insert.returning(_outbox.c.seq).cte("emitted")
+    notifying = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")).select_from(emitted)
+    return insert, notifying
+
+
+_INSERT, _INSERT_NOTIFYING = _emit_statements()
 
 
 def wake_relays(engine: Engine) -> None:
