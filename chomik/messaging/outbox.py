@@ -278,6 +278,27 @@ def prune_messages(
 _SHARD_LOCK_NAMESPACE = 0x0C40
 
 
+# The relay's statements, parsed once: a batch runs each of them.
+_LOCK_SHARDS = sa.text(
+    "SELECT shard FROM ("
+    "  SELECT shard FROM ("
+    "    SELECT DISTINCT abs(mod(hashtext(key), :shards)) AS shard FROM ("
+    "      SELECT key FROM outbox_events"
+    "      WHERE sent_at IS NULL AND parked_at IS NULL"
+    "      ORDER BY seq LIMIT :scan) AS oldest) AS candidates"
+    "  ORDER BY random()) AS shuffled"
+    " WHERE pg_try_advisory_xact_lock(:ns, shard)"
+    " LIMIT :take"
+)
+_CLAIM_ROWS = sa.text(
+    "SELECT seq, topic, key, payload, type FROM outbox_events"
+    " WHERE sent_at IS NULL AND parked_at IS NULL"
+    " AND abs(mod(hashtext(key), :shards)) = ANY(:held)"
+    " ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_MARK_SENT = sa.text("UPDATE outbox_events SET sent_at = now() WHERE seq = ANY(:seqs)")
+
+
 @dataclass(frozen=True)
 class RelayConfig:
     """Tuning of one relay; the defaults suit production."""
@@ -377,17 +398,7 @@ class Relay:
         """
         return list(
             conn.scalars(
-                sa.text(
-                    "SELECT shard FROM ("
-                    "  SELECT shard FROM ("
-                    "    SELECT DISTINCT abs(mod(hashtext(key), :shards)) AS shard FROM ("
-                    "      SELECT key FROM outbox_events"
-                    "      WHERE sent_at IS NULL AND parked_at IS NULL"
-                    "      ORDER BY seq LIMIT :scan) AS oldest) AS candidates"
-                    "  ORDER BY random()) AS shuffled"
-                    " WHERE pg_try_advisory_xact_lock(:ns, shard)"
-                    " LIMIT :take"
-                ),
+                _LOCK_SHARDS,
                 {
                     "ns": _SHARD_LOCK_NAMESPACE,
                     "shards": self.config.shards,
@@ -403,12 +414,7 @@ class Relay:
             return []
         return list(
             conn.execute(
-                sa.text(
-                    "SELECT seq, topic, key, payload, type FROM outbox_events"
-                    " WHERE sent_at IS NULL AND parked_at IS NULL"
-                    " AND abs(mod(hashtext(key), :shards)) = ANY(:held)"
-                    " ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
-                ),
+                _CLAIM_ROWS,
                 {
                     "shards": self.config.shards,
                     "held": shards,
@@ -437,10 +443,7 @@ class Relay:
             outcome = _outcome(rows, futures)
             if outcome.sent:
                 conn.execute(
-                    sa.text(
-                        "UPDATE outbox_events SET sent_at = now()"
-                        " WHERE seq = ANY(:seqs)"
-                    ),
+                    _MARK_SENT,
                     {"seqs": outcome.sent},
                 )
             self._count_refusals(conn, outcome.refused)
