@@ -13,18 +13,15 @@ Run: .venv/bin/python benchmarks/bench_emit.py [--database-url URL] [--calls 300
 
 from __future__ import annotations
 
-import argparse
-import time
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 
 import sqlalchemy as sa
+from harness import in_turns, statement_args
 from sqlalchemy.orm import Session
 
 from chomik.messaging import outbox
 from chomik.messaging.kafka import Envelope, envelope_of
-from chomik.settings import embedded_database_url
 from clients.events import OrderItem, OrderPlaced
 
 EVENT = OrderPlaced(
@@ -46,27 +43,8 @@ def built_per_call(session: Session, envelope: Envelope, *, topic: str) -> None:
     )
 
 
-def timed(
-    session: Session, write: Callable[..., None], calls: int
-) -> tuple[float, float]:
-    """CPU and wall milliseconds per event."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    for _ in range(calls):
-        write(session, envelope_of(EVENT), topic="orders.events")
-    per = 1000 / calls
-    return (time.process_time() - cpu) * per, (time.perf_counter() - wall) * per
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=embedded_database_url("postgres"),
-        help="any PostgreSQL database (default: that of a running `chomik run`)",
-    )
-    parser.add_argument("--calls", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = statement_args(__doc__, calls=3000)
     engine = sa.create_engine(args.database_url)
     with Session(engine) as session, session.begin():
         session.execute(
@@ -77,18 +55,20 @@ def main() -> None:
                 "created_at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz)"
             )
         )
-        print(f"emit of one event, {args.calls} calls per turn, one connection")
-        print(f"{'turn':<5} {'way':<15} {'CPU ms/event':>13} {'wall ms/event':>14}")
-        ratios = []
-        for turn in range(1, args.rounds + 1):
-            old = timed(session, built_per_call, args.calls)
-            new = timed(session, outbox.emit_envelope, args.calls)
-            ratios.append(old[0] / new[0])
-            for way, (cpu, wall) in (("built per call", old), ("built once", new)):
-                print(f"{turn:<5} {way:<15} {cpu:13.3f} {wall:14.3f}")
+        in_turns(
+            "emit of one event (its envelope made too)",
+            {
+                "built per call": lambda: built_per_call(
+                    session, envelope_of(EVENT), topic="orders.events"
+                ),
+                "built once": lambda: outbox.emit_envelope(
+                    session, envelope_of(EVENT), topic="orders.events"
+                ),
+            },
+            calls=args.calls,
+            rounds=args.rounds,
+        )
         session.rollback()
-    print(f"CPU per event, built per call / built once: x{min(ratios):.1f} to "
-          f"x{max(ratios):.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,18 +12,15 @@ Run: .venv/bin/python benchmarks/bench_upsert.py [--database-url URL] [--calls 2
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import time
 import uuid
-from collections.abc import Callable
 
 import sqlalchemy as sa
+from harness import in_turns, statement_args
 from sqlalchemy.dialects.postgresql import insert
 
 from chomik.db import utcnow
 from chomik.idempotency import _CLAIM, install_idempotency
-from chomik.settings import embedded_database_url
 
 KEYS = install_idempotency(sa.MetaData())
 TTL = dt.timedelta(hours=1)
@@ -57,29 +54,8 @@ def compiled(connection: sa.Connection, key: str, now: dt.datetime) -> object:
     ).first()
 
 
-def timed(
-    connection: sa.Connection,
-    run: Callable[[sa.Connection, str, dt.datetime], object],
-    calls: int,
-) -> tuple[float, float]:
-    """CPU and wall milliseconds per call."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    for _ in range(calls):
-        run(connection, uuid.uuid4().hex, utcnow())
-    per = 1000 / calls
-    return (time.process_time() - cpu) * per, (time.perf_counter() - wall) * per
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=embedded_database_url("postgres"),
-        help="any PostgreSQL database (default: that of a running `chomik run`)",
-    )
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = statement_args(__doc__, calls=2000)
     engine = sa.create_engine(args.database_url)
     with engine.connect() as connection, connection.begin() as transaction:
         connection.execute(
@@ -91,18 +67,20 @@ def main() -> None:
                 "PRIMARY KEY (scope, key))"
             )
         )
-        print(f"idempotency key claim, {args.calls} calls per turn, one connection")
-        print(f"{'turn':<5} {'way':<16} {'CPU ms/call':>12} {'wall ms/call':>13}")
-        ratios = []
-        for turn in range(1, args.rounds + 1):
-            old = timed(connection, built_per_call, args.calls)
-            new = timed(connection, compiled, args.calls)
-            ratios.append(old[0] / new[0])
-            for way, (cpu, wall) in (("built per call", old), ("compiled once", new)):
-                print(f"{turn:<5} {way:<16} {cpu:12.3f} {wall:13.3f}")
+        in_turns(
+            "idempotency key claim",
+            {
+                "built per call": lambda: built_per_call(
+                    connection, uuid.uuid4().hex, utcnow()
+                ),
+                "compiled once": lambda: compiled(
+                    connection, uuid.uuid4().hex, utcnow()
+                ),
+            },
+            calls=args.calls,
+            rounds=args.rounds,
+        )
         transaction.rollback()
-    print(f"CPU per call, built per call / compiled once: x{min(ratios):.1f} to "
-          f"x{max(ratios):.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ imported as `harness` (the scripts' directory is first on the path).
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import random
@@ -35,6 +36,7 @@ from chomik.auth import generate_key_pair
 from chomik.db import utcnow
 from chomik.infra import PostgresCluster, free_port
 from chomik.messaging.outbox import emit
+from chomik.settings import embedded_database_url
 from clients.events import OrderItem as EventItem
 from clients.events import OrderPlaced
 from clients.orders import OrderStatus
@@ -201,6 +203,42 @@ def row(name: str, latencies: list[float], elapsed: float) -> dict[str, float]:
         f"{figures['p99']:>9.2f} {figures['rps']:>9.1f}"
     )
     return figures
+
+
+def statement_args(doc: str, *, calls: int) -> argparse.Namespace:
+    """The options of a one-statement benchmark: a database, calls, rounds."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        default=embedded_database_url("postgres"),
+        help="any PostgreSQL database (default: that of a running `chomik run`)",
+    )
+    parser.add_argument("--calls", type=int, default=calls)
+    parser.add_argument("--rounds", type=int, default=3)
+    return parser.parse_args()
+
+
+def in_turns(
+    what: str, ways: Mapping[str, Callable[[], None]], *, calls: int, rounds: int
+) -> None:
+    """Run each way `calls` times, in turns for `rounds` rounds; print the CPU and
+    wall milliseconds per call, and the first way's CPU over the last's."""
+    print(f"{what}, {calls} calls per turn, one connection")
+    print(f"{'turn':<5} {'way':<16} {'CPU ms/call':>12} {'wall ms/call':>13}")
+    ratios = []
+    for turn in range(1, rounds + 1):
+        spent = {}
+        for way, call in ways.items():
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                call()
+            per = 1000 / calls
+            spent[way] = (time.process_time() - cpu) * per
+            print(f"{turn:<5} {way:<16} {spent[way]:12.3f}"
+                  f" {(time.perf_counter() - wall) * per:13.3f}")  # fmt: skip
+        first, *_, last = spent
+        ratios.append(spent[first] / spent[last])
+    print(f"CPU per call, {first} / {last}: x{min(ratios):.1f} to x{max(ratios):.1f}")
 
 
 # -- seeding through the gateway -----------------------------------------------
