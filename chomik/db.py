@@ -224,12 +224,26 @@ class Page(Generic[T]):
 def paginate(
     session: Session, query: sa.Select[tuple[T]], *, page: int, page_size: int
 ) -> Page[T]:
-    """Fetch page `page` (from 1) of an ordered query, and count the whole list."""
-    total = session.scalar(
-        sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
-    )
-    items = session.scalars(query.limit(page_size).offset((page - 1) * page_size))
-    return Page(items.all(), page, page_size, total or 0)
+    """Fetch page `page` (from 1) of an ordered query, and count the whole list.
+
+    One statement: the count is a window over every matching row, on each row of
+    the page. Only a page past the end, which has no row to carry it, counts in a
+    second statement. The query selects one entity, without DISTINCT or GROUP BY
+    (the window counts rows before either).
+    """
+    rows = session.execute(
+        query.add_columns(sa.func.count().over())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    if rows:
+        return Page([row[0] for row in rows], page, page_size, rows[0][1])
+    total = None
+    if page > 1:
+        total = session.scalar(
+            sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+        )
+    return Page([], page, page_size, total or 0)
 
 
 def listening_connection(engine: Engine, channels: Sequence[str]) -> Any:

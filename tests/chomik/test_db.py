@@ -86,6 +86,27 @@ def test_paginate_answers_one_page_and_the_total(session):
     assert [s.n for s in last.items] == [6]
     beyond = paginate(session, query, page=9, page_size=3)
     assert (list(beyond.items), beyond.total) == ([], 7)
+    none = sa.select(Swatch).where(Swatch.n < 0).order_by(Swatch.n)
+    assert paginate(session, none, page=1, page_size=3).total == 0
+
+
+def test_paginate_reads_a_page_and_its_total_in_one_statement(session):
+    session.add_all(Swatch(n=n, colour=Colour.BLUE) for n in range(5))
+    session.flush()
+    statements = []
+
+    def sent(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    connection = session.connection()
+    sa.event.listen(connection, "before_cursor_execute", sent)
+    try:
+        query = sa.select(Swatch).order_by(Swatch.n)
+        page = paginate(session, query, page=1, page_size=2)
+    finally:
+        sa.event.remove(connection, "before_cursor_execute", sent)
+    assert ([s.n for s in page.items], page.total) == ([0, 1], 5)
+    assert len(statements) == 1
 
 
 def _pings(engine):
