@@ -205,8 +205,11 @@ def row(name: str, latencies: list[float], elapsed: float) -> dict[str, float]:
     return figures
 
 
-def statement_args(doc: str, *, calls: int) -> argparse.Namespace:
-    """The options of a one-statement benchmark: a database, calls, rounds."""
+def statement_args(
+    doc: str, *, calls: int, rows: int | None = None
+) -> argparse.Namespace:
+    """The options of a one-statement benchmark: a database, calls, rounds (and
+    rows of its table, when it has a `rows` default)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument(
         "--database-url",
@@ -215,6 +218,8 @@ def statement_args(doc: str, *, calls: int) -> argparse.Namespace:
     )
     parser.add_argument("--calls", type=int, default=calls)
     parser.add_argument("--rounds", type=int, default=3)
+    if rows is not None:
+        parser.add_argument("--rows", type=int, default=rows)
     return parser.parse_args()
 
 

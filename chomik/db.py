@@ -226,23 +226,19 @@ def paginate(
 ) -> Page[T]:
     """Fetch page `page` (from 1) of an ordered query, and count the whole list.
 
-    One statement: the count is a window over every matching row, on each row of
-    the page. Only a page past the end, which has no row to carry it, counts in a
-    second statement. The query selects one entity, without DISTINCT or GROUP BY
-    (the window counts rows before either).
+    One statement: the count rides on each row of the page as a scalar subquery,
+    which PostgreSQL runs once, apart (the page keeps its index scan and LIMIT).
+    Only a page past the end, which has no row to carry it, counts in a second.
     """
+    count = sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
     rows = session.execute(
-        query.add_columns(sa.func.count().over())
+        query.add_columns(count.scalar_subquery())
         .limit(page_size)
         .offset((page - 1) * page_size)
     ).all()
     if rows:
         return Page([row[0] for row in rows], page, page_size, rows[0][1])
-    total = None
-    if page > 1:
-        total = session.scalar(
-            sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
-        )
+    total = session.scalar(count) if page > 1 else 0
     return Page([], page, page_size, total or 0)
 
 
