@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from harness import spawn
+from harness import percentile, spawn
 
 from chomik.infra import free_port, stop_process, wait_for_port
 from clients._http import HttpClient
@@ -107,10 +107,6 @@ def measure(call: Callable[[str], object], calls: int) -> tuple[float, list[floa
     return (time.process_time() - cpu) / calls, walls
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
@@ -144,11 +140,11 @@ def main() -> None:
         for name in ways:
             print(
                 f"{name:10} {statistics.median(cpu[name]) * 1000:12.3f}"
-                f" {pct(walls[name], 50) * 1000:8.3f} {pct(walls[name], 99) * 1000:8.3f}"
+                f" {percentile(walls[name], 50) * 1000:8.3f} {percentile(walls[name], 99) * 1000:8.3f}"
             )
         ratio = statistics.median(cpu["pool"]) / statistics.median(cpu["requests"])
         print(f"pool / requests: CPU x{ratio:.2f}, p50 x"
-              f"{pct(walls['pool'], 50) / pct(walls['requests'], 50):.2f}")  # fmt: skip
+              f"{percentile(walls['pool'], 50) / percentile(walls['requests'], 50):.2f}")  # fmt: skip
     finally:
         stop_process(server)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from http.client import BadStatusLine, HTTPConnection, HTTPResponse, HTTPSConnection
 
 from chomik.db import readable
@@ -69,10 +69,14 @@ class ConnectionPool:
         """Send a request and return its connection and answer, the body unread.
 
         `url` is the path below the pool's base URL, with its query. A body is
-        sent as it is, chunked when `chunked` (its length unknown); `headers` must
-        say its length otherwise. Give the connection back with `release`.
+        sent as it is, with its length (`Content-Length`), or chunked when
+        `chunked` (its length unknown). Give the connection back with `release`.
         """
         url = f"{self.prefix}{url}"
+        if chunked:
+            headers = [*headers, ("Transfer-Encoding", "chunked")]
+        elif isinstance(body, Sized):
+            headers = [*headers, ("Content-Length", str(len(body)))]
         conn, reused = self._get()
         try:
             return conn, self._send(conn, method, url, headers, body, chunked)

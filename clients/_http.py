@@ -240,12 +240,10 @@ class HttpClient:
             target += "?" + urllib.parse.urlencode(query, doseq=True)
         sent = self._headers(authenticated)
         sent.update((name.title(), value) for name, value in (headers or {}).items())
-        body = None
+        body = b"" if method in BODY_METHODS else None  # its length said, 0
         if json is not None:
             body = jsonlib.dumps(json, allow_nan=False).encode()
             sent["Content-Type"] = "application/json"
-        if body is not None or method in BODY_METHODS:
-            sent["Content-Length"] = str(len(body or b""))
         for attempt in range(1, attempts + 1):
             try:
                 response = self.transport(method, target, sent, body)

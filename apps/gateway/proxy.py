@@ -222,10 +222,6 @@ class Forwarder:
         url = path
         if query:  # as sent, but with what a request line cannot hold escaped
             url += "?" + urllib.parse.quote(query, _QUERY_SAFE, encoding="latin-1")
-        if isinstance(body, Body):
-            headers = [*headers, ("Content-Length", str(len(body)))]
-        elif body is not None:
-            headers = [*headers, ("Transfer-Encoding", "chunked")]
         try:
             conn, response = pool.exchange(
                 method, url, headers, body, chunked=not isinstance(body, Body | None)
